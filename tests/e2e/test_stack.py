@@ -1,0 +1,143 @@
+"""End to end: the real compose stack, load through nginx, scaling under load, real predictions.
+
+Brings the stack up with 2 classifier replicas and 2 Locust workers (built from whatever base images and
+model the environment names: Docker Hub and TF Hub for users, `scripts/offline-prepare` in CI), and takes
+it down afterwards, also when a test fails.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.compose import ROOT, Stack, compose_v2_missing_reason, running_stack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+FIXTURES = ROOT.parent / "shared" / "fixtures" / "imagenet"
+REPLICAS, WORKERS = 2, 2
+RUN_SECONDS = 75
+SCALE_AT_SECONDS = 5
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    reason = compose_v2_missing_reason()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the end-to-end tests: {reason}")
+        pytest.skip(reason)
+    with running_stack(
+        "loadlab-e2e", api_port=18000, web_port=18089,
+        up_args=["--scale", f"classifier={REPLICAS}", "--scale", f"locust-worker={WORKERS}"],
+    ) as running:  # fmt: skip
+        yield running
+
+
+def test_every_service_is_healthy(stack: Stack) -> None:
+    assert stack.health("classifier") == ["healthy"] * REPLICAS
+    assert stack.health("nginx") == ["healthy"]
+    assert stack.health("locust-master") == ["healthy"]
+    assert stack.health("locust-worker") == ["healthy"] * WORKERS
+
+
+@pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"real ImageNet fixtures not found at {FIXTURES}")
+def test_real_prediction_through_nginx(stack: Stack) -> None:
+    base = f"http://127.0.0.1:{stack.api_port}"
+    with (FIXTURES / "parrot.jpg").open("rb") as photo:
+        reply = httpx.post(f"{base}/predict", files={"file": ("parrot.jpg", photo, "image/jpeg")}, timeout=30)
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["predicted_label"] == "macaw"
+    assert 0.0 < body["probability"] <= 1.0
+    assert len(body["top_k"]) == 5
+    assert reply.headers["x-served-by"] in stack.hostnames("classifier")
+    assert "infer;dur=" in reply.headers["server-timing"]
+
+
+def test_img_url_through_nginx_and_bad_input(stack: Stack) -> None:
+    base = f"http://127.0.0.1:{stack.api_port}"
+    image = sorted(p.name for p in (ROOT / "images").iterdir() if p.suffix.lower() in {".jpg", ".jpeg"})[0]
+    reply = httpx.post(f"{base}/predict/tf", json={"img_url": f"http://nginx/images/{image}"}, timeout=30)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["top_k"]
+    # Bad input through the whole path: a clear 4xx with a JSON error, and every replica still ready.
+    bad = httpx.post(f"{base}/predict", files={"file": ("x.jpg", b"not an image", "image/jpeg")}, timeout=30)
+    assert 400 <= bad.status_code < 500 and "error" in bad.json()
+    refused = httpx.post(f"{base}/predict/tf", json={"img_url": "http://127.0.0.1:8000/readyz"}, timeout=30)
+    assert 400 <= refused.status_code < 500 and "error" in refused.json()
+    assert stack.health("classifier") == ["healthy"] * REPLICAS
+
+
+def _scale_up_when_loaded(stack: Stack, errors: list[BaseException]) -> None:
+    try:
+        time.sleep(SCALE_AT_SECONDS)
+        stack.compose("up", "-d", "--no-deps", "--no-recreate", "--scale", f"classifier={REPLICAS + 1}", "classifier")
+        stack.wait_healthy("classifier", REPLICAS + 1, timeout=RUN_SECONDS - SCALE_AT_SECONDS - 15)
+    except BaseException as exc:  # reported by the test thread
+        errors.append(exc)
+
+
+def test_headless_locust_run_scales_and_balances(stack: Stack) -> None:
+    """A bounded headless run through nginx; a third replica joins under load and gets traffic."""
+    out = Path(tempfile.mkdtemp(prefix="loadlab-e2e-"))
+    out.chmod(0o777)  # the Locust image runs as an unprivileged user
+    # The UI master steps aside; a headless master takes its name, and the workers connect to it.
+    stack.compose("stop", "locust-master", "locust-worker")
+    stack.compose("up", "-d", "--no-deps", "--scale", f"locust-worker={WORKERS}", "locust-worker")
+    errors: list[BaseException] = []
+    scaler = threading.Thread(target=_scale_up_when_loaded, args=(stack, errors))
+    scaler.start()
+    run = stack.compose(
+        "run", "--rm", "--no-deps", "--use-aliases", "-v", f"{out}:/out",
+        "locust-master",
+        "--master", "--locustfile", "/locust/locustfile.py", "--host", "http://nginx",
+        "--headless", "--users", "16", "--spawn-rate", "16", "--run-time", f"{RUN_SECONDS}s",
+        "--expect-workers", str(WORKERS), "--expect-workers-max-wait", "120",
+        "--csv", "/out/run", "--json-file", "/out/run", "--only-summary",
+        check=False, timeout=RUN_SECONDS + 300,
+    )  # fmt: skip
+    scaler.join()
+    log = run.stdout + run.stderr
+    (out / "master.log").write_text(log)
+    if errors:
+        raise errors[0]
+    assert run.returncode == 0, f"headless Locust failed ({run.returncode}):\n{log[-4000:]}"
+
+    # Both workers joined before the run started.
+    assert re.search(rf"\b{WORKERS} workers? (connected|ready)", log) or f"worker_count={WORKERS}" in log, log[-3000:]
+
+    # Zero failures, on real traffic of both kinds (the SERVER rows are the server-side time split).
+    with (out / "run_stats.csv").open() as f:
+        rows = {(row["Type"], row["Name"]): row for row in csv.DictReader(f)}
+    real = {key: row for key, row in rows.items() if key[0] not in {"SERVER", ""} and key[1] != "Aggregated"}
+    assert ("POST", "/predict") in real and ("POST", "/predict/tf") in real, sorted(rows)
+    assert sum(int(row["Request Count"]) for row in real.values()) > 100
+    assert sum(int(row["Failure Count"]) for row in real.values()) == 0
+    assert ("SERVER", "infer") in rows
+
+    # Every replica served requests, the one added under load too (by X-Served-By).
+    served = _served_by(log)
+    replicas = stack.hostnames("classifier")
+    assert len(replicas) == REPLICAS + 1
+    assert replicas <= set(served), f"served by {served}, replicas {replicas}"
+    assert all(served[host] > 0 for host in replicas)
+
+
+def _served_by(log: str) -> dict[str, int]:
+    """The master's X-Served-By tally, printed as one JSON line when the run stops."""
+    for line in reversed(log.splitlines()):
+        match = re.search(r"served-by: (\{.*\})", line)
+        if match:
+            return {str(k): int(v) for k, v in json.loads(match.group(1)).items()}
+    raise AssertionError("the master printed no served-by tally")
