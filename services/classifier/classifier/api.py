@@ -1,0 +1,230 @@
+"""HTTP endpoints. Request bodies are read by hand rather than through FastAPI parameters, so that every
+malformed input gets its own 4xx code (see errors.py) and the multipart parse counts in `total`."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
+
+from classifier.errors import ApiError, error_response
+from classifier.fetch import ImageFetcher
+from classifier.metrics import Metrics
+from classifier.predictor import Predictor
+from classifier.schemas import BatchingInfo, ErrorBody, ModelInfo, Prediction, ThreadInfo, UrlRequest
+from classifier.settings import Settings
+from classifier.timing import Timings, server_timing
+
+# Room for multipart boundaries and part headers around the largest allowed file.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+# An {"img_url": ...} body is tiny; anything bigger is not what this endpoint takes.
+JSON_BODY_LIMIT_BYTES = 16 * 1024
+
+
+@dataclass
+class Runtime:
+    """What the endpoints need, filled in by the lifespan once the model is loaded and warmed."""
+
+    settings: Settings
+    metrics: Metrics
+    hostname: str
+    predictor: Predictor | None = None
+    fetcher: ImageFetcher | None = None
+    model_name: str = ""
+    """Where the model came from (manifest.json's `source` when the image build wrote one) or its path."""
+    ready: bool = False
+
+
+def body_limit(settings: Settings, path: str) -> int:
+    if path.rstrip("/") == "/predict":
+        return settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
+    return JSON_BODY_LIMIT_BYTES
+
+
+router = APIRouter()
+
+_ERRORS: dict[int | str, dict[str, object]] = {
+    status: {"model": ErrorBody} for status in (400, 403, 413, 415, 422, 503)
+}
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            },
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+_URL_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": UrlRequest.model_json_schema()}},
+    }
+}
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def _ready(runtime: Runtime) -> tuple[Predictor, ImageFetcher]:
+    if not runtime.ready or runtime.predictor is None or runtime.fetcher is None:
+        raise ApiError(503, "not_ready", "the model is still loading")
+    return runtime.predictor, runtime.fetcher
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "alive"}
+
+
+@router.get("/readyz", responses={503: {"model": ErrorBody}})
+async def readyz(request: Request) -> Response:
+    if not _runtime(request).ready:
+        return error_response(503, "not_ready", "the model is still loading")
+    return JSONResponse({"status": "ready"})
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    body, content_type = _runtime(request).metrics.render()
+    return Response(body, media_type=content_type)
+
+
+@router.get("/model", response_model=ModelInfo, responses={503: {"model": ErrorBody}})
+async def model(request: Request) -> ModelInfo:
+    runtime = _runtime(request)
+    predictor, _fetcher = _ready(runtime)
+    settings = runtime.settings
+    return ModelInfo(
+        model=runtime.model_name,
+        model_path=str(settings.model_path),
+        labels_path=str(settings.labels_path),
+        backend=predictor.backend.name,
+        input_size=predictor.input_size,
+        label_count=len(predictor.labels),
+        top_k=predictor.top_k,
+        batching=BatchingInfo(
+            enabled=predictor.batcher.max_batch_size > 1,
+            max_batch_size=predictor.batcher.max_batch_size,
+            max_batch_delay_ms=predictor.batcher.max_delay_s * 1000.0,
+        ),
+        threads=ThreadInfo(
+            intra_op=settings.threads, inter_op=settings.inter_op_threads, decode=settings.decode_threads
+        ),
+        workers_per_replica=settings.workers,
+        pid=os.getpid(),
+        hostname=runtime.hostname,
+        backend_info=predictor.backend.info(),
+    )
+
+
+@router.post("/predict", response_model=Prediction, responses=_ERRORS, openapi_extra=_UPLOAD_BODY)
+async def predict_upload(request: Request) -> Response:
+    """Classify an uploaded image: multipart field `file`, or the raw bytes with an `image/*` Content-Type."""
+    timings = Timings()
+    runtime = _runtime(request)
+    predictor, _fetcher = _ready(runtime)
+    data = await _read_upload(request, runtime.settings.max_upload_bytes)
+    answer = await predictor.predict(data, timings)
+    return _prediction_response(runtime, answer, timings)
+
+
+@router.post("/predict/tf", response_model=Prediction, responses=_ERRORS, openapi_extra=_URL_BODY)
+@router.post("/predict/tf/", include_in_schema=False)
+async def predict_url(request: Request) -> Response:
+    """Classify the image at `img_url` (the tutorial's endpoint); only allowlisted hosts are fetched."""
+    timings = Timings()
+    runtime = _runtime(request)
+    predictor, fetcher = _ready(runtime)
+    payload = await _read_url_request(request)
+    fetch_started = time.perf_counter()
+    data = await fetcher.fetch(payload.img_url)
+    timings.add("fetch", time.perf_counter() - fetch_started)
+    answer = await predictor.predict(data, timings)
+    return _prediction_response(runtime, answer, timings)
+
+
+def _prediction_response(runtime: Runtime, answer: dict[str, object], timings: Timings) -> Response:
+    stages = timings.finish()
+    runtime.metrics.observe_stages(stages)
+    return JSONResponse(answer, headers={"Server-Timing": server_timing(stages)})
+
+
+async def _read_upload(request: Request, max_bytes: int) -> bytes:
+    media = _media_type(request)
+    if request.headers.get("content-length") == "0":
+        raise ApiError(400, "empty_body", "the request has no body: send the image as multipart field `file`")
+    if media == "multipart/form-data":
+        data = await _read_multipart_file(request)
+    elif media.startswith("image/") or media == "application/octet-stream":
+        data = await request.body()
+    else:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"Content-Type {media or '(none)'!r} is not accepted: use multipart/form-data (field `file`) "
+            "or the raw image with an image/* type",
+        )
+    if not data:
+        raise ApiError(400, "empty_body", "the image is empty (0 bytes)")
+    if len(data) > max_bytes:
+        raise ApiError(413, "too_large", f"the image is {len(data)} bytes, over the limit of {max_bytes}")
+    return data
+
+
+async def _read_multipart_file(request: Request) -> bytes:
+    try:
+        form = await request.form(max_files=1, max_fields=16)
+    except (MultiPartException, StarletteHTTPException) as exc:
+        detail = getattr(exc, "message", None) or getattr(exc, "detail", None) or str(exc)
+        raise ApiError(400, "invalid_multipart", f"the multipart body cannot be parsed: {detail}") from None
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise ApiError(400, "missing_file", "the multipart body has no file field named `file`")
+        return await upload.read()
+    finally:
+        await form.close()
+
+
+async def _read_url_request(request: Request) -> UrlRequest:
+    media = _media_type(request)
+    # No Content-Type at all is taken as JSON (curl -d without -H); any other explicit type is refused.
+    if media and media != "application/json" and not media.endswith("+json"):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f'Content-Type {media!r} is not accepted: send JSON {{"img_url": "..."}}',
+        )
+    raw = await request.body()
+    if not raw.strip():
+        raise ApiError(400, "empty_body", 'the request has no body: send JSON {"img_url": "..."}')
+    try:
+        return UrlRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        if any(err["type"] == "json_invalid" for err in errors):
+            raise ApiError(422, "invalid_json", f"the body is not valid JSON: {errors[0]['msg']}") from None
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in errors
+        )
+        raise ApiError(422, "invalid_request", problems) from None

@@ -1,0 +1,142 @@
+"""The hot path of one prediction: decode (thread pool) -> batcher (inference thread) -> top-k answer.
+
+Nothing here runs model or image code on the event loop: decoding goes to a small pool of threads, inference
+to the one thread that owns the model (a model object is never called from two threads at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+from concurrent.futures import Executor
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from classifier.batching import Batcher
+from classifier.errors import ApiError
+from classifier.metrics import Metrics
+from classifier.preprocess import ImageError, decode_image
+from classifier.timing import Timings
+
+if TYPE_CHECKING:
+    from classifier.backends import Backend
+
+log = logging.getLogger(__name__)
+
+# preprocess.ImageError codes whose status is not the default 422 (not_an_image, truncated_image,
+# corrupt_image); errors.py has the whole table.
+_IMAGE_ERROR_STATUS = {"empty": 400, "image_too_large": 413, "unsupported_type": 415}
+
+
+def image_error_status(code: str) -> int:
+    return _IMAGE_ERROR_STATUS.get(code, 422)
+
+
+class Predictor:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        top_k: int,
+        max_batch_size: int,
+        max_batch_delay_ms: float,
+        infer_executor: Executor,
+        decode_executor: Executor,
+        metrics: Metrics,
+    ) -> None:
+        self.backend = backend
+        self.input_size: tuple[int, int] = (int(backend.input_size[0]), int(backend.input_size[1]))
+        self.labels = list(backend.labels)
+        self.top_k = min(top_k, len(self.labels))
+        self._infer_executor = infer_executor
+        self._decode_executor = decode_executor
+        self._metrics = metrics
+        self.batcher = Batcher(
+            backend.predict,
+            infer_executor,
+            max_batch_size=max_batch_size,
+            max_delay_s=max_batch_delay_ms / 1000.0,
+            observer=metrics,
+        )
+
+    # --- life cycle ---
+    async def warm_up(self, rounds: int = 3) -> None:
+        """First calls are slow (graph tracing, XNNPACK packing, Pillow plugins): pay before readiness."""
+        loop = asyncio.get_running_loop()
+        sizes = sorted({1, self.batcher.max_batch_size})
+        await loop.run_in_executor(self._infer_executor, self._warm_model, sizes, rounds)
+        blank = _blank_jpeg(self.input_size)
+        await loop.run_in_executor(self._decode_executor, decode_image, blank, self.input_size)
+
+    def _warm_model(self, sizes: list[int], rounds: int) -> None:
+        height, width = self.input_size
+        for size in sizes:
+            batch = np.zeros((size, height, width, 3), dtype=np.uint8)
+            for _ in range(rounds):
+                probs = np.asarray(self.backend.predict(batch))
+            if probs.shape != (size, len(self.labels)):
+                raise RuntimeError(
+                    f"backend answered shape {probs.shape} for a batch of {size}, "
+                    f"expected ({size}, {len(self.labels)})"
+                )
+
+    def start(self) -> None:
+        self.batcher.start()
+
+    async def close(self) -> None:
+        await self.batcher.close()
+
+    # --- per request ---
+    async def predict(self, data: bytes, timings: Timings) -> dict[str, object]:
+        image = await self.decode(data, timings)
+        result = await self.batcher.submit(image)
+        timings.add("queue", result.queue_s)
+        timings.add("infer", result.infer_s)
+        return self.answer(result.probs, result.batch_size)
+
+    async def decode(self, data: bytes, timings: Timings) -> np.ndarray:
+        loop = asyncio.get_running_loop()
+        try:
+            image, seconds = await loop.run_in_executor(
+                self._decode_executor, _timed_decode, data, self.input_size
+            )
+        except ImageError as exc:
+            raise ApiError(image_error_status(exc.code), exc.code, exc.detail) from None
+        except Exception as exc:
+            # Decoders raise many kinds of errors on hostile input; it is still the input's fault, and a 5xx
+            # would make nginx retry the same bad bytes on every replica.
+            log.warning("decode failed outside ImageError: %r", exc)
+            raise ApiError(422, "invalid_image", f"cannot decode the image: {type(exc).__name__}") from None
+        timings.add("decode", seconds)
+        return image
+
+    def answer(self, probs: np.ndarray, batch_size: int) -> dict[str, object]:
+        k = self.top_k
+        top = np.argpartition(probs, -k)[-k:]
+        # Stable order for equal probabilities (lower class index first), so answers are reproducible.
+        top = top[np.lexsort((top, -probs[top]))]
+        top_k = [{"label": self.labels[i], "probability": float(probs[i])} for i in top]
+        return {
+            "predicted_label": top_k[0]["label"],
+            "probability": top_k[0]["probability"],
+            "top_k": top_k,
+            "backend": self.backend.name,
+            "batch_size": batch_size,
+        }
+
+
+def _timed_decode(data: bytes, size: tuple[int, int]) -> tuple[np.ndarray, float]:
+    started = time.perf_counter()
+    image = decode_image(data, size)
+    return image, time.perf_counter() - started
+
+
+def _blank_jpeg(size: tuple[int, int]) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (size[1] * 2, size[0] * 2), (128, 128, 128)).save(buffer, format="JPEG")
+    return buffer.getvalue()

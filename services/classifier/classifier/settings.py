@@ -1,0 +1,101 @@
+"""Every knob of the classifier service, read from `CLASSIFIER_*` environment variables.
+
+The same class serves the app (inside each worker) and `gunicorn.conf.py` (in the master), so each setting is
+defined exactly once. Each field's docstring is its documentation (with its unit); `.env` mirrors them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CLASSIFIER_",
+        extra="ignore",
+        use_attribute_docstrings=True,
+        # `model_dir` and friends are ours, not pydantic's protected `model_` namespace.
+        protected_namespaces=(),
+    )
+
+    # --- model ---
+    backend: Literal["tf", "litert"] = "tf"
+    """Inference backend: `tf` (SavedModel <model_dir>/saved_model) or `litert` (<model_dir>/model.tflite)."""
+    model_dir: Path = Path("/opt/model")
+    """Directory holding saved_model/ and/or model.tflite, plus labels.txt (one label per line)."""
+    threads: int = Field(1, ge=1)
+    """Threads one inference call may use (TF intra-op / LiteRT interpreter threads), per worker process."""
+    inter_op_threads: int = Field(1, ge=1)
+    """TF inter-op threads per worker process (ignored by litert)."""
+    decode_threads: int = Field(2, ge=1)
+    """Threads per worker process that decode and resize uploaded images (off the event loop)."""
+    top_k: int = Field(5, ge=1)
+    """How many labels each answer lists in `top_k` (count)."""
+
+    # --- adaptive batching ---
+    max_batch_size: int = Field(1, ge=1, le=256)
+    """Most images one model call may take (count); 1 turns batching off."""
+    max_batch_delay_ms: float = Field(2.0, ge=0.0, le=1000.0)
+    """Longest wait after a batch's first request for more (milliseconds); unused when batching is off."""
+
+    # --- request limits ---
+    max_upload_bytes: int = Field(10 * MIB, ge=1)
+    """Largest accepted image upload (bytes); bigger uploads get 413 before the body is read in full."""
+    url_allowlist: Annotated[list[str], NoDecode] = ["nginx"]
+    """Comma-separated hosts `img_url` may name: exact hostnames or IPs (may resolve to private addresses), or
+    `*` / `*.domain` wildcards (public addresses only)."""
+    url_timeout_s: float = Field(5.0, gt=0.0)
+    """Whole-fetch deadline for an `img_url` (seconds): DNS, connect, redirects and body together."""
+    url_max_bytes: int = Field(10 * MIB, ge=1)
+    """Largest image fetched from an `img_url` (bytes); the download stops as soon as it passes this."""
+    url_max_redirects: int = Field(3, ge=0)
+    """Redirects followed for an `img_url` (count); every hop is checked against the allowlist again."""
+
+    # --- gunicorn (read by gunicorn.conf.py) ---
+    workers: int = Field(1, ge=1)
+    """gunicorn worker processes per replica; each loads its own copy of the model."""
+    bind_host: str = "0.0.0.0"
+    """Address gunicorn listens on."""
+    port: int = Field(8000, ge=1, le=65535)
+    """TCP port gunicorn listens on."""
+    timeout_s: int = Field(120, ge=1)
+    """gunicorn worker timeout (seconds): must cover model load and warm-up, during which a worker sends no
+    heartbeat."""
+    graceful_timeout_s: int = Field(30, ge=1)
+    """Time a worker gets to finish in-flight requests on shutdown (seconds)."""
+    keepalive_s: int = Field(75, ge=0)
+    """Idle keep-alive timeout of client connections (seconds); longer than nginx's upstream idle timeout (60)
+    so the classifier never closes a connection nginx is about to reuse."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Log level of gunicorn and the app."""
+    access_log: bool = False
+    """Log one line per request (costs CPU under load)."""
+    metrics_dir: Path = Path("/tmp/classifier-metrics")
+    """Directory for prometheus-client's multiprocess files (PROMETHEUS_MULTIPROC_DIR), emptied at start."""
+
+    @field_validator("url_allowlist", mode="before")
+    @classmethod
+    def _split_allowlist(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [host.strip() for host in value.split(",") if host.strip()]
+        return value
+
+    @field_validator("url_allowlist")
+    @classmethod
+    def _normalise_hosts(cls, hosts: list[str]) -> list[str]:
+        # Hostnames compare case-insensitively and a trailing dot names the same host.
+        return [host.lower().rstrip(".") for host in hosts]
+
+    @property
+    def model_path(self) -> Path:
+        return self.model_dir / ("saved_model" if self.backend == "tf" else "model.tflite")
+
+    @property
+    def labels_path(self) -> Path:
+        return self.model_dir / "labels.txt"
