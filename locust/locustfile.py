@@ -1,0 +1,321 @@
+"""Load for the lab's classifier, through nginx: uploads (POST /predict) and image URLs (POST /predict/tf).
+
+Options (flag / env var / web UI field, defaults in `add_options`): --upload-weight, --url-weight,
+--images-dir, --image-glob, --image-base-url, --target-rps, --served-by-file. Set them on the master:
+Locust forwards custom options to the workers with every spawn message, replacing the workers' own values.
+
+Besides the two request entries, every response's `Server-Timing` metrics become entries of type SERVER
+(name = metric, response time = its `dur` in ms), and `X-Served-By` is counted per replica: GET /served-by
+on the master's web UI, logged as JSON at test stop, optionally written to --served-by-file at exit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import imageset
+from flask import Response, jsonify
+from locust.env import Environment
+from locust.runners import MasterRunner, WorkerRunner
+from servedby import REPORT_KEY, ServedByCounter
+from servertiming import parse_server_timing
+
+from locust import FastHttpUser, constant_throughput, events, task
+
+SERVER_REQUEST_TYPE = "SERVER"  # the contract in docs/architecture.md
+PACING_MESSAGE = "lab_pacing_total_users"
+
+log = logging.getLogger("locustfile")
+
+served_by = ServedByCounter()
+
+
+@dataclass
+class RunState:
+    """What users need during one test, loaded at test start where users run (worker or local)."""
+
+    uploads: list[imageset.Upload] = field(default_factory=list)
+    image_names: list[str] = field(default_factory=list)
+    load_error: str | None = "test has not started"
+    # All users across all workers, for --target-rps pacing; 0 until known.
+    total_users: int = 0
+    weights: tuple[int, int] = (3, 1)
+    # Set at init: some events (quit, spawning_complete) carry no environment.
+    environment: Environment | None = None
+
+
+state = RunState()
+
+
+@events.init_command_line_parser.add_listener
+def add_options(parser: Any) -> None:
+    parser.add_argument(
+        "--upload-weight",
+        type=int,
+        default=3,
+        env_var="LOCUST_UPLOAD_WEIGHT",
+        help="Relative share of UploadUser (POST /predict, multipart). Applied when a test starts.",
+    )
+    parser.add_argument(
+        "--url-weight",
+        type=int,
+        default=1,
+        env_var="LOCUST_URL_WEIGHT",
+        help="Relative share of UrlUser (POST /predict/tf with img_url). Applied when a test starts.",
+    )
+    parser.add_argument(
+        "--images-dir",
+        default="/images",
+        env_var="LOCUST_IMAGES_DIR",
+        help="Folder of photos to upload; their names also make the img_urls. Same path on every worker.",
+    )
+    parser.add_argument(
+        "--image-glob",
+        default="*",
+        env_var="LOCUST_IMAGE_GLOB",
+        help="Glob selecting files in --images-dir, e.g. 'chelsea_640x480.jpg' to send one photo only.",
+    )
+    parser.add_argument(
+        "--image-base-url",
+        default="http://nginx/images",
+        env_var="LOCUST_IMAGE_BASE_URL",
+        help="URL of --images-dir as the classifier fetches it (the img_url prefix).",
+    )
+    parser.add_argument(
+        "--target-rps",
+        type=float,
+        default=0.0,
+        env_var="LOCUST_TARGET_RPS",
+        help="0: closed model, each user sends its next request as soon as the last one answered. "
+        ">0: pace every user at target_rps/users requests per second (needs users > rps x latency).",
+    )
+    parser.add_argument(
+        "--served-by-file",
+        default="",
+        env_var="LOCUST_SERVED_BY_FILE",
+        include_in_web_ui=False,
+        help="If set, the master (or a local run) writes the X-Served-By counts as JSON here at exit.",
+    )
+
+
+def weights_from(options: Any) -> tuple[int, int]:
+    weights = (int(options.upload_weight), int(options.url_weight))
+    if min(weights) < 0 or sum(weights) == 0:
+        raise ValueError(f"--upload-weight/--url-weight must be >= 0 and not both 0, got {weights}")
+    return weights
+
+
+def apply_weights(options: Any) -> None:
+    # The master's (or local runner's) user dispatcher reads `weight` from the classes when a test's
+    # first dispatch runs, which is after test_start: setting it here covers CLI, env and web UI values.
+    # Workers only spawn what the master tells them, so their class weights do not matter.
+    try:
+        state.weights = weights_from(options)
+    except ValueError as e:
+        log.error("%s; keeping %s", e, state.weights)
+    UploadUser.weight, UrlUser.weight = state.weights
+
+
+def set_total_users(n: int) -> None:
+    if n > 0:
+        state.total_users = n
+
+
+def load_images(options: Any) -> None:
+    try:
+        files = imageset.list_images(options.images_dir, options.image_glob)
+    except FileNotFoundError as e:
+        state.uploads, state.image_names, state.load_error = [], [], str(e)
+        log.error("%s", e)
+        return
+    state.uploads = imageset.load_uploads(files)
+    state.image_names = [p.name for p in files]
+    state.load_error = None
+    log.info("loaded %d images from %s: %s", len(files), options.images_dir, ", ".join(state.image_names))
+
+
+class LabUser(FastHttpUser):
+    abstract = True
+
+    def wait_time(self) -> float:
+        target_rps = float(self.environment.parsed_options.target_rps or 0)
+        if target_rps <= 0:
+            return 0.0
+        users = state.total_users or max(self.environment.runner.user_count, 1)
+        # constant_throughput keeps its state on the user, so a fresh one per call follows user-count changes.
+        return constant_throughput(target_rps / users)(self)
+
+    def check(self, resp: Any) -> None:
+        if resp.status_code != 200:
+            detail = resp.error if resp.status_code == 0 else (resp.text or "")[:200]
+            resp.failure(f"HTTP {resp.status_code}: {detail}")
+            return
+        try:
+            body = resp.json()
+        except ValueError:
+            resp.failure("answer is not JSON")
+            return
+        if not isinstance(body, dict) or not isinstance(body.get("predicted_label"), str):
+            resp.failure(f"no predicted_label in answer: {str(body)[:200]}")
+
+
+class UploadUser(LabUser):
+    weight = 3
+
+    @task
+    def predict_upload(self) -> None:
+        if not state.uploads:
+            raise RuntimeError(f"UploadUser has no images: {state.load_error}")
+        upload = random.choice(state.uploads)
+        with self.client.post(
+            "/predict",
+            data=upload.body,
+            headers={"Content-Type": upload.content_type},
+            name="/predict",
+            catch_response=True,
+        ) as resp:
+            self.check(resp)
+
+
+class UrlUser(LabUser):
+    weight = 1
+
+    @task
+    def predict_url(self) -> None:
+        if not state.image_names:
+            raise RuntimeError(f"UrlUser has no images: {state.load_error}")
+        base = self.environment.parsed_options.image_base_url.rstrip("/")
+        url = f"{base}/{quote(random.choice(state.image_names))}"
+        with self.client.post(
+            "/predict/tf", json={"img_url": url}, name="/predict/tf", catch_response=True
+        ) as resp:
+            self.check(resp)
+
+
+def _header(headers: Any, name: str) -> str | list[str] | None:
+    return headers.get(name) if headers else None
+
+
+@events.request.add_listener
+def on_request(
+    request_type: str, response: Any = None, exception: BaseException | None = None, **_: Any
+) -> None:
+    # Only successful real requests: an error answer's timings would mix into the server-side split.
+    if request_type == SERVER_REQUEST_TYPE or exception is not None or response is None:
+        return
+    headers = getattr(response, "headers", None)
+    for metric, dur_ms in parse_server_timing(_header(headers, "Server-Timing")):
+        events.request.fire(
+            request_type=SERVER_REQUEST_TYPE,
+            name=metric,
+            response_time=dur_ms,
+            response_length=0,
+            exception=None,
+            context={},
+            response=None,
+        )
+    host = _header(headers, "X-Served-By")
+    if isinstance(host, list):
+        host = host[0]
+    if host:
+        served_by.add(host.strip())
+
+
+def _runs_users(environment: Environment) -> bool:
+    return not isinstance(environment.runner, MasterRunner)
+
+
+def _counts_totals(environment: Environment) -> bool:
+    return not isinstance(environment.runner, WorkerRunner)
+
+
+@events.init.add_listener
+def on_init(environment: Environment, **_: Any) -> None:
+    state.environment = environment
+    options = environment.parsed_options
+    if options is None:  # Environment built by hand (library use): keep the class defaults
+        return
+    weights_from(options)  # fail fast on a bad CLI/env value
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        runner.register_message(
+            PACING_MESSAGE, lambda environment, msg, **_kw: set_total_users(int(msg.data["total_users"]))
+        )
+    if _counts_totals(environment):
+        apply_weights(options)
+    if environment.web_ui:
+
+        @environment.web_ui.app.route("/served-by")
+        @environment.web_ui.auth_required_if_enabled
+        def served_by_route() -> Response:
+            return jsonify(served_by.snapshot())
+
+
+@events.test_start.add_listener
+def on_test_start(environment: Environment, **_: Any) -> None:
+    served_by.reset()
+    state.total_users = 0
+    runner = environment.runner
+    if _counts_totals(environment):
+        apply_weights(environment.parsed_options)
+        log.info("user weights: UploadUser=%d UrlUser=%d", *state.weights)
+        # target_user_count is set before test_start fires; workers learn it from this message, which
+        # the master sends before the spawn messages, so their first users are paced right.
+        set_total_users(runner.target_user_count)
+        if isinstance(runner, MasterRunner):
+            runner.send_message(PACING_MESSAGE, {"total_users": runner.target_user_count})
+    if _runs_users(environment):
+        load_images(environment.parsed_options)
+
+
+@events.spawning_complete.add_listener
+def on_spawning_complete(user_count: int, **_: Any) -> None:
+    # Fires on every node with the total across workers (the master forwards it), also after the
+    # user count is changed in the web UI during a test.
+    set_total_users(user_count)
+    env = state.environment
+    if env is not None and env.reset_stats and _counts_totals(env):
+        served_by.reset()  # mirror --reset-stats, which resets the request stats at this point
+
+
+@events.reset_stats.add_listener
+def on_reset_stats(**_: Any) -> None:
+    served_by.reset()
+
+
+@events.report_to_master.add_listener
+def on_report_to_master(client_id: str, data: dict[str, Any], **_: Any) -> None:
+    data[REPORT_KEY] = served_by.drain()
+
+
+@events.worker_report.add_listener
+def on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
+    served_by.merge(data.get(REPORT_KEY))
+
+
+@events.test_stop.add_listener
+def on_test_stop(environment: Environment, **_: Any) -> None:
+    if _counts_totals(environment):
+        # On a master the workers' last report (up to 3 s of counts) may still be on its way; the line
+        # logged at exit and GET /served-by have it.
+        log.info("served-by: %s", json.dumps(served_by.snapshot()))
+
+
+@events.quit.add_listener
+def on_quit(exit_code: int, **_: Any) -> None:
+    env = state.environment
+    if env is None or not _counts_totals(env):
+        return
+    counts = served_by.snapshot()
+    # Same "served-by: {json}" shape as at test stop, so a log reader can take the last such line.
+    log.info("served-by: %s (final, with the workers' last reports)", json.dumps(counts))
+    path = env.parsed_options.served_by_file if env.parsed_options else ""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(counts, indent=2) + "\n")

@@ -1,0 +1,122 @@
+"""A stand-in for nginx + classifier replicas, for running the real locustfile against 127.0.0.1.
+
+Answers the classifier's HTTP contract (docs/architecture.md) with a fixed prediction, a `Server-Timing`
+header and an `X-Served-By` header that rotates over a few fake replica names, and checks what Locust
+sends: a multipart body with a `file` part for /predict, a JSON `img_url` under the expected prefix for
+/predict/tf. Anything else is a 4xx, so a malformed request shows up as a Locust failure. Stdlib only:
+it runs in the pytest process, which must never import Locust (gevent monkey-patching).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+REPLICAS = ("replica-a", "replica-b", "replica-c")
+SERVER_TIMING = 'queue;dur=0.5, decode;dur=1.25;desc="decode, resize", infer;dur=3, total;dur=4.75'
+
+
+class StandIn(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, image_url_prefix: str) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.image_url_prefix = image_url_prefix
+        self.lock = threading.Lock()
+        self.requests: Counter[str] = Counter()  # "/predict 200", ...
+        self.served: Counter[str] = Counter()
+        self._replicas = itertools.cycle(REPLICAS)
+        self.uploaded_names: set[str] = set()
+        self.fetched_urls: set[str] = set()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def next_replica(self) -> str:
+        with self.lock:
+            replica = next(self._replicas)
+            self.served[replica] += 1
+            return replica
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as FastHttpUser expects
+    disable_nagle_algorithm = True  # headers and body go out as two writes: no 40 ms delayed-ACK stall
+    server: StandIn
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet
+        pass
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        path = self.path.rstrip("/") or "/"
+        if path == "/predict":
+            error = self._check_upload(body)
+        elif path == "/predict/tf":
+            error = self._check_url(body)
+        else:
+            self._reply(404, {"error": "not_found", "detail": self.path})
+            return
+        if error:
+            self._reply(400, {"error": "bad_request", "detail": error})
+            return
+        headers = {"X-Served-By": self.server.next_replica(), "Server-Timing": SERVER_TIMING}
+        top = {"label": "tabby", "probability": 0.9}
+        answer = {"predicted_label": "tabby", "probability": 0.9, "top_k": [top]}
+        self._reply(200, answer, headers)
+
+    def _check_upload(self, body: bytes) -> str | None:
+        ctype = self.headers.get("Content-Type", "")
+        if not ctype.startswith("multipart/form-data; boundary="):
+            return f"not multipart: {ctype!r}"
+        boundary = ctype.split("boundary=", 1)[1].encode()
+        if not body.startswith(b"--" + boundary + b"\r\n") or not body.endswith(b"--" + boundary + b"--\r\n"):
+            return "multipart body not framed by its boundary"
+        head = body.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+        if 'name="file"' not in head or "filename=" not in head or "Content-Type: image/" not in head:
+            return f"bad part header: {head!r}"
+        with self.server.lock:
+            self.server.uploaded_names.add(head.split('filename="', 1)[1].split('"', 1)[0])
+        return None
+
+    def _check_url(self, body: bytes) -> str | None:
+        try:
+            url = json.loads(body)["img_url"]
+        except (ValueError, KeyError, TypeError):
+            return "no JSON img_url"
+        if not isinstance(url, str) or not url.startswith(self.server.image_url_prefix):
+            return f"img_url {url!r} not under {self.server.image_url_prefix}"
+        with self.server.lock:
+            self.server.fetched_urls.add(url)
+        return None
+
+    def _reply(self, status: int, payload: dict[str, object], headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(payload).encode()
+        with self.server.lock:
+            self.server.requests[f"{self.path.rstrip('/')} {status}"] += 1
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@contextmanager
+def running_standin(image_url_prefix: str = "http://nginx/images/") -> Iterator[StandIn]:
+    server = StandIn(image_url_prefix)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
