@@ -1,0 +1,306 @@
+"""Fetch the classifier's model at image build time (never at container start) and lay it out for the service.
+
+    python fetch_model.py --source SOURCE --labels LABELS [--tflite none|float32] [--no-verify] --out DIR
+
+SOURCE is one of:
+- an http(s) URL of a TF Hub / Kaggle model (https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/
+  classification/5, https://www.kaggle.com/models/google/mobilenet-v2/TensorFlow2/100-224-classification/2)
+  or of a SavedModel .tar.gz: downloaded with `tensorflow_hub.resolve` into a temporary cache;
+- a Kaggle model handle (google/mobilenet-v2/tensorFlow2/100-224-classification[/2]), the same as its URL;
+- an http(s) URL of a .tflite file: downloaded as is;
+- a local path: a SavedModel directory or a .tflite file.
+LABELS is an http(s) URL or a local path of a label file, one label per line (index 0 = "background" for
+the TF Hub ImageNet models), e.g. https://storage.googleapis.com/download.tensorflow.org/data/ImageNetLabels.txt.
+
+Output in --out: saved_model/ (when the source is a SavedModel), model.tflite (the source's, or converted
+from the SavedModel with --tflite float32), labels.txt, and manifest.json (sources, sizes, sha256s, what was
+made, the verification). Verification (on by default when the `classifier` package sits next to this file, as
+in the service's folder) loads every model made with the service's own backends, checks the label count,
+and checks that a converted .tflite answers like its SavedModel. Exits 1 with a message on any failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+DOWNLOAD_TIMEOUT_S = 120
+KAGGLE_MODELS_URL = "https://www.kaggle.com/models/"
+# owner/model/framework/variation[/version], e.g. google/mobilenet-v2/tensorFlow2/100-224-classification/2
+KAGGLE_HANDLE = re.compile(r"^[\w.-]+/[\w.-]+/[\w.-]+/[\w.-]+(/\d+)?$")
+# A float32 conversion must answer like its SavedModel: this bound is on probabilities, far above float32
+# rounding (1e-6) and far below any real mismatch (wrong input scaling moves them by 1e-2 and more).
+MAX_CONVERSION_DIFF = 1e-3
+
+
+class FetchError(Exception):
+    """A failure with a message meant for the person running the build."""
+
+
+def say(message: str) -> None:
+    print(f"[fetch_model] {message}", flush=True)
+
+
+def is_url(source: str) -> bool:
+    return urllib.parse.urlparse(source).scheme in ("http", "https")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def describe_tree(directory: Path) -> dict[str, Any]:
+    """Size and a sha256 of a directory: the hash of its sorted 'relative/path sha256' lines."""
+    lines, total = [], 0
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        lines.append(f"{path.relative_to(directory).as_posix()} {sha256_file(path)}\n")
+        total += path.stat().st_size
+    return {
+        "sha256": hashlib.sha256("".join(lines).encode()).hexdigest(),
+        "bytes": total,
+        "files": len(lines),
+    }
+
+
+def describe_file(path: Path) -> dict[str, Any]:
+    return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+
+
+def download(url: str, destination: Path) -> Path:
+    say(f"downloading {url}")
+    started = time.monotonic()
+    try:
+        with (
+            urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response,
+            destination.open("wb") as out,
+        ):
+            shutil.copyfileobj(response, out, 1 << 20)
+    except (OSError, ValueError) as exc:
+        raise FetchError(f"cannot download {url}: {exc}") from exc
+    say(f"  {destination.stat().st_size:,} bytes in {time.monotonic() - started:.1f} s")
+    return destination
+
+
+def resolve_hub_model(handle: str, cache_dir: Path) -> Path:
+    """Download a TF Hub / Kaggle model (or a SavedModel .tar.gz URL) into cache_dir; its local directory."""
+    os.environ["TFHUB_CACHE_DIR"] = str(cache_dir)
+    try:
+        import tensorflow_hub as hub
+    except ImportError as exc:
+        raise FetchError(f"downloading {handle} needs tensorflow-hub (and tf-keras): {exc}") from exc
+    say(f"resolving {handle} with tensorflow_hub (cache {cache_dir})")
+    started = time.monotonic()
+    try:
+        path = Path(hub.resolve(handle))
+    except Exception as exc:  # tensorflow_hub raises plain Exception/OSError/ValueError subclasses
+        raise FetchError(f"cannot download the model {handle}: {exc}") from exc
+    say(f"  resolved to {path} in {time.monotonic() - started:.1f} s")
+    return path
+
+
+def locate_source(source: str, workdir: Path) -> tuple[str, Path]:
+    """('savedmodel' | 'tflite', local path) for --source, downloading it first when it is remote."""
+    if is_url(source):
+        if urllib.parse.urlparse(source).path.endswith(".tflite"):
+            return "tflite", download(source, workdir / "downloaded.tflite")
+        return "savedmodel", resolve_hub_model(source, workdir / "tfhub-cache")
+    path = Path(source)
+    if path.is_file():
+        if path.suffix != ".tflite":
+            raise FetchError(f"{path} is a file but not a .tflite model (a SavedModel is a directory)")
+        return "tflite", path
+    if path.is_dir():
+        if not (path / "saved_model.pb").is_file():
+            raise FetchError(f"{path} is a directory without saved_model.pb: not a SavedModel")
+        return "savedmodel", path
+    if KAGGLE_HANDLE.match(source) and not source.startswith("."):
+        url = KAGGLE_MODELS_URL + source
+        say(f"{source} is no local path: taken as the Kaggle model {url}")
+        return "savedmodel", resolve_hub_model(url, workdir / "tfhub-cache")
+    raise FetchError(f"model source {source!r} is neither a URL, a Kaggle model handle, nor an existing path")
+
+
+def fetch_labels(source: str, destination: Path, workdir: Path) -> int:
+    if is_url(source):
+        fetched = download(source, workdir / "labels.download")
+    else:
+        fetched = Path(source)
+        if not fetched.is_file():
+            raise FetchError(f"labels file {fetched} does not exist")
+    try:
+        text = fetched.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FetchError(f"cannot read labels from {source}: {exc}") from exc
+    labels = text.rstrip().splitlines()
+    if not labels:
+        raise FetchError(f"labels from {source} are empty")
+    destination.write_text("\n".join(label.strip() for label in labels) + "\n", encoding="utf-8")
+    say(f"labels: {len(labels)} from {source}")
+    return len(labels)
+
+
+def convert_to_tflite(saved_model_dir: Path, destination: Path) -> Path:
+    """float32 .tflite from a SavedModel, as it is (no quantization, no optimisation flags).
+
+    The converter keeps the SavedModel's dynamic batch dimension in the input's shape_signature, with a
+    default shape of 1; the LiteRT backend runs one image per invoke anyway.
+    """
+    import tensorflow as tf
+
+    say(f"converting {saved_model_dir} to a float32 .tflite")
+    started = time.monotonic()
+    try:
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+        flatbuffer = converter.convert()
+    except Exception as exc:  # the converter raises ConverterError, ValueError, RuntimeError...
+        raise FetchError(f"cannot convert {saved_model_dir} to .tflite: {exc}") from exc
+    destination.write_bytes(flatbuffer)
+    say(f"  {len(flatbuffer):,} bytes in {time.monotonic() - started:.1f} s")
+    return destination
+
+
+def verify(out: Path, made: dict[str, Path], *, converted: bool) -> dict[str, Any]:
+    """Load each model made with the service's backends; compare a converted .tflite with its SavedModel."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    try:
+        from classifier.backends import load_backend
+        from classifier.backends.common import probe_batch
+    except ImportError as exc:
+        say(f"WARNING: not verified: the classifier package is not next to this script ({exc})")
+        return {"verified": False, "reason": f"classifier package not importable: {exc}"}
+
+    labels = str(out / "labels.txt")
+    result: dict[str, Any] = {"verified": True}
+    answers = {}
+    for kind, key in (("tf", "saved_model"), ("litert", "model.tflite")):
+        if key not in made:
+            continue
+        say(f"verifying {key} with the {kind} backend")
+        try:
+            backend = load_backend(kind, str(made[key]), labels, threads=0, inter_op_threads=0)
+        except Exception as exc:  # ModelError, LabelsError, or the runtime's own errors
+            raise FetchError(f"{key} does not load in the service's {kind} backend: {exc}") from exc
+        info = backend.info()
+        images = probe_batch(backend.input_size)
+        answers[kind] = backend.predict(images)
+        keys = ("input_size", "input_dtype", "input_scaling", "outputs", "num_classes")
+        result[key] = {k: info[k] for k in keys}
+        say(f"  ok: {json.dumps(result[key])}")
+    if converted and "tf" in answers and "litert" in answers:
+        diff = float(abs(answers["tf"] - answers["litert"]).max())
+        result["max_probability_diff_tflite_vs_saved_model"] = diff
+        say(f"  converted .tflite vs SavedModel: max probability difference {diff:.2e}")
+        if diff > MAX_CONVERSION_DIFF:
+            raise FetchError(
+                f"the converted .tflite disagrees with the SavedModel by {diff:.3g} (> {MAX_CONVERSION_DIFF})"
+            )
+    return result
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest: dict[str, Any] = {
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "source": args.source,
+        "labels_source": args.labels,
+        "tflite": args.tflite,
+        "files": {},
+        "made": [],
+    }
+    made: dict[str, Path] = {}
+    converted = False
+    with tempfile.TemporaryDirectory(prefix="fetch_model-") as tmp:
+        workdir = Path(tmp)
+        kind, local = locate_source(args.source, workdir)
+        manifest["source_kind"] = kind
+        num_labels = fetch_labels(args.labels, out / "labels.txt", workdir)
+        manifest["files"]["labels.txt"] = {**describe_file(out / "labels.txt"), "labels": num_labels}
+
+        tflite_path = out / "model.tflite"
+        if kind == "savedmodel":
+            saved_model = out / "saved_model"
+            if saved_model.exists():
+                shutil.rmtree(saved_model)
+            say(f"copying the SavedModel {local} to {saved_model}")
+            shutil.copytree(local, saved_model)
+            manifest["files"]["saved_model"] = describe_tree(saved_model)
+            manifest["made"].append("saved_model/ (copied from the source)")
+            made["saved_model"] = saved_model
+            if args.tflite == "float32":
+                convert_to_tflite(saved_model, tflite_path)
+                manifest["made"].append("model.tflite (float32, converted from the SavedModel)")
+                made["model.tflite"] = tflite_path
+                converted = True
+        else:
+            if args.tflite != "none":
+                say(f"--tflite {args.tflite} ignored: the source is already a .tflite, copied as it is")
+            shutil.copyfile(local, tflite_path)
+            manifest["made"].append("model.tflite (copied from the source)")
+            made["model.tflite"] = tflite_path
+        if "model.tflite" in made:
+            manifest["files"]["model.tflite"] = describe_file(tflite_path)
+        elif tflite_path.exists():
+            tflite_path.unlink()  # a stale one from an earlier run would not match this model
+
+        if args.verify:
+            manifest["verification"] = verify(out, made, converted=converted)
+        else:
+            manifest["verification"] = {"verified": False, "reason": "--no-verify"}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    say(f"wrote {out / 'manifest.json'}: {', '.join(manifest['made'])}")
+    return manifest
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--source", required=True, help="TF Hub / Kaggle URL or handle, .tflite URL, or a local path"
+    )
+    parser.add_argument(
+        "--labels", required=True, help="labels file: https URL or local path, one label per line"
+    )
+    parser.add_argument(
+        "--tflite",
+        choices=("none", "float32"),
+        default="none",
+        help="also convert a SavedModel source to a float32 model.tflite (default: none)",
+    )
+    parser.add_argument("--out", required=True, help="output directory, e.g. /opt/model")
+    parser.add_argument(
+        "--no-verify", dest="verify", action="store_false", help="skip loading the results with the backends"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not args.source.strip() or not args.labels.strip():
+        print("error: --source and --labels must not be empty", file=sys.stderr)
+        return 1
+    try:
+        run(args)
+    except FetchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
