@@ -1,0 +1,249 @@
+"""The report's charts as inline SVG strings (matplotlib's Agg/SVG backends: no browser-side JS, no CDN)."""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot: no display, and the same output in CI as on a laptop
+
+import matplotlib.pyplot as plt
+
+matplotlib.rcParams.update(
+    {
+        "svg.fonttype": "none",  # text stays text: smaller, searchable, rendered with the page's fonts
+        "svg.hashsalt": "lab-report",  # stable element ids, so rebuilding a report gives the same file
+        "font.size": 9,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+    }
+)
+
+SPLIT_PARTS = (
+    ("server_queue_ms", "queue", "#9ecae1"),
+    ("server_decode_ms", "decode", "#6baed6"),
+    ("server_infer_ms", "infer", "#2171b5"),
+    ("server_other_ms", "other (server)", "#c6dbef"),
+    ("outside_server_ms", "outside the server (nginx, network, client)", "#fdae6b"),
+)
+
+
+def _to_svg(fig: Any) -> str:
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    plt.close(fig)
+    text = buffer.getvalue()
+    # Keep only the <svg> element: the XML prolog and DOCTYPE are not valid inside HTML.
+    return text[text.index("<svg") :]
+
+
+def _empty(title: str, why: str) -> str:
+    fig, ax = plt.subplots(figsize=(6.5, 1.6))
+    ax.axis("off")
+    ax.set_title(title)
+    ax.text(0.5, 0.4, why, ha="center", va="center", color="#666666")
+    return _to_svg(fig)
+
+
+def representative(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per measured configuration: every measurement of a fixed-load run, and for a ramp the
+    last step that met the SLO (its knee), or its first step when none did."""
+    chosen: list[dict[str, Any]] = []
+    ramps: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    for entry in configs:
+        if entry.get("step") is None:
+            chosen.append(entry)
+        else:
+            ramps[(entry["stack_label"], int(entry.get("repeat") or 1))].append(entry)
+    for steps in ramps.values():
+        passed = [s for s in steps if s["slo_met"]]
+        chosen.append(passed[-1] if passed else steps[0])
+    return [c for c in chosen if c.get("requests")]
+
+
+def _series_key(entry: dict[str, Any]) -> str:
+    parts = []
+    if entry.get("workers_per_replica") is not None:
+        parts.append(f"w{entry['workers_per_replica']}")
+    for key in ("backend", "batching"):
+        if entry.get(key) is not None:
+            parts.append(str(entry[key]) if key == "backend" else f"batch {entry[key]}")
+    if entry.get("step") is None:
+        load = f"{entry['target_rps']:g} req/s" if entry.get("target_rps") else f"{entry.get('users')} users"
+        parts.append(load)
+    else:
+        parts.append("knee")
+    return ", ".join(parts)
+
+
+def _mean_at(points: dict[int, list[dict[str, Any]]], xs: list[int], key: str) -> list[float]:
+    """Mean of `key` over the repeats at each x (NaN where none: matplotlib leaves a gap)."""
+    out = []
+    for x in xs:
+        values = [e[key] for e in points[x] if e.get(key) is not None]
+        out.append(sum(values) / len(values) if values else float("nan"))
+    return out
+
+
+def chart_vs_replicas(summary: dict[str, Any]) -> str:
+    title = "Throughput and latency vs replicas"
+    entries = representative(summary["configs"])
+    if not entries:
+        return _empty(title, "no completed measurement")
+    series: dict[str, dict[int, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for entry in entries:
+        series[_series_key(entry)][int(entry["replicas"])].append(entry)
+    fig, (ax_rps, ax_lat) = plt.subplots(1, 2, figsize=(9.5, 3.4))
+    for name, points in series.items():
+        xs = sorted(points)
+        ax_rps.plot(xs, _mean_at(points, xs, "rps"), marker="o", label=name)
+        line = ax_lat.plot(xs, _mean_at(points, xs, "p95_ms"), marker="o", label=f"{name} p95")[0]
+        color = line.get_color()
+        ax_lat.plot(xs, _mean_at(points, xs, "p50_ms"), ":", marker=".", color=color, label=f"{name} p50")
+        ax_lat.plot(xs, _mean_at(points, xs, "p99_ms"), "--", marker="^", color=color, label=f"{name} p99")
+    slo = summary["thresholds"].get("slo_p95_ms")
+    if slo is not None:
+        ax_lat.axhline(slo, color="#cc0000", linewidth=1, linestyle="-.", label=f"SLO p95 {slo:g} ms")
+    replicas = sorted({int(e["replicas"]) for e in entries})
+    for ax in (ax_rps, ax_lat):
+        ax.set_xticks(replicas)
+        ax.set_xlabel("classifier replicas")
+        ax.grid(alpha=0.3)
+    ax_rps.set_ylabel("throughput (req/s)")
+    ax_rps.set_ylim(bottom=0)
+    ax_lat.set_ylabel("latency (ms)")
+    ax_lat.set_ylim(bottom=0)
+    ax_rps.set_title("Throughput")
+    ax_lat.set_title("p50 (dotted) / p95 (solid) / p99 (dashed)")
+    ax_rps.legend(fontsize=7)
+    ax_lat.legend(fontsize=6, ncol=1)
+    fig.suptitle(title)
+    return _to_svg(fig)
+
+
+def chart_throughput_vs_p95(summary: dict[str, Any]) -> str:
+    title = "Throughput vs p95 latency, per configuration (each point one load level)"
+    curves: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for entry in summary["configs"]:
+        if entry.get("requests") and entry.get("p95_ms") is not None:
+            curves[entry["stack_label"]].append(entry)
+    if not curves:
+        return _empty(title, "no completed measurement")
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    for label, entries in curves.items():
+        entries.sort(key=lambda e: (e.get("target_rps") or 0, e.get("users") or 0, e.get("repeat") or 1))
+        line = ax.plot([e["rps"] for e in entries], [e["p95_ms"] for e in entries], marker="o", label=label)[
+            0
+        ]
+        failed = [e for e in entries if not e["slo_met"]]
+        ax.scatter(
+            [e["rps"] for e in failed],
+            [e["p95_ms"] for e in failed],
+            marker="x",
+            s=60,
+            color=line.get_color(),
+        )
+    slo = summary["thresholds"].get("slo_p95_ms")
+    if slo is not None:
+        ax.axhline(slo, color="#cc0000", linewidth=1, linestyle="-.", label=f"SLO p95 {slo:g} ms")
+    ax.set_xlabel("throughput (req/s)")
+    ax.set_ylabel("p95 latency (ms)")
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title + "; x = SLO missed")
+    return _to_svg(fig)
+
+
+def chart_server_split(summary: dict[str, Any]) -> str:
+    title = "Where the time goes: mean server-side split (Server-Timing) and time outside the server"
+    entries = [e for e in representative(summary["configs"]) if e.get("server_total_ms") is not None]
+    if not entries:
+        return _empty(title, "no Server-Timing entries (SERVER rows) in the Locust stats")
+    fig, ax = plt.subplots(figsize=(8, 0.5 + 0.42 * len(entries)))
+    labels = [e["label"] for e in entries]
+    left = [0.0] * len(entries)
+    for key, name, color in SPLIT_PARTS:
+        values = [float(e.get(key) or 0.0) for e in entries]
+        ax.barh(labels, values, left=left, color=color, label=name)
+        left = [a + b for a, b in zip(left, values, strict=True)]
+    ax.invert_yaxis()
+    ax.set_xlabel("mean time per request (ms)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title)
+    return _to_svg(fig)
+
+
+def chart_cpu(summary: dict[str, Any]) -> str:
+    title = "CPU per container (mean cores during the measurement)"
+    entries = [e for e in representative(summary["configs"]) if e.get("cpu_by_container")]
+    if not entries:
+        return _empty(title, "no container statistics (docker stats) for these measurements")
+    host_cpus = summary["host_cpus"]
+    fig, ax = plt.subplots(figsize=(8, 0.6 + 0.45 * len(entries)))
+    labels = [e["label"] for e in entries]
+    palette = {"classifier": plt.get_cmap("Blues"), "locust-worker": plt.get_cmap("Oranges")}
+    seen: set[str] = set()
+    for row, entry in enumerate(entries):
+        left = 0.0
+        services = entry.get("service_by_container", {})
+        containers = sorted(
+            entry["cpu_by_container"].items(), key=lambda kv: (services.get(kv[0], ""), kv[0])
+        )
+        per_service: dict[str, int] = defaultdict(int)
+        for name, pct in containers:
+            service = services.get(name, "")
+            per_service[service] += 1
+            cores = pct / 100.0
+            cmap = palette.get(service)
+            color = cmap(0.45 + 0.12 * (per_service[service] % 4)) if cmap else "#bdbdbd"
+            legend = service if service not in seen else None
+            seen.add(service)
+            ax.barh(row, cores, left=left, color=color, edgecolor="white", label=legend)
+            if cores > 0.15:
+                # "mlserve-classifier-2" -> "classifier-2": the project prefix says nothing here.
+                short = name[name.find(service) :] if service and service in name else name
+                ax.text(left + cores / 2, row, short, fontsize=6, ha="center", va="center")
+            left += cores
+    ax.axvline(host_cpus, color="#cc0000", linewidth=1, linestyle="-.", label=f"machine: {host_cpus} cores")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    ax.set_xlabel("CPU cores (100 % = one core)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title)
+    return _to_svg(fig)
+
+
+def chart_efficiency(summary: dict[str, Any]) -> str:
+    title = "Scaling efficiency: RPS with N replicas / (N x RPS with the fewest replicas)"
+    eff = {k: v for k, v in summary.get("scaling_efficiency", {}).items() if v.get("efficiency") is not None}
+    if len(eff) < 2:
+        return _empty(title, "needs at least two replica counts with the same other settings")
+    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.4 * len(eff)))
+    labels = list(eff)
+    values = [eff[k]["efficiency"] * 100 for k in labels]
+    ax.barh(labels, values, color=["#31a354" if v >= 75 else "#fd8d3c" for v in values])
+    for i, v in enumerate(values):
+        ax.text(v, i, f" {v:.0f} %", va="center", fontsize=7)
+    ax.axvline(100, color="#444444", linewidth=1, linestyle=":")
+    ax.invert_yaxis()
+    ax.set_xlabel("% of linear scaling")
+    ax.set_xlim(0, max(110, max(values) * 1.15))
+    ax.set_title(title)
+    return _to_svg(fig)
+
+
+def all_charts(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    return [
+        ("Throughput and latency vs replicas", chart_vs_replicas(summary)),
+        ("Throughput vs p95 (load levels / ramp steps)", chart_throughput_vs_p95(summary)),
+        ("Server-time split", chart_server_split(summary)),
+        ("CPU per container", chart_cpu(summary)),
+        ("Scaling efficiency", chart_efficiency(summary)),
+    ]

@@ -1,0 +1,243 @@
+"""The `lab` command: `lab compare` measures a grid of configurations, `lab report` rebuilds its reports."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lab.compare import Driver
+from lab.grid import ExperimentSettings, estimate_seconds, expand
+from lab.progress import RichProgress
+from lab.report import CAPACITY_HEADER, capacity_rows, write_report
+from lab.stack import ComposeStack, ExternalStack, Stack, StackError, find_project_dir
+from lab.summary import Thresholds, unmet_reason
+from lab.units import format_duration, parse_duration, parse_list
+
+T = TypeVar("T")
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_SLO_UNMET = 3  # k6-style: a threshold given on the command line was met by no configuration
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console(stderr=True)
+
+
+def _list(value: str | None, convert: Callable[[str], T], what: str) -> list[T] | None:
+    return parse_list(value, convert, what) if value is not None else None
+
+
+def _options(pairs: list[str]) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--locust-option wants KEY=VALUE, got {pair!r}")
+        options[key.strip()] = value
+    return options
+
+
+@app.command()
+def compare(
+    replicas: Annotated[str, typer.Option(help="Classifier replica counts, e.g. 1,2,4.")],
+    workers_per_replica: Annotated[
+        str | None, typer.Option(help="gunicorn workers per replica, e.g. 1,2 (default: as configured).")
+    ] = None,
+    backend: Annotated[
+        str | None, typer.Option(help="tf, litert or tf,litert (default: as configured).")
+    ] = None,
+    batching: Annotated[str | None, typer.Option(help="off, on or off,on (default: as configured).")] = None,
+    users: Annotated[
+        str | None, typer.Option(help="Closed model: concurrent users, e.g. 32 or 8,16,32.")
+    ] = None,
+    rate: Annotated[str | None, typer.Option(help="Open model: target arrivals per second, e.g. 50.")] = None,
+    ramp: Annotated[
+        bool, typer.Option(help="Step the load up until the SLO or failure limit breaks.")
+    ] = False,
+    ramp_step: Annotated[
+        float | None, typer.Option(help="Added to users/rate each ramp step (default: the start value).")
+    ] = None,
+    max_steps: Annotated[int, typer.Option(help="Most ramp steps per configuration.")] = 8,
+    step_duration: Annotated[str, typer.Option(help="Duration of each ramp step.")] = "30s",
+    duration: Annotated[str, typer.Option(help="Measurement window per configuration.")] = "60s",
+    warmup: Annotated[str, typer.Option(help="Load before each measurement, not counted.")] = "15s",
+    slo_p95_ms: Annotated[float | None, typer.Option(help="Latency SLO: p95 in milliseconds.")] = None,
+    max_failure_ratio: Annotated[
+        float | None, typer.Option(help="Highest acceptable failure ratio [default: 0.01].")
+    ] = None,
+    need_rps: Annotated[
+        float | None, typer.Option(help="Traffic to serve: recommend the cheapest config reaching it.")
+    ] = None,
+    repeat: Annotated[int, typer.Option(help="Measure each configuration this many times.")] = 1,
+    out: Annotated[Path, typer.Option(help="Folder for results/<run-id>/.")] = Path("results"),
+    run_id: Annotated[str | None, typer.Option(help="Name of the run folder (default: a timestamp).")] = None,
+    expected_latency_ms: Annotated[
+        float, typer.Option(help="Open model: users = ceil(rate x max(1 s, 4 x this)).")
+    ] = 250.0,
+    max_batch_size: Annotated[int, typer.Option(help="CLASSIFIER_MAX_BATCH_SIZE when batching is on.")] = 8,
+    max_batch_delay_ms: Annotated[
+        float | None,
+        typer.Option(help="CLASSIFIER_MAX_BATCH_DELAY_MS when batching is on (default: as set)."),
+    ] = None,
+    locust_workers: Annotated[
+        int | None, typer.Option(help="Scale locust-worker to this for the run (restored after).")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Target host (default: the master's, i.e. nginx).")] = None,
+    locust_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--locust-option", "-o", help="Custom locustfile option for /swarm, KEY=VALUE (repeatable)."
+        ),
+    ] = None,
+    project_dir: Annotated[
+        Path | None, typer.Option(help="Compose project folder (default: nearest with a compose file).")
+    ] = None,
+    stack: Annotated[
+        str, typer.Option(help="compose: scale the compose stack; external: Locust and target are yours.")
+    ] = "compose",
+    locust_url: Annotated[
+        str | None, typer.Option(help="Locust master web UI (default: from `docker compose port`).")
+    ] = None,
+    expect_workers: Annotated[
+        int | None, typer.Option(help="external stack: Locust workers to wait for.")
+    ] = None,
+    ready_timeout: Annotated[str, typer.Option(help="Longest wait for replicas to be healthy.")] = "300s",
+    dry_run: Annotated[bool, typer.Option(help="Print the grid and the time estimate, then stop.")] = False,
+) -> None:
+    """Measure every configuration of the grid through the running Locust master; write results/<run-id>/."""
+    try:
+        settings = ExperimentSettings(
+            replicas=_list(replicas, int, "replica count") or [],
+            workers_per_replica=list(_list(workers_per_replica, int, "worker count") or [None]),
+            backends=list(_list(backend, str, "backend") or [None]),
+            batching=list(_list(batching, str, "batching value") or [None]),
+            users=_list(users, int, "user count"),
+            rates=_list(rate, float, "rate"),
+            ramp=ramp,
+            ramp_step=ramp_step,
+            max_steps=max_steps,
+            step_duration_s=parse_duration(step_duration),
+            duration_s=parse_duration(duration),
+            warmup_s=parse_duration(warmup),
+            slo_p95_ms=slo_p95_ms,
+            max_failure_ratio=max_failure_ratio if max_failure_ratio is not None else 0.01,
+            failure_ratio_given=max_failure_ratio is not None,
+            need_rps=need_rps,
+            repeat=repeat,
+            expected_latency_ms=expected_latency_ms,
+            max_batch_size=max_batch_size,
+            max_batch_delay_ms=max_batch_delay_ms,
+            locust_workers=locust_workers,
+            host=host,
+            locust_options=_options(locust_option or []),
+        )
+        plan = expand(settings)
+        timeout_s = parse_duration(ready_timeout)
+    except ValueError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(EXIT_USAGE) from None
+    if stack not in ("compose", "external"):
+        console.print("[red]error:[/red] --stack must be compose or external")
+        raise typer.Exit(EXIT_USAGE)
+    estimates = estimate_seconds(settings, plan, 45.0 if stack == "compose" else 0.0)
+    console.print(
+        f"{len(plan)} configuration(s), {settings.mode} model, estimated {format_duration(sum(estimates))}"
+        + (" at most (ramps stop early)" if settings.ramp else "")
+    )
+    if dry_run:
+        for planned, seconds in zip(plan, estimates, strict=True):
+            console.print(f"  {planned.index:>3}. {planned.label}  ~{format_duration(seconds)}")
+        raise typer.Exit(0)
+    try:
+        directory = (project_dir or find_project_dir(Path.cwd())).resolve()
+        the_stack: Stack
+        if stack == "compose":
+            the_stack = ComposeStack(directory, ready_timeout_s=timeout_s)
+        else:
+            if not locust_url:
+                raise StackError("--stack external needs --locust-url")
+            the_stack = ExternalStack(locust_url, expect_workers)
+    except StackError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(EXIT_USAGE) from None
+    driver = Driver(
+        settings,
+        the_stack,
+        out,
+        locust_url=locust_url,
+        project_dir=directory,
+        run_id=run_id,
+        progress=RichProgress(console),
+        log=lambda message: console.print(message),
+    )
+    result = driver.run()
+    code = _finish(result.run_dir, None)
+    if result.interrupted:
+        console.print(f"interrupted: partial results in {result.run_dir}")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if result.error:
+        console.print(f"[red]error:[/red] {result.error}")
+        raise typer.Exit(EXIT_ERROR)
+    raise typer.Exit(code)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A results/<run-id> folder written by `lab compare`.")],
+    slo_p95_ms: Annotated[float | None, typer.Option(help="Override the run's p95 SLO (ms).")] = None,
+    max_failure_ratio: Annotated[float | None, typer.Option(help="Override the run's failure limit.")] = None,
+    need_rps: Annotated[float | None, typer.Option(help="Override the traffic to serve (req/s).")] = None,
+) -> None:
+    """Rebuild summary.json, summary.md and report.html from a run's raw files."""
+    if not (run_dir / "run.json").is_file():
+        console.print(f"[red]error:[/red] {run_dir} has no run.json: not a `lab compare` result folder")
+        raise typer.Exit(EXIT_USAGE)
+    overrides = None
+    if slo_p95_ms is not None or max_failure_ratio is not None or need_rps is not None:
+        saved = ExperimentSettings.from_dict(json.loads((run_dir / "run.json").read_text())["settings"])
+        overrides = Thresholds(
+            slo_p95_ms if slo_p95_ms is not None else saved.slo_p95_ms,
+            max_failure_ratio if max_failure_ratio is not None else saved.max_failure_ratio,
+            need_rps if need_rps is not None else saved.need_rps,
+        )
+    raise typer.Exit(_finish(run_dir, overrides))
+
+
+def _finish(run_dir: Path, overrides: Thresholds | None) -> int:
+    """Write the reports, print the capacity table, and return the exit code for the thresholds."""
+    summary = write_report(run_dir, overrides)
+    table = Table(title=f"run {summary['run_id']}")
+    for column in CAPACITY_HEADER:
+        table.add_column(column)
+    for row in capacity_rows(summary):
+        table.add_row(*row)
+    console.print(table)
+    console.print(summary["verdict"])
+    console.print(f"report: {run_dir / 'report.html'}  summary: {run_dir / 'summary.json'}")
+    settings = json.loads((run_dir / "run.json").read_text()).get("settings", {})
+    given = (
+        overrides is not None
+        or settings.get("slo_p95_ms") is not None
+        or settings.get("failure_ratio_given")
+        or settings.get("need_rps") is not None
+    )
+    reason = unmet_reason(summary)
+    if given and reason:
+        console.print(f"[red]SLO not met:[/red] {reason}")
+        return EXIT_SLO_UNMET
+    return 0
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,451 @@
+"""`lab compare`: for each configuration of the grid, set the stack up, warm up, measure through the running
+Locust master, and write the raw files. Reports are built afterwards from those files alone.
+
+Why each measurement is its own Locust test (swarm ... stop) rather than a reset inside one test:
+POST /stats/reset clears only the master, while each worker still holds up to 3 s of unsent samples from
+before the reset, which would land in the window (15 % of a 20 s run). A new test clears the master and
+every worker, and after POST /stop the workers' last samples arrive within one report interval.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lab import __version__
+from lab.grid import (
+    ExperimentSettings,
+    LoadLevel,
+    PlannedConfig,
+    estimate_seconds,
+    expand,
+    ramp_levels,
+)
+from lab.locust_api import FLUSH_WAIT_S, LocustAPI, LocustError, format_option
+from lab.progress import NullProgress, RunProgress
+from lab.sampler import Sampler
+from lab.stack import Stack, StackError, StackState, git_sha
+from lab.summary import Thresholds, evaluate, measurement_metrics
+
+SPAWN_RATE_PER_WORKER_MAX = 100.0  # Locust warns above this many users/s per worker
+SAFETY_RUN_TIME_S = 60.0  # the master stops a test by itself this long after it should have ended
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    interrupted: bool = False
+    error: str | None = None
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def new_run_dir(out_root: Path, run_id: str | None = None) -> tuple[str, Path]:
+    base = run_id or datetime.now().strftime("%Y%m%d-%H%M%S")
+    candidate, n = base, 1
+    while (out_root / candidate).exists():
+        n += 1
+        candidate = f"{base}-{n}"
+    path = out_root / candidate
+    path.mkdir(parents=True)
+    return candidate, path
+
+
+def spawn_rate_for(users: int, workers: int) -> float:
+    # Spawn everybody within about half a second so the window measures the load, not the ramp-up.
+    return float(max(1.0, min(2.0 * users, SPAWN_RATE_PER_WORKER_MAX * max(1, workers))))
+
+
+def effective_settings(config_env: dict[str, str], planned: PlannedConfig) -> dict[str, Any]:
+    """What the classifier actually ran with: its CLASSIFIER_* environment when the stack can tell,
+    else what the configuration asked for."""
+    workers = config_env.get("CLASSIFIER_WORKERS")
+    batch = config_env.get("CLASSIFIER_MAX_BATCH_SIZE")
+    return {
+        "workers_per_replica": int(workers)
+        if workers and workers.isdigit()
+        else planned.stack.workers_per_replica,
+        "backend": config_env.get("CLASSIFIER_BACKEND") or planned.stack.backend,
+        "batching": (
+            ("on" if int(batch) > 1 else "off") if batch and batch.isdigit() else planned.stack.batching
+        ),
+        "max_batch_size": int(batch) if batch and batch.isdigit() else None,
+    }
+
+
+class Driver:
+    def __init__(
+        self,
+        settings: ExperimentSettings,
+        stack: Stack,
+        out_root: Path,
+        *,
+        locust_url: str | None = None,
+        project_dir: Path | None = None,
+        run_id: str | None = None,
+        progress: RunProgress | None = None,
+        log: Any = None,
+        flush_wait_s: float = FLUSH_WAIT_S,
+        sample_interval_s: float = 2.0,
+        stack_change_s: float | None = None,
+    ) -> None:
+        self.settings = settings
+        self.stack = stack
+        self.out_root = out_root
+        self.locust_url = locust_url
+        self.project_dir = project_dir or Path.cwd()
+        self.run_id = run_id
+        self.progress = progress or NullProgress()
+        self.log = log or (lambda message: print(message, file=sys.stderr))
+        self.flush_wait_s = flush_wait_s
+        self.sample_interval_s = sample_interval_s
+        self.stack_change_s = (
+            stack_change_s if stack_change_s is not None else (45.0 if stack.kind == "compose" else 0)
+        )
+        self.plan = expand(settings)
+        self.estimates = estimate_seconds(settings, self.plan, self.stack_change_s)
+        self.thresholds = Thresholds.from_settings(settings)
+        self._locust: LocustAPI | None = None
+        self._workers: int | None = None
+        self._config_i = 0
+        self._config_started = 0.0
+        self._phase = ""
+
+    # ---- progress -------------------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        i = self._config_i
+        elapsed = time.monotonic() - self._config_started
+        current = self.estimates[i] if i < len(self.estimates) else 0.0
+        done = sum(self.estimates[:i]) + min(elapsed, current * 0.99)
+        left = max(0.0, current - elapsed) + sum(self.estimates[i + 1 :])
+        label = self.plan[i].label if i < len(self.plan) else ""
+        self.progress.update(f"config {i + 1}/{len(self.plan)} {label}: {self._phase}", done, left)
+
+    def _phase_to(self, phase: str) -> None:
+        self._phase = phase
+        self._tick()
+
+    def _sleep(self, seconds: float) -> None:
+        """Sleep in small steps: progress stays live and Ctrl-C is taken at once."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(0.5, left))
+            self._tick()
+
+    # ---- run ------------------------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        run_id, run_dir = new_run_dir(self.out_root, self.run_id)
+        state: StackState | None = None
+        run: dict[str, Any] = {
+            "run_id": run_id,
+            "git_sha": git_sha(self.project_dir),
+            "started_at": _now_iso(),
+            "finished_at": None,
+            "status": "running",
+            "lab_version": __version__,
+            "command": sys.argv,
+            "stack_kind": self.stack.kind,
+            "project_dir": str(self.project_dir),
+            "settings": self.settings.to_dict(),
+            "mode": self.settings.mode,
+            "plan": [{"index": p.index, "label": p.label, "dir": p.dirname} for p in self.plan],
+            "estimate_s": round(sum(self.estimates)),
+        }
+        result = RunResult(run_dir)
+        _write_json(run_dir / "run.json", run)
+        self.progress.start(sum(self.estimates))
+        try:
+            try:
+                run["host_cpus"] = self.stack.host_cpus()
+                state = self.stack.capture()
+                run["stack_before"] = state.to_dict()
+                _write_json(run_dir / "run.json", run)
+                self.stack.ensure_up(state)
+                if self.settings.locust_workers is not None:
+                    self.stack.scale_locust_workers(self.settings.locust_workers)
+                url = self.locust_url or self.stack.locust_url()
+                if not url:
+                    raise LocustError("no Locust master URL: give --locust-url")
+                run["locust_url"] = url
+                self._locust = LocustAPI(url)
+                self._workers = self._locust.wait_workers(self.stack.locust_worker_count())
+                run["locust_workers"] = self._workers
+                if str(self._locust.stats().get("state")) in ("running", "spawning"):
+                    self.log("a Locust test was running on the master: stopping it first")
+                    self._locust.stop()
+                    self._sleep(self.flush_wait_s)
+                _write_json(run_dir / "run.json", run)
+                for i, planned in enumerate(self.plan):
+                    self._config_i = i
+                    self._config_started = time.monotonic()
+                    self._run_config(planned, run_dir / planned.dirname)
+            except KeyboardInterrupt:
+                result.interrupted = True
+                self.log("interrupted: the measured part is kept; restoring the stack")
+            except (StackError, LocustError, OSError) as err:
+                result.error = str(err)
+                self.log(f"error: {err}")
+            finally:
+                self._phase = "restoring the stack"
+                self.progress.update("restoring the stack", sum(self.estimates), 0.0)
+                if state is not None:
+                    try:
+                        self.stack.restore(state)
+                        run["stack_restored"] = True
+                    except (StackError, OSError) as err:
+                        run["stack_restored"] = False
+                        result.error = (
+                            result.error + "; " if result.error else ""
+                        ) + f"restore failed: {err}"
+                        self.log(f"could not restore the stack: {err}")
+                if self._locust is not None:
+                    self._locust.close()
+        except KeyboardInterrupt:
+            # A second Ctrl-C during clean-up: record what we know and leave.
+            result.interrupted = True
+            run["stack_restored"] = False
+        finally:
+            self.progress.stop()
+            run["finished_at"] = _now_iso()
+            run["status"] = "interrupted" if result.interrupted else ("error" if result.error else "complete")
+            if result.error:
+                run["error"] = result.error
+            _write_json(run_dir / "run.json", run)
+        return result
+
+    def _run_config(self, planned: PlannedConfig, cdir: Path) -> None:
+        assert self._locust is not None
+        cdir.mkdir(parents=True, exist_ok=True)
+        cfg: dict[str, Any] = {
+            "index": planned.index,
+            "label": planned.label,
+            "stack_label": planned.stack.label,
+            "stack": asdict(planned.stack),
+            "load": {"users": planned.load.users, "target_rps": planned.load.target_rps},
+            "mode": planned.load.mode,
+            "ramp": self.settings.ramp,
+            "repeat": planned.repeat,
+            "status": "running",
+            "started_at": _now_iso(),
+        }
+        _write_json(cdir / "config.json", cfg)
+        try:
+            self._phase_to("setting up the stack")
+            t0 = time.monotonic()
+            cfg["env_applied"] = self.stack.apply(planned.stack, self.settings)
+            cfg["stack_setup_s"] = round(time.monotonic() - t0, 1)
+            cfg["stack_after_setup"] = self.stack.describe()
+            cfg["effective"] = effective_settings(self.stack.classifier_settings(), planned)
+            cfg["locust_workers"] = self._workers = self._locust.wait_workers(self._workers)
+            _write_json(cdir / "config.json", cfg)
+            if self.settings.warmup_s > 0:
+                self._warm_up(planned.load)
+            if self.settings.ramp:
+                self._ramp(cdir, cfg)
+            else:
+                self._measure(cdir, planned.load, self.settings.duration_s, "measuring")
+            cfg["status"] = "complete"
+        except KeyboardInterrupt:
+            cfg["status"] = "interrupted"
+            raise
+        except Exception as err:
+            cfg["status"] = "error"
+            cfg["error"] = str(err)
+            raise
+        finally:
+            cfg["finished_at"] = _now_iso()
+            _write_json(cdir / "config.json", cfg)
+
+    def _ramp(self, cdir: Path, cfg: dict[str, Any]) -> None:
+        steps: list[dict[str, Any]] = []
+        cfg["steps"] = steps
+        levels = ramp_levels(self.settings)
+        for k, level in enumerate(levels, start=1):
+            sdir = cdir / f"step-{k:02d}"
+            self._measure(
+                sdir, level, self.settings.step_duration_s, f"ramp step {k}/{len(levels)} ({level.label})"
+            )
+            metrics = measurement_metrics(sdir, 1)
+            ok, reasons = evaluate(metrics, self.thresholds)
+            steps.append(
+                {
+                    "dir": sdir.name,
+                    "users": level.users,
+                    "target_rps": level.target_rps,
+                    "passed": ok,
+                    "reasons": reasons,
+                    "rps": metrics["rps"],
+                    "p95_ms": metrics["p95_ms"],
+                }
+            )
+            _write_json(cdir / "config.json", cfg)
+            if not ok:
+                break
+            self._locust_ready()
+        passed = [s for s in steps if s["passed"]]
+        cfg["knee"] = passed[-1] if passed else None
+
+    def _swarm_options(self, level: LoadLevel) -> dict[str, str]:
+        # target_rps is always sent: custom options persist on the master between tests.
+        options = {"target_rps": format_option(level.target_rps or 0.0)}
+        options.update(self.settings.locust_options)
+        return options
+
+    def _locust_ready(self) -> None:
+        assert self._locust is not None
+        # After a stop each worker re-registers as ready; a test started before that misses it.
+        self._workers = self._locust.wait_workers(self._workers)
+
+    def _warm_up(self, level: LoadLevel) -> None:
+        assert self._locust is not None
+        self._phase_to(f"warming up ({level.label})")
+        self._locust.swarm(
+            level.users,
+            spawn_rate_for(level.users, self._workers or 1),
+            host=self.settings.host,
+            run_time_s=self.settings.warmup_s + SAFETY_RUN_TIME_S,
+            options=self._swarm_options(level),
+        )
+        try:
+            self._sleep(self.settings.warmup_s)
+        finally:
+            self._locust.stop()
+        self._phase_to("warm-up done, waiting for the workers' last stats")
+        self._sleep(self.flush_wait_s)
+        self._locust_ready()
+
+    def _poll_locust(self) -> list[dict[str, Any]]:
+        assert self._locust is not None
+        stats = self._locust.stats()
+        keep = ("state", "user_count", "worker_count", "total_rps", "current_rps", "fail_ratio")
+        row = {k: stats.get(k) for k in keep}
+        row["current_percentiles"] = stats.get("current_response_time_percentiles")
+        row["workers"] = stats.get("workers")
+        return [row]
+
+    def _measure(self, mdir: Path, level: LoadLevel, duration_s: float, phase: str) -> None:
+        """One Locust test: swarm, hold for `duration_s`, stop, then save everything the master has."""
+        assert self._locust is not None
+        mdir.mkdir(parents=True, exist_ok=True)
+        workers = self._workers or 1
+        meta: dict[str, Any] = {
+            "users": level.users,
+            "target_rps": level.target_rps,
+            "mode": level.mode,
+            "spawn_rate": spawn_rate_for(level.users, workers),
+            "duration_s": duration_s,
+            "locust_workers": workers,
+            "options": self._swarm_options(level),
+            "status": "running",
+        }
+        _write_json(mdir / "measurement.json", meta)
+        samplers = [
+            Sampler(mdir / "docker_stats.jsonl", self.stack.container_stats, self.sample_interval_s),
+            Sampler(mdir / "locust_live.jsonl", self._poll_locust, self.sample_interval_s),
+        ]
+        interrupted = False
+        started = False
+        try:
+            self._phase_to(phase)
+            meta["t_start"] = time.time()
+            body = self._locust.swarm(
+                level.users,
+                meta["spawn_rate"],
+                host=self.settings.host,
+                run_time_s=duration_s + SAFETY_RUN_TIME_S,
+                options=meta["options"],
+            )
+            started = True
+            meta["host"] = body.get("host")
+            for sampler in samplers:
+                sampler.start()
+            self._sleep(duration_s)
+        except KeyboardInterrupt:
+            interrupted = True
+        except LocustError as err:
+            meta["error"] = str(err)
+        finally:
+            try:
+                if started:
+                    self._locust.stop()
+                meta["t_end"] = time.time()
+                for sampler in samplers:
+                    sampler.stop()
+                if started:
+                    self._phase_to("collecting Locust's results")
+                    self._sleep(self.flush_wait_s)
+                    self._save_results(mdir, meta)
+            except KeyboardInterrupt:
+                interrupted = True
+                meta.setdefault("t_end", time.time())
+            finally:
+                meta["status"] = (
+                    "interrupted" if interrupted else ("error" if "error" in meta else "complete")
+                )
+                _write_json(mdir / "measurement.json", meta)
+        if interrupted:
+            raise KeyboardInterrupt
+        if "error" in meta:
+            raise LocustError(meta["error"])
+
+    def _save_results(self, mdir: Path, meta: dict[str, Any]) -> None:
+        assert self._locust is not None
+        files = {
+            "stats.csv": "/stats/requests/csv",
+            "failures.csv": "/stats/failures/csv",
+            "exceptions.csv": "/exceptions/csv",
+            "locust_report.html": "/stats/report?download=1",
+        }
+        saved: dict[str, int] = {}
+        for name, path in files.items():
+            status, body = self._locust.download(path)
+            saved[name] = status
+            if status == 200:
+                (mdir / name).write_bytes(body)
+        status, body = self._locust.download("/stats/requests_full_history/csv")
+        saved["history.csv"] = status
+        if status == 200:
+            # The master's history file spans every test since it started: keep this window's rows.
+            (mdir / "history.csv").write_text(
+                _history_window(body.decode("utf-8", "replace"), meta["t_start"], meta["t_end"]),
+                encoding="utf-8",
+            )
+        served = self._locust.served_by()
+        saved["served_by.json"] = 200 if served is not None else 404
+        if served is not None:
+            _write_json(mdir / "served_by.json", served)
+        final = self._locust.stats()
+        meta["locust_final"] = {k: final.get(k) for k in ("state", "user_count", "worker_count", "total_rps")}
+        meta["downloads"] = saved
+
+
+def _history_window(text: str, t_start: float, t_end: float) -> str:
+    lines = text.splitlines()
+    if not lines:
+        return ""
+    kept = [lines[0]]
+    for line in lines[1:]:
+        stamp = line.split(",", 1)[0]
+        try:
+            t = float(stamp)
+        except ValueError:
+            continue
+        if math.floor(t_start) <= t <= math.ceil(t_end):
+            kept.append(line)
+    return "\n".join(kept) + "\n"

@@ -1,0 +1,260 @@
+"""The experiment grid: what `lab compare` will measure, in which order, with which labels, and how long."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+BACKENDS = ("tf", "litert")
+BATCHING = ("off", "on")
+
+# Seconds a measurement costs beyond its duration: POST /stop, Locust's worker stats flush
+# (workers report every 3 s), CSV and HTML downloads.
+MEASUREMENT_OVERHEAD_S = 6.0
+# Seconds to recreate classifier containers (model load and warm-up) when a configuration changes the stack.
+STACK_CHANGE_S = 45.0
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """What a configuration asks of the serving stack. None means: leave the stack's current setting."""
+
+    replicas: int
+    workers_per_replica: int | None = None
+    backend: str | None = None
+    batching: str | None = None
+
+    @property
+    def label(self) -> str:
+        parts = [f"r{self.replicas}"]
+        if self.workers_per_replica is not None:
+            parts.append(f"w{self.workers_per_replica}")
+        if self.backend is not None:
+            parts.append(self.backend)
+        if self.batching is not None:
+            parts.append("batch" if self.batching == "on" else "nobatch")
+        return "-".join(parts)
+
+
+@dataclass(frozen=True)
+class LoadLevel:
+    """Closed model: `users` loop without pause. Open model: `target_rps` arrivals per second spread over
+    `users` paced users (Locust's constant_throughput), so arrivals do not wait for responses."""
+
+    users: int
+    target_rps: float | None = None
+
+    @property
+    def mode(self) -> str:
+        return "closed" if self.target_rps is None else "open"
+
+    @property
+    def label(self) -> str:
+        if self.target_rps is None:
+            return f"u{self.users}"
+        return f"rate{_num(self.target_rps)}-u{self.users}"
+
+
+@dataclass(frozen=True)
+class PlannedConfig:
+    index: int  # 1-based position in the run
+    stack: StackConfig
+    load: LoadLevel  # for a ramp: its first step
+    repeat: int  # 1-based
+    repeats: int
+
+    @property
+    def label(self) -> str:
+        label = f"{self.stack.label}-{self.load.label}"
+        return f"{label}-rep{self.repeat}" if self.repeats > 1 else label
+
+    @property
+    def dirname(self) -> str:
+        return f"{self.index:02d}-{self.label}"
+
+
+@dataclass
+class ExperimentSettings:
+    """Everything the command line decided; saved verbatim in run.json so a report can be rebuilt."""
+
+    replicas: list[int]
+    workers_per_replica: list[int | None] = field(default_factory=lambda: [None])
+    backends: list[str | None] = field(default_factory=lambda: [None])
+    batching: list[str | None] = field(default_factory=lambda: [None])
+    users: list[int] | None = None
+    rates: list[float] | None = None
+    ramp: bool = False
+    ramp_step: float | None = None  # added to users (closed) or to the rate (open) each step
+    max_steps: int = 8
+    step_duration_s: float = 30.0
+    duration_s: float = 60.0
+    warmup_s: float = 15.0
+    slo_p95_ms: float | None = None
+    max_failure_ratio: float = 0.01
+    failure_ratio_given: bool = False
+    need_rps: float | None = None  # the traffic to serve: a config must reach it within the SLO
+    repeat: int = 1
+    expected_latency_ms: float = 250.0
+    max_batch_size: int = 8
+    max_batch_delay_ms: float | None = None
+    locust_workers: int | None = None
+    host: str | None = None
+    locust_options: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExperimentSettings:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @property
+    def mode(self) -> str:
+        base = "open" if self.rates else "closed"
+        return f"ramp-{base}" if self.ramp else base
+
+    @property
+    def thresholds_given(self) -> bool:
+        """A k6-style threshold was given on the command line, so `lab` exits non-zero when none meets it."""
+        return self.slo_p95_ms is not None or self.failure_ratio_given or self.need_rps is not None
+
+    def validate(self) -> None:
+        errors: list[str] = []
+        if not self.replicas or any(r < 1 for r in self.replicas):
+            errors.append("--replicas: each value must be >= 1")
+        if any(w is not None and w < 1 for w in self.workers_per_replica):
+            errors.append("--workers-per-replica: each value must be >= 1")
+        if any(b is not None and b not in BACKENDS for b in self.backends):
+            errors.append(f"--backend: choose from {', '.join(BACKENDS)}")
+        if any(b is not None and b not in BATCHING for b in self.batching):
+            errors.append(f"--batching: choose from {', '.join(BATCHING)}")
+        if (self.users is None) == (self.rates is None):
+            errors.append("give exactly one of --users (closed model) or --rate (open model)")
+        if self.users is not None and any(u < 1 for u in self.users):
+            errors.append("--users: each value must be >= 1")
+        if self.rates is not None and any(not (r > 0 and math.isfinite(r)) for r in self.rates):
+            errors.append("--rate: each value must be > 0")
+        if self.ramp and len(self.users or self.rates or []) > 1:
+            errors.append("--ramp starts from one load value: give a single --users or --rate")
+        if self.ramp_step is not None and self.ramp_step <= 0:
+            errors.append("--ramp-step must be > 0")
+        if self.max_steps < 1:
+            errors.append("--max-steps must be >= 1")
+        if self.duration_s <= 0 or self.step_duration_s <= 0:
+            errors.append("--duration and --step-duration must be > 0")
+        if self.warmup_s < 0:
+            errors.append("--warmup must be >= 0")
+        if self.slo_p95_ms is not None and self.slo_p95_ms <= 0:
+            errors.append("--slo-p95-ms must be > 0")
+        if not 0 <= self.max_failure_ratio <= 1:
+            errors.append("--max-failure-ratio must be between 0 and 1")
+        if self.need_rps is not None and self.need_rps <= 0:
+            errors.append("--need-rps must be > 0")
+        if self.repeat < 1:
+            errors.append("--repeat must be >= 1")
+        if self.expected_latency_ms <= 0:
+            errors.append("--expected-latency-ms must be > 0")
+        if "on" in self.batching and self.max_batch_size < 2:
+            errors.append("--max-batch-size must be >= 2 when batching is on")
+        if self.locust_workers is not None and self.locust_workers < 1:
+            errors.append("--locust-workers must be >= 1")
+        if errors:
+            raise ValueError("; ".join(errors))
+
+
+def users_for_rate(rate: float, expected_latency_ms: float) -> int:
+    """Enough paced users to hold `rate` arrivals/s: each user can start at most one request per
+    max(1 s, 4 x expected latency), so a slower answer does not make arrivals wait."""
+    window_s = max(1.0, 4.0 * expected_latency_ms / 1000.0)
+    return max(1, math.ceil(rate * window_s))
+
+
+def load_levels(settings: ExperimentSettings) -> list[LoadLevel]:
+    if settings.rates is not None:
+        return [LoadLevel(users_for_rate(r, settings.expected_latency_ms), r) for r in settings.rates]
+    assert settings.users is not None
+    return [LoadLevel(u) for u in settings.users]
+
+
+def ramp_levels(settings: ExperimentSettings) -> list[LoadLevel]:
+    """The steps a ramp may climb: start, start + step, ... (at most max_steps). Linear steps keep the
+    throughput-vs-p95 curve evenly sampled; the ramp stops early at the first failing step."""
+    first = load_levels(settings)[0]
+    steps: list[LoadLevel] = []
+    if first.target_rps is not None:
+        step = settings.ramp_step or first.target_rps
+        for k in range(settings.max_steps):
+            rate = first.target_rps + k * step
+            steps.append(LoadLevel(users_for_rate(rate, settings.expected_latency_ms), rate))
+    else:
+        step = settings.ramp_step or first.users
+        for k in range(settings.max_steps):
+            steps.append(LoadLevel(max(1, round(first.users + k * step))))
+    return steps
+
+
+def stack_configs(settings: ExperimentSettings) -> list[StackConfig]:
+    # Replicas vary fastest: changing only the replica count scales without recreating containers,
+    # while changing workers/backend/batching recreates every classifier (a model load each).
+    return [
+        StackConfig(replicas, workers, backend, batching)
+        for backend in settings.backends
+        for batching in settings.batching
+        for workers in settings.workers_per_replica
+        for replicas in settings.replicas
+    ]
+
+
+def expand(settings: ExperimentSettings) -> list[PlannedConfig]:
+    settings.validate()
+    loads = [load_levels(settings)[0]] if settings.ramp else load_levels(settings)
+    plan: list[PlannedConfig] = []
+    for stack in stack_configs(settings):
+        for load in loads:
+            for repeat in range(1, settings.repeat + 1):
+                plan.append(PlannedConfig(len(plan) + 1, stack, load, repeat, settings.repeat))
+    labels = [p.label for p in plan]
+    if len(set(labels)) != len(labels):
+        raise ValueError("the grid has duplicate configurations")
+    return plan
+
+
+def estimate_config_seconds(
+    settings: ExperimentSettings, stack_changes: bool, stack_change_s: float
+) -> float:
+    seconds = stack_change_s if stack_changes else 0.0
+    if settings.warmup_s > 0:
+        seconds += settings.warmup_s + MEASUREMENT_OVERHEAD_S
+    if settings.ramp:
+        # An upper bound: the ramp stops at the first failing step.
+        seconds += settings.max_steps * (settings.step_duration_s + MEASUREMENT_OVERHEAD_S)
+    else:
+        seconds += settings.duration_s + MEASUREMENT_OVERHEAD_S
+    return seconds
+
+
+def estimate_seconds(
+    settings: ExperimentSettings, plan: list[PlannedConfig], stack_change_s: float = STACK_CHANGE_S
+) -> list[float]:
+    """Estimated seconds per planned configuration (a list, so progress can count down what is left)."""
+    estimates: list[float] = []
+    previous: StackConfig | None = None
+    for planned in plan:
+        changes = previous is None or _recreates(previous, planned.stack)
+        estimates.append(estimate_config_seconds(settings, changes, stack_change_s))
+        previous = planned.stack
+    return estimates
+
+
+def _recreates(old: StackConfig, new: StackConfig) -> bool:
+    return (old.workers_per_replica, old.backend, old.batching) != (
+        new.workers_per_replica,
+        new.backend,
+        new.batching,
+    ) or new.replicas > old.replicas
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"

@@ -1,0 +1,210 @@
+"""Small result folders shaped like `lab compare`'s, written by the tests (no Docker, no Locust).
+
+The CSV headers are copied from real Locust 2.47.0 output (a master's /stats/requests/csv and
+/stats/failures/csv); the docker-stats lines have the fields and formats `docker stats --format
+'{{json .}}'` printed on this machine's Docker.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.grid import ExperimentSettings
+
+STATS_HEADER = (
+    "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,Min Response Time,"
+    "Max Response Time,Average Content Size,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,"
+    "99.99%,100%"
+)
+FAILURES_HEADER = "Method,Name,Error,Occurrences,First Seen,Last Seen"
+PERCENTILES = (0.5, 0.66, 0.75, 0.8, 0.9, 0.95, 0.98, 0.99, 0.999, 0.9999, 1.0)
+
+
+@dataclass
+class Row:
+    """One traffic row of a Locust stats CSV; `percentiles` in the header's order (11 values)."""
+
+    name: str
+    requests: int
+    failures: int
+    avg_ms: float
+    min_ms: float
+    max_ms: float
+    rps: float
+    percentiles: list[float]
+    method: str = "POST"
+
+    def csv(self) -> str:
+        fps = self.rps * self.failures / self.requests if self.requests else 0.0
+        cells = [
+            self.method, self.name, self.requests, self.failures, self.percentiles[0], self.avg_ms,
+            self.min_ms, self.max_ms, 99.0, self.rps, fps, *self.percentiles,
+        ]  # fmt: skip
+        return ",".join(str(c) for c in cells)
+
+
+def row_with(
+    name: str, requests: int, rps: float, p50: float, p95: float, p99: float, failures: int = 0
+) -> Row:
+    """A plausible row whose p50/p95/p99 are exactly the given values."""
+    pct = [p50, p50 * 1.1, p50 * 1.2, p50 * 1.3, (p50 + p95) / 2, p95, (p95 + p99) / 2, p99, p99 * 1.2,
+           p99 * 1.3, p99 * 1.3]  # fmt: skip
+    pct = [round(v) if v >= 10 else v for v in pct]
+    pct[0], pct[5], pct[7] = p50, p95, p99
+    return Row(name, requests, failures, round(p50 * 1.1, 3), round(p50 / 3, 3), pct[-1], rps, pct)
+
+
+def stats_csv(traffic: list[Row], server_ms: dict[str, float] | None) -> str:
+    lines = [STATS_HEADER]
+    requests = sum(r.requests for r in traffic)
+    rps = sum(r.rps for r in traffic)
+    for row in sorted(traffic, key=lambda r: (r.method, r.name)):
+        lines.append(row.csv())
+    for name, ms in sorted((server_ms or {}).items()):
+        # Locust rounds percentiles to whole milliseconds here: that is what a real SERVER row looks like.
+        cells = ["SERVER", name, requests, 0, ms, ms, ms, ms, 0.0, rps, 0.0, *[round(ms)] * 11]
+        lines.append(",".join(str(c) for c in cells))
+    # Locust's Aggregated row counts the SERVER rows too: the summary must not use it.
+    n_all = requests * (1 + len(server_ms or {}))
+    lines.append(f",Aggregated,{n_all},0,3,5.0,0.5,999.0,19.8,{rps * 5},0.0,3,5,5,7,48,52,53,56,420,450,999")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Measurement:
+    users: int
+    traffic: list[Row]
+    target_rps: float | None = None
+    server_ms: dict[str, float] | None = field(
+        default_factory=lambda: {"queue": 1.5, "decode": 4.0, "infer": 12.0, "total": 19.0}
+    )
+    # Per sampling time: (service, container name, CPU %, memory as docker prints it).
+    docker: list[list[tuple[str, str, float, str]]] = field(default_factory=list)
+    worker_cpu: list[float] = field(default_factory=list)  # Locust's own heartbeat CPU of the worker
+    served_by: dict[str, int] | None = None
+    status: str = "complete"
+    failures_csv: str = FAILURES_HEADER + "\n"
+    duration_s: float = 20.0
+
+
+def write_measurement(mdir: Path, m: Measurement, t_start: float = 1_795_600_000.0) -> None:
+    mdir.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "users": m.users,
+        "target_rps": m.target_rps,
+        "mode": "open" if m.target_rps else "closed",
+        "duration_s": m.duration_s,
+        "status": m.status,
+        "t_start": t_start,
+        "t_end": t_start + m.duration_s,
+    }
+    (mdir / "measurement.json").write_text(json.dumps(meta))
+    (mdir / "stats.csv").write_text(stats_csv(m.traffic, m.server_ms))
+    (mdir / "failures.csv").write_text(m.failures_csv)
+    lines = []
+    for i, sample in enumerate(m.docker):
+        for service, name, cpu, mem in sample:
+            raw = {
+                "BlockIO": "0B / 0B", "CPUPerc": f"{cpu:.2f}%", "Container": name, "ID": name[:12],
+                "MemPerc": "1.00%", "MemUsage": mem, "Name": name, "NetIO": "1kB / 1kB", "PIDs": "5",
+            }  # fmt: skip
+            lines.append(json.dumps({"t": t_start + 2 * i, "service": service, "raw": raw}))
+    (mdir / "docker_stats.jsonl").write_text("\n".join(lines) + ("\n" if lines else ""))
+    live = [
+        json.dumps({"t": t_start + 2 * i, "state": "running", "workers": [{"id": "w1", "cpu_usage": cpu}]})
+        for i, cpu in enumerate(m.worker_cpu)
+    ]
+    (mdir / "locust_live.jsonl").write_text("\n".join(live) + ("\n" if live else ""))
+    if m.served_by is not None:
+        (mdir / "served_by.json").write_text(json.dumps(m.served_by))
+
+
+@dataclass
+class Config:
+    replicas: int
+    measurements: list[Measurement]  # one, or a ramp's steps
+    workers_per_replica: int | None = None
+    backend: str | None = None
+    batching: str | None = None
+    repeat: int = 1
+    ramp: bool = False
+
+    @property
+    def stack_label(self) -> str:
+        parts = [f"r{self.replicas}"]
+        if self.workers_per_replica is not None:
+            parts.append(f"w{self.workers_per_replica}")
+        if self.backend:
+            parts.append(self.backend)
+        if self.batching:
+            parts.append("batch" if self.batching == "on" else "nobatch")
+        return "-".join(parts)
+
+
+def write_run(
+    run_dir: Path,
+    settings: ExperimentSettings,
+    configs: list[Config],
+    host_cpus: int = 2,
+    status: str = "complete",
+) -> Path:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run: dict[str, Any] = {
+        "run_id": run_dir.name,
+        "git_sha": "0123456789abcdef",
+        "started_at": "2026-11-25T12:00:00+00:00",
+        "finished_at": "2026-11-25T12:10:00+00:00",
+        "status": status,
+        "stack_kind": "compose",
+        "settings": settings.to_dict(),
+        "host_cpus": host_cpus,
+    }
+    (run_dir / "run.json").write_text(json.dumps(run))
+    for index, cfg in enumerate(configs, start=1):
+        first = cfg.measurements[0]
+        load = f"rate{first.target_rps:g}-u{first.users}" if first.target_rps else f"u{first.users}"
+        label = f"{cfg.stack_label}-{load}" + (f"-rep{cfg.repeat}" if settings.repeat > 1 else "")
+        cdir = run_dir / f"{index:02d}-{label}"
+        cdir.mkdir()
+        meta = {
+            "index": index,
+            "label": label,
+            "stack_label": cfg.stack_label,
+            "stack": {
+                "replicas": cfg.replicas,
+                "workers_per_replica": cfg.workers_per_replica,
+                "backend": cfg.backend,
+                "batching": cfg.batching,
+            },
+            "mode": "open" if first.target_rps else "closed",
+            "ramp": cfg.ramp,
+            "repeat": cfg.repeat,
+            "status": "complete",
+            "effective": {
+                "workers_per_replica": cfg.workers_per_replica,
+                "backend": cfg.backend,
+                "batching": cfg.batching,
+            },
+        }
+        (cdir / "config.json").write_text(json.dumps(meta))
+        if cfg.ramp:
+            for step, m in enumerate(cfg.measurements, start=1):
+                write_measurement(cdir / f"step-{step:02d}", m, 1_795_600_000.0 + 100 * step)
+        else:
+            write_measurement(cdir, first)
+    return run_dir
+
+
+def classifier_samples(n_replicas: int, cpu_each: float, samples: int = 3, worker_cpu: float = 40.0) -> list:
+    """docker-stats samples: n classifier replicas at cpu_each %, nginx, one Locust worker."""
+    out = []
+    for _ in range(samples):
+        sample = [("classifier", f"loadlab-classifier-{i}", cpu_each, "300.5MiB / 23.54GiB")
+                  for i in range(1, n_replicas + 1)]  # fmt: skip
+        sample.append(("nginx", "loadlab-nginx-1", 5.0, "8MiB / 23.54GiB"))
+        sample.append(("locust-worker", "loadlab-locust-worker-1", worker_cpu, "60MiB / 23.54GiB"))
+        out.append(sample)
+    return out
