@@ -194,6 +194,8 @@ def _parse(url: str) -> httpx.URL:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError) as exc:
         raise ApiError(422, "invalid_url", f"not a valid URL: {exc}") from None
+    if parsed.scheme and parsed.scheme not in ("http", "https"):
+        raise url_not_allowed(f"scheme {parsed.scheme!r} is not allowed (http or https only)")
     if not parsed.is_absolute_url:
         raise ApiError(422, "invalid_url", "the URL must be absolute (http://host/path)")
     return parsed

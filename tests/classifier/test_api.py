@@ -1,0 +1,236 @@
+"""The HTTP API with the stand-in backend: answers, headers, readiness, metrics, /model."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import numpy as np
+import pytest
+from classifier.main import create_app
+
+from tests.classifier.fake_backend import FakeBackend, RecordingLoader
+from tests.classifier.helpers import AppFactory, jpeg_bytes, make_settings, parse_server_timing, serve
+from tests.classifier.image_server import image_server
+
+pytestmark = pytest.mark.asyncio
+
+EXPECTED_METRICS = [
+    "classifier_requests_total",
+    "classifier_request_duration_seconds",
+    "classifier_worker_requests_total",
+    "classifier_stage_duration_seconds",
+    "classifier_batch_size",
+    "classifier_queue_depth",
+    "classifier_inflight_requests",
+    "classifier_ready_workers",
+    "classifier_model_info",
+]
+
+
+def upload(data: bytes, name: str = "photo.jpg", content_type: str = "image/jpeg") -> dict[str, object]:
+    return {"files": {"file": (name, data, content_type)}}
+
+
+async def test_predict_upload_answers_the_contract(client: httpx.AsyncClient, backend: FakeBackend) -> None:
+    image = jpeg_bytes((220, 30, 30))
+    response = await client.post("/predict", **upload(image))
+    assert response.status_code == 200, response.text
+    body = response.json()
+
+    assert set(body) >= {"predicted_label", "probability", "top_k"}
+    assert len(body["top_k"]) == 5
+    assert body["top_k"][0] == {"label": body["predicted_label"], "probability": body["probability"]}
+    probabilities = [entry["probability"] for entry in body["top_k"]]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert all(0.0 <= p <= 1.0 for p in probabilities)
+    assert body["predicted_label"] in backend.labels
+    assert response.headers["x-served-by"]
+
+    # The answer is the stand-in's own answer for the decoded image (no off-by-one in labels or ordering).
+    from classifier.preprocess import decode_image
+
+    expected = FakeBackend().predict(decode_image(image, backend.input_size)[np.newaxis])[0]
+    assert body["predicted_label"] == backend.labels[int(np.argmax(expected))]
+    assert body["probability"] == pytest.approx(float(expected.max()))
+
+
+async def test_raw_image_body_is_accepted(client: httpx.AsyncClient) -> None:
+    image = jpeg_bytes()
+    raw = await client.post("/predict", content=image, headers={"content-type": "image/jpeg"})
+    multipart = await client.post("/predict", **upload(image))
+    assert raw.status_code == 200, raw.text
+    assert raw.json()["top_k"] == multipart.json()["top_k"]
+
+
+async def test_server_timing_header(app_factory: AppFactory) -> None:
+    async with serve(app_factory(FakeBackend(delay_s=0.03))) as client:
+        response = await client.post("/predict", **upload(jpeg_bytes()))
+    timing = parse_server_timing(response.headers["server-timing"])
+    assert list(timing) == ["queue", "decode", "infer", "total"]
+    assert timing["infer"] >= 30.0  # the stand-in sleeps 30 ms per call
+    assert timing["decode"] > 0.0
+    assert timing["total"] >= timing["queue"] + timing["decode"] + timing["infer"] - 0.05
+
+
+async def test_top_k_follows_the_setting(app_factory: AppFactory) -> None:
+    async with serve(app_factory(top_k=3)) as client:
+        response = await client.post("/predict", **upload(jpeg_bytes()))
+    assert len(response.json()["top_k"]) == 3
+    async with serve(app_factory(top_k=50)) as client:  # more than there are labels
+        response = await client.post("/predict", **upload(jpeg_bytes()))
+    assert len(response.json()["top_k"]) == 10
+
+
+async def test_predict_from_url(app_factory: AppFactory) -> None:
+    image = jpeg_bytes((20, 200, 20))
+    with image_server(image) as server:
+        async with serve(app_factory(url_allowlist=["127.0.0.1"])) as client:
+            by_url = await client.post("/predict/tf", json={"img_url": server.url("/image.jpg")})
+            by_url_slash = await client.post("/predict/tf/", json={"img_url": server.url("/image.jpg")})
+            by_upload = await client.post("/predict", **upload(image))
+    assert by_url.status_code == 200, by_url.text
+    assert by_url_slash.status_code == 200, by_url_slash.text
+    assert by_url.json()["top_k"] == by_upload.json()["top_k"] == by_url_slash.json()["top_k"]
+    timing = parse_server_timing(by_url.headers["server-timing"])
+    assert set(timing) == {"queue", "decode", "infer", "fetch", "total"}
+    assert by_url.headers["x-served-by"]
+
+
+async def test_concurrent_requests_share_batches_with_identical_answers(app_factory: AppFactory) -> None:
+    colours = [(i * 20 % 256, 255 - i * 15 % 256, i * 7 % 256) for i in range(16)]
+    images = [jpeg_bytes(colour) for colour in colours]
+
+    async def answers(backend: FakeBackend, **settings: object) -> list[dict[str, object]]:
+        async with serve(app_factory(backend, **settings)) as client:
+            responses = await asyncio.gather(*(client.post("/predict", **upload(image)) for image in images))
+        assert all(r.status_code == 200 for r in responses)
+        return [r.json() for r in responses]
+
+    batched_backend = FakeBackend(delay_s=0.02)
+    batched = await answers(batched_backend, max_batch_size=8, max_batch_delay_ms=20.0)
+    unbatched = await answers(FakeBackend(), max_batch_size=1)
+
+    assert max(b["batch_size"] for b in batched) > 1  # type: ignore[type-var]
+    assert max(batched_backend.batch_sizes) <= 8
+    for a, b in zip(batched, unbatched, strict=True):
+        assert a["top_k"] == b["top_k"]
+
+
+async def test_model_runs_on_one_thread_and_never_blocks_the_event_loop(app_factory: AppFactory) -> None:
+    backend = FakeBackend(delay_s=0.3)
+    loader = RecordingLoader(backend)
+    app = create_app(make_settings(), backend_loader=loader)
+    async with serve(app) as client:
+        slow = asyncio.create_task(client.post("/predict", **upload(jpeg_bytes())))
+        await asyncio.sleep(0.05)  # the model call is now sleeping in its thread
+        started = time.perf_counter()
+        health = await client.get("/healthz")
+        assert time.perf_counter() - started < 0.2
+        assert health.status_code == 200
+        assert (await slow).status_code == 200
+        await asyncio.gather(*(client.post("/predict", **upload(jpeg_bytes((i, i, i)))) for i in range(4)))
+    assert all(name.startswith("infer") for name in backend.threads)
+    assert loader.calls[0]["thread"].startswith("infer")  # type: ignore[union-attr]
+    assert backend.overlapping_calls == 0
+
+
+async def test_lifespan_loads_with_the_settings_and_warms_up(app_factory: AppFactory) -> None:
+    backend = FakeBackend()
+    loader = RecordingLoader(backend)
+    settings = make_settings(
+        backend="tf", model_dir="/models/mnv2", threads=3, inter_op_threads=2, max_batch_size=4
+    )
+    app = create_app(settings, backend_loader=loader)
+    async with serve(app) as client:
+        assert (await client.get("/readyz")).status_code == 200
+    assert loader.calls == [
+        {
+            "kind": "tf",
+            "model_path": "/models/mnv2/saved_model",
+            "labels_path": "/models/mnv2/labels.txt",
+            "threads": 3,
+            "inter_op_threads": 2,
+            "thread": loader.calls[0]["thread"],
+        }
+    ]
+    # Warm-up ran the model at batch 1 and at the largest batch before the first request.
+    assert {1, 4} <= set(backend.batch_sizes)
+
+
+async def test_not_ready_until_the_lifespan_has_run(app_factory: AppFactory) -> None:
+    app = app_factory()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://classifier"
+    ) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["error"] == "not_ready"
+        predict = await client.post("/predict", **upload(jpeg_bytes()))
+        assert predict.status_code == 503
+        assert (await client.get("/model")).status_code == 503
+
+
+async def test_a_model_that_fails_to_load_fails_startup() -> None:
+    def broken_loader(*args: object, **kwargs: object) -> FakeBackend:
+        raise FileNotFoundError("no model at /nonexistent/model/model.tflite")
+
+    app = create_app(make_settings(), backend_loader=broken_loader)
+    with pytest.raises(FileNotFoundError):
+        async with app.router.lifespan_context(app):
+            pass
+
+
+async def test_a_model_failure_is_a_500_and_the_service_stays_ready(app_factory: AppFactory) -> None:
+    backend = FakeBackend(fail_if=lambda batch: bool((batch > 250).all(axis=(1, 2, 3)).any()))
+    async with serve(app_factory(backend)) as client:
+        failed = await client.post("/predict", **upload(jpeg_bytes((255, 255, 255))))
+        assert failed.status_code == 500
+        assert failed.json()["error"] == "internal"
+        assert (await client.get("/readyz")).status_code == 200
+        assert (await client.post("/predict", **upload(jpeg_bytes()))).status_code == 200
+
+
+async def test_model_endpoint(app_factory: AppFactory) -> None:
+    async with serve(
+        app_factory(max_batch_size=4, max_batch_delay_ms=3.5, threads=2, decode_threads=3)
+    ) as client:
+        info = (await client.get("/model")).json()
+    assert info["backend"] == "fake"
+    assert info["input_size"] == [32, 32]
+    assert info["label_count"] == 10
+    assert info["batching"] == {"enabled": True, "max_batch_size": 4, "max_batch_delay_ms": 3.5}
+    assert info["threads"] == {"intra_op": 2, "inter_op": 1, "decode": 3}
+    assert isinstance(info["pid"], int)
+    assert info["model_path"].endswith("model.tflite")
+    assert info["backend_info"]["num_classes"] == 10
+
+
+async def test_metrics_endpoint(client: httpx.AsyncClient) -> None:
+    for _ in range(3):
+        assert (await client.post("/predict", **upload(jpeg_bytes()))).status_code == 200
+    await client.post("/predict", content=b"nope", headers={"content-type": "image/jpeg"})
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    for name in EXPECTED_METRICS:
+        assert name in text, name
+    assert 'classifier_requests_total{endpoint="/predict",method="POST",status="200"} 3.0' in text
+    assert 'classifier_requests_total{endpoint="/predict",method="POST",status="422"} 1.0' in text
+    assert "classifier_batch_size_count 3.0" in text
+    assert 'classifier_stage_duration_seconds_count{stage="infer"} 3.0' in text
+    assert "classifier_ready_workers 1.0" in text
+    assert 'backend="fake"' in text
+
+
+async def test_unknown_paths_share_one_metrics_label(client: httpx.AsyncClient) -> None:
+    for path in ("/a", "/b/c", "/wp-admin.php"):
+        response = await client.get(path)
+        assert response.status_code == 404
+        assert response.json()["error"] == "not_found"
+    text = (await client.get("/metrics")).text
+    assert 'classifier_requests_total{endpoint="other",method="GET",status="404"} 3.0' in text
+    assert "wp-admin" not in text
