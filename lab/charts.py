@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from collections import defaultdict
 from typing import Any
 
@@ -36,8 +37,10 @@ def _to_svg(fig: Any) -> str:
     fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
     plt.close(fig)
     text = buffer.getvalue()
-    # Keep only the <svg> element: the XML prolog and DOCTYPE are not valid inside HTML.
-    return text[text.index("<svg") :]
+    # Keep only the <svg> element (the XML prolog and DOCTYPE are not valid inside HTML), without the
+    # RDF metadata block: its URLs are names, but a reader checking "no external references" trips on them.
+    svg = text[text.index("<svg") :]
+    return re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.DOTALL)
 
 
 def _empty(title: str, why: str) -> str:

@@ -107,10 +107,12 @@ def find_project_dir(start: Path) -> Path:
     )
 
 
-def compose_command(docker: str = "docker") -> list[str]:
+def compose_command(docker: str = "docker", env: Mapping[str, str] | None = None) -> list[str]:
     path = shutil.which(docker)
     if path:
-        probe = subprocess.run([path, "compose", "version"], capture_output=True, text=True, check=False)
+        probe = subprocess.run(
+            [path, "compose", "version"], capture_output=True, text=True, check=False, env=env
+        )
         if probe.returncode == 0:
             return [path, "compose"]
     raise StackError(
@@ -142,7 +144,7 @@ class ComposeStack:
         self.env = dict(os.environ if env is None else env)
         self.ready_timeout_s = ready_timeout_s
         self.docker = docker
-        self.compose = compose_command(docker)
+        self.compose = compose_command(docker, self.env)
         # The CLASSIFIER_* values a config starts from: the stack's own, captured before the run.
         self._base_env: dict[str, str] = {}
         self._current_env: dict[str, str] = {}

@@ -1,0 +1,142 @@
+"""ComposeStack's command sequences against a stand-in `docker` (tests/lab/fake_docker.py): scale and
+configure, wait for health, sample, describe, and put the stack back as it was. No Docker needed."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab.grid import ExperimentSettings, StackConfig
+from lab.stack import ComposeStack, StackError, find_project_dir
+
+FAKE = Path(__file__).with_name("fake_docker.py")
+ORIGINAL_ENV = {"CLASSIFIER_WORKERS": "1", "CLASSIFIER_BACKEND": "tf", "CLASSIFIER_THREADS": "2"}
+SETTINGS = ExperimentSettings(replicas=[1, 3], users=[8], max_batch_size=8)
+
+
+class Fake:
+    def __init__(self, tmp_path: Path, containers: list[dict]) -> None:
+        self.state = tmp_path / "state.json"
+        self.state.write_text(json.dumps({"containers": containers}))
+        self.docker = tmp_path / "docker"
+        self.docker.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE}" "$@"\n')
+        self.docker.chmod(self.docker.stat().st_mode | stat.S_IEXEC)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CLASSIFIER_")}
+        env["FAKE_DOCKER_STATE"] = str(self.state)
+        self.stack = ComposeStack(tmp_path, env=env, ready_timeout_s=3, docker=str(self.docker))
+
+    def read(self) -> dict:
+        return json.loads(self.state.read_text())
+
+    def up_calls(self) -> list[dict]:
+        return [c for c in self.read()["calls"] if c["args"][:2] == ["compose", "up"]]
+
+    def containers(self, service: str) -> list[dict]:
+        return [c for c in self.read()["containers"] if c["Service"] == service and c["State"] == "running"]
+
+
+def _running_stack() -> list[dict]:
+    def c(service: str, n: int, env: dict | None = None, health: str = "") -> dict:
+        return {"Name": f"fake-{service}-{n}", "Service": service, "ID": f"{n}", "State": "running",
+                "Health": health, "env": env or {}}  # fmt: skip
+
+    return [
+        c("classifier", 1, ORIGINAL_ENV, "healthy"),
+        c("classifier", 2, ORIGINAL_ENV, "healthy"),
+        c("nginx", 1, health="healthy"),
+        c("locust-master", 1),
+        c("locust-worker", 1),
+    ]
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> Fake:
+    return Fake(tmp_path, _running_stack())
+
+
+def test_capture_reads_scale_and_classifier_settings(fake: Fake) -> None:
+    state = fake.stack.capture()
+    assert state.replicas == {"classifier": 2, "nginx": 1, "locust-master": 1, "locust-worker": 1}
+    assert state.classifier_env == ORIGINAL_ENV and state.existed
+    assert fake.stack.locust_worker_count() == 1 and fake.stack.host_cpus() == 2
+
+
+def test_apply_scales_and_sets_only_what_the_config_names(fake: Fake) -> None:
+    fake.stack.capture()
+    applied = fake.stack.apply(StackConfig(3, 2, "litert", "on"), SETTINGS)
+    (call,) = fake.up_calls()
+    assert call["args"] == ["compose", "up", "-d", "--no-build", "--scale", "classifier=3", "classifier"]
+    expected = {**ORIGINAL_ENV, "CLASSIFIER_WORKERS": "2", "CLASSIFIER_BACKEND": "litert",
+                "CLASSIFIER_MAX_BATCH_SIZE": "8", "CLASSIFIER_REPLICAS": "3"}  # fmt: skip
+    assert call["env"] == expected == applied
+    assert len(fake.containers("classifier")) == 3
+    assert fake.stack.classifier_settings() == dict(sorted(expected.items()))
+    # A config that names only replicas goes back to the stack's own settings for the rest.
+    fake.stack.apply(StackConfig(1), SETTINGS)
+    assert fake.up_calls()[-1]["env"] == {**ORIGINAL_ENV, "CLASSIFIER_REPLICAS": "1"}
+    assert len(fake.containers("classifier")) == 1
+
+
+def test_restore_puts_back_scale_env_and_locust_workers(fake: Fake) -> None:
+    state = fake.stack.capture()
+    fake.stack.scale_locust_workers(3)
+    fake.stack.apply(StackConfig(4, 2, "litert", "off"), SETTINGS)
+    assert len(fake.containers("locust-worker")) == 3
+    fake.stack.restore(state)
+    restore_calls = fake.up_calls()[-2:]
+    assert restore_calls[0]["args"][-3:] == ["--scale", "classifier=2", "classifier"]
+    assert restore_calls[0]["env"] == ORIGINAL_ENV
+    assert restore_calls[1]["args"][-3:] == ["--scale", "locust-worker=1", "locust-worker"]
+    assert [c["env"] for c in fake.containers("classifier")] == [ORIGINAL_ENV, ORIGINAL_ENV]
+    assert len(fake.containers("locust-worker")) == 1
+
+
+def test_wait_ready_gives_up_with_the_replicas_status(fake: Fake) -> None:
+    fake.stack.capture()
+    state = fake.read()
+    state["health_on_up"] = "starting"
+    fake.state.write_text(json.dumps(state))
+    with pytest.raises(StackError, match=r"classifier not ready within 3s \(want 3\).*fake-classifier-3: Up"):
+        fake.stack.apply(StackConfig(3, 2), SETTINGS)
+
+
+def test_a_stack_that_was_down_is_started_and_taken_down_again(tmp_path: Path) -> None:
+    fake = Fake(tmp_path, [])
+    state = fake.stack.capture()
+    assert not state.existed and state.replicas == {}
+    fake.stack.ensure_up(state)
+    assert fake.up_calls()[0]["args"] == ["compose", "up", "-d", "--no-build"]
+    assert len(fake.containers("classifier")) == 2
+    fake.stack.restore(state)
+    assert fake.read()["calls"][-1]["args"] == ["compose", "down"]
+    assert fake.read()["containers"] == []
+
+
+def test_stats_describe_and_locust_url(fake: Fake) -> None:
+    state = fake.read()
+    state["cpu"] = {"fake-classifier-1": 95.5, "fake-locust-worker-1": 42.0}
+    state["port"] = "0.0.0.0:18089"
+    fake.state.write_text(json.dumps(state))
+    samples = {s["raw"]["Name"]: s for s in fake.stack.container_stats()}
+    assert samples["fake-classifier-1"]["service"] == "classifier"
+    assert samples["fake-classifier-1"]["raw"]["CPUPerc"] == "95.50%"
+    assert samples["fake-locust-worker-1"]["service"] == "locust-worker"
+    assert len(samples) == 5
+    described = fake.stack.describe()
+    assert {i["ContainerName"] for i in described["images"]} == set(samples)
+    assert described["classifier_env"] == dict(sorted(ORIGINAL_ENV.items()))
+    assert fake.stack.locust_url() == "http://127.0.0.1:18089"  # 0.0.0.0 is reached on loopback
+
+
+def test_find_project_dir(tmp_path: Path) -> None:
+    (tmp_path / "docker-compose.yml").write_text("services: {}\n")
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    assert find_project_dir(deep) == tmp_path
+    with pytest.raises(StackError, match="no compose file"):
+        find_project_dir(Path("/proc/self"))
