@@ -193,6 +193,16 @@ async def test_a_model_failure_is_a_500_and_the_service_stays_ready(app_factory:
         assert (await client.post("/predict", **upload(jpeg_bytes()))).status_code == 200
 
 
+async def test_requests_during_shutdown_get_503(app_factory: AppFactory) -> None:
+    app = app_factory()
+    async with serve(app) as client:
+        await app.state.runtime.predictor.close()  # what the lifespan does on shutdown
+        response = await client.post("/predict", **upload(jpeg_bytes()))
+    # A 503 (not a 500) lets nginx retry the request on another replica.
+    assert response.status_code == 503
+    assert response.json()["error"] == "not_ready"
+
+
 async def test_model_endpoint(app_factory: AppFactory) -> None:
     async with serve(
         app_factory(max_batch_size=4, max_batch_delay_ms=3.5, threads=2, decode_threads=3)

@@ -178,7 +178,9 @@ class ImageFetcher:
             raise ApiError(413, "url_too_large", f"image is {declared} bytes, the limit is {self.max_bytes}")
         body = bytearray()
         try:
-            async for chunk in response.aiter_bytes():
+            # Raw bytes: we asked for no content coding, and inflating a hostile gzip stream could turn one
+            # chunk into far more than the cap before it is counted.
+            async for chunk in response.aiter_raw():
                 body += chunk
                 if len(body) > self.max_bytes:
                     raise ApiError(413, "url_too_large", f"image is over the limit of {self.max_bytes} bytes")
@@ -213,6 +215,6 @@ def make_client(timeout_s: float, max_connections: int = 64) -> httpx.AsyncClien
         # Proxy variables in the container's environment must not reroute (or get around) the allowlist.
         trust_env=False,
         follow_redirects=False,
-        headers={"User-Agent": "mlserve-loadlab-classifier"},
+        headers={"User-Agent": "mlserve-loadlab-classifier", "Accept-Encoding": "identity"},
         limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=16),
     )

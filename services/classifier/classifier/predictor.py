@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from classifier.batching import Batcher
+from classifier.batching import Batcher, BatcherClosed
 from classifier.errors import ApiError
 from classifier.metrics import Metrics
 from classifier.preprocess import ImageError, decode_image
@@ -92,7 +92,11 @@ class Predictor:
     # --- per request ---
     async def predict(self, data: bytes, timings: Timings) -> dict[str, object]:
         image = await self.decode(data, timings)
-        result = await self.batcher.submit(image)
+        try:
+            result = await self.batcher.submit(image)
+        except BatcherClosed as exc:
+            # Shutting down: a 503 lets nginx retry the request on another replica.
+            raise ApiError(503, "not_ready", str(exc)) from None
         timings.add("queue", result.queue_s)
         timings.add("infer", result.infer_s)
         return self.answer(result.probs, result.batch_size)
