@@ -1,0 +1,234 @@
+"""The driver against a REAL Locust master + worker (subprocesses, the lab's own locustfile) and the
+stand-in classifier from tests/locust, with a fake stack (no Docker). Locust is never imported here:
+it would gevent-patch the pytest process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from lab.compare import Driver
+from lab.grid import ExperimentSettings, StackConfig
+from lab.locust_csv import read_stats_csv
+from lab.progress import NullProgress
+from lab.report import write_report
+from lab.stack import ExternalStack
+from tests.locust.standin import StandIn, running_standin
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCUSTFILE = ROOT / "locust" / "locustfile.py"
+URL_PREFIX = "http://nginx/images/"
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        return json.loads(reply.read())
+
+
+@dataclass
+class LocustCluster:
+    url: str
+    server: StandIn
+    master: subprocess.Popen[bytes]
+    worker: subprocess.Popen[bytes]
+
+    def served(self) -> int:
+        with self.server.lock:
+            return sum(n for key, n in self.server.requests.items() if key.endswith(" 200"))
+
+    def state(self) -> str:
+        return str(_get_json(f"{self.url}/stats/requests")["state"])
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocustCluster]:
+    """A Locust master in web-UI mode (as in the compose stack) with one worker, both on 127.0.0.1."""
+    logs = tmp_path_factory.mktemp("locust")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
+    env.update(LOCUST_IMAGES_DIR=str(ROOT / "images"), LOCUST_IMAGE_BASE_URL=URL_PREFIX)
+    master_port, web_port = _free_port(), _free_port()
+    base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE)]
+    with running_standin(URL_PREFIX) as server:
+        master = subprocess.Popen(
+            [*base, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port),
+             "--web-host", "127.0.0.1", "--web-port", str(web_port), "--host", server.base_url],
+            stdout=(logs / "master.log").open("wb"), stderr=subprocess.STDOUT, env=env, cwd=logs,
+        )  # fmt: skip
+        worker = subprocess.Popen(
+            [*base, "--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port)],
+            stdout=(logs / "worker.log").open("wb"), stderr=subprocess.STDOUT, env=env, cwd=logs,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{web_port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if _get_json(f"{url}/worker-count")["worker_count"] >= 1:
+                        break
+                except OSError:
+                    pass
+                assert time.monotonic() < deadline, (logs / "master.log").read_text()[-2000:]
+                assert master.poll() is None and worker.poll() is None, (logs / "master.log").read_text()
+                time.sleep(0.3)
+            yield LocustCluster(url, server, master, worker)
+        finally:
+            for proc in (worker, master):
+                proc.terminate()
+            for proc in (worker, master):
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+class FakeStack(ExternalStack):
+    """No containers: the Locust processes and the test process (which runs the stand-in) play them,
+    sampled with psutil and reported in `docker stats`' JSON shape."""
+
+    def __init__(self, url: str, processes: dict[str, int]) -> None:
+        super().__init__(url, expect_workers=1)
+        self.processes = {service: psutil.Process(pid) for service, pid in processes.items()}
+        for proc in self.processes.values():
+            proc.cpu_percent(None)  # psutil's first reading is always 0: prime it
+
+    def container_stats(self) -> list[dict[str, Any]]:
+        samples = []
+        for service, proc in self.processes.items():
+            cpu = proc.cpu_percent(None)
+            mem = proc.memory_info().rss / 2**20
+            raw = {"Name": f"fake-{service}-1", "CPUPerc": f"{cpu:.2f}%", "MemUsage": f"{mem:.1f}MiB / 1GiB"}
+            samples.append({"service": service, "raw": raw})
+        return samples
+
+
+def test_driver_measures_each_config_and_summary_matches_locust(
+    cluster: LocustCluster, tmp_path: Path
+) -> None:
+    stack = FakeStack(
+        cluster.url,
+        {"classifier": os.getpid(), "locust-worker": cluster.worker.pid, "locust-master": cluster.master.pid},
+    )
+    settings = ExperimentSettings(replicas=[1, 2], users=[3], duration_s=3, warmup_s=0, slo_p95_ms=1000)
+    served_before = cluster.served()
+    progress = NullProgress()
+    result = Driver(
+        settings,
+        stack,
+        tmp_path,
+        locust_url=cluster.url,
+        project_dir=ROOT,
+        progress=progress,
+        sample_interval_s=1,
+    ).run()
+    served = cluster.served() - served_before
+    assert not result.interrupted and result.error is None, result.error
+    assert stack.applied == [StackConfig(1), StackConfig(2)] and len(stack.restored) == 1
+    assert any(u.startswith("config 2/2 r2-u3: measuring") for u in progress.updates), progress.updates
+    assert cluster.state() == "stopped"
+
+    run = json.loads((result.run_dir / "run.json").read_text())
+    assert run["status"] == "complete" and run["locust_workers"] == 1 and run["git_sha"]
+    summary = write_report(result.run_dir)
+    assert [c["label"] for c in summary["configs"]] == ["r1-u3", "r2-u3"]
+    locust_total = 0
+    for entry in summary["configs"]:
+        mdir = result.run_dir / entry["config_dir"]
+        for name in ("stats.csv", "failures.csv", "locust_report.html", "served_by.json", "measurement.json"):
+            assert (mdir / name).is_file(), name
+        stats = read_stats_csv(mdir / "stats.csv")
+        traffic = stats.traffic
+        assert {r.name for r in traffic} == {"/predict", "/predict/tf"}
+        # The summary's numbers are the CSV's, without the SERVER rows and the Aggregated row.
+        assert entry["requests"] == sum(r.requests for r in traffic) > 20
+        assert entry["failures"] == 0 == sum(r.failures for r in traffic)
+        assert entry["rps"] == round(sum(r.rps for r in traffic), 3)
+        assert stats.aggregated is not None and stats.aggregated.requests == 5 * entry["requests"]
+        assert stats.server("total").requests == entry["requests"]  # every answer had Server-Timing
+        assert entry["server_infer_ms"] == 3.0 and entry["server_queue_ms"] == 0.5  # the stand-in's header
+        # Workers' last stats arrived before the download: X-Served-By counts (sent with the same reports)
+        # add up to exactly the requests Locust counted.
+        assert sum(entry["served_by"].values()) == entry["requests"]
+        assert entry["p50_ms"] is not None and entry["p95_ms"] >= entry["p50_ms"]
+        assert entry["slo_met"] and entry["status"] == "complete"
+        meta = json.loads((mdir / "measurement.json").read_text())
+        assert meta["options"] == {"target_rps": "0"} and meta["downloads"]["stats.csv"] == 200
+        assert 3 <= meta["t_end"] - meta["t_start"] < 10
+        # CPU samples (psutil in docker-stats shape) reached the summary.
+        assert entry["cpu_cores_used"] is not None and entry["generator_cpu_max_pct"] is not None
+        assert "fake-locust-worker-1" in entry["cpu_by_container"]
+        locust_total += entry["requests"]
+    # The server saw every counted request; at most the few in flight at each stop were not counted.
+    assert locust_total <= served <= locust_total + 2 * 3 * 2
+    html = (result.run_dir / "report.html").read_text()
+    assert html.count("<svg") == 5
+
+
+def test_ctrl_c_stops_the_swarm_keeps_the_measurement_and_writes_a_partial_summary(
+    cluster: LocustCluster, tmp_path: Path
+) -> None:
+    cmd = [
+        sys.executable, "-m", "lab.cli", "compare", "--stack", "external", "--locust-url", cluster.url,
+        "--expect-workers", "1", "--replicas", "1,2", "--users", "2", "--duration", "60s", "--warmup", "0s",
+        "--out", str(tmp_path), "--run-id", "ctrlc", "--slo-p95-ms", "1000", "--project-dir", str(ROOT),
+    ]  # fmt: skip
+    # The package may not be installed: run it from the repository.
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    run_dir = tmp_path / "ctrlc"
+    measurement = run_dir / "01-r1-u2" / "measurement.json"
+    try:
+        deadline = time.monotonic() + 20
+        while not (measurement.is_file() and cluster.state() == "running"):
+            assert proc.poll() is None, proc.communicate()[0].decode()[-3000:]
+            assert time.monotonic() < deadline, "the first measurement did not start"
+            time.sleep(0.3)
+        time.sleep(2.0)
+        proc.send_signal(signal.SIGINT)
+        output = proc.communicate(timeout=30)[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, output[-3000:]
+    assert "interrupted: partial results in" in output
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "interrupted" and run["stack_restored"] is True
+    meta = json.loads(measurement.read_text())
+    assert meta["status"] == "interrupted"
+    # What was measured before Ctrl-C is kept, and the second configuration never started.
+    stats = read_stats_csv(run_dir / "01-r1-u2" / "stats.csv")
+    assert stats.requests > 10
+    assert not (run_dir / "02-r2-u2").exists()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (entry,) = summary["configs"]
+    assert entry["status"] == "interrupted" and entry["requests"] == stats.requests and not entry["slo_met"]
+    assert (run_dir / "report.html").is_file() and (run_dir / "summary.md").is_file()
+    deadline = time.monotonic() + 5  # /stats/requests is cached by the master for up to 2 s
+    while cluster.state() != "stopped":
+        assert time.monotonic() < deadline, "the swarm was left running"
+        time.sleep(0.5)
