@@ -119,20 +119,21 @@ async def test_concurrent_requests_share_batches_with_identical_answers(app_fact
 
 
 async def test_model_runs_on_one_thread_and_never_blocks_the_event_loop(app_factory: AppFactory) -> None:
-    backend = FakeBackend(delay_s=0.3)
+    backend = FakeBackend(delay_s=1.0)
     loader = RecordingLoader(backend)
     app = create_app(make_settings(), backend_loader=loader)
     async with serve(app) as client:
         slow = asyncio.create_task(client.post("/predict", **upload(jpeg_bytes())))
-        await asyncio.sleep(0.05)  # the model call is now sleeping in its thread
+        await asyncio.sleep(0.1)  # the model call is now sleeping in its thread
         started = time.perf_counter()
         health = await client.get("/healthz")
-        assert time.perf_counter() - started < 0.2
+        # Far below the model's 1 s: the event loop kept serving while the model worked.
+        assert time.perf_counter() - started < 0.5
         assert health.status_code == 200
+        assert not slow.done()
         assert (await slow).status_code == 200
-        await asyncio.gather(*(client.post("/predict", **upload(jpeg_bytes((i, i, i)))) for i in range(4)))
     assert all(name.startswith("infer") for name in backend.threads)
-    assert loader.calls[0]["thread"].startswith("infer")  # type: ignore[union-attr]
+    assert str(loader.calls[0]["thread"]).startswith("infer")
     assert backend.overlapping_calls == 0
 
 
