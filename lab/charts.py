@@ -177,7 +177,8 @@ def chart_server_split(summary: dict[str, Any]) -> str:
     ax.invert_yaxis()
     ax.set_xlabel("mean time per request (ms)")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    # Below the axes: inside, the legend would hide the bars it explains.
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=3, frameon=False)
     ax.set_title(title)
     return _to_svg(fig)
 
@@ -218,7 +219,7 @@ def chart_cpu(summary: dict[str, Any]) -> str:
     ax.invert_yaxis()
     ax.set_xlabel("CPU cores (100 % = one core)")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=4, frameon=False)
     ax.set_title(title)
     return _to_svg(fig)
 
