@@ -120,6 +120,7 @@ def test_tf_backend_loads_a_savedmodel_without_signature(tf_standin: Backend, tm
     np.testing.assert_allclose(backend.predict(images), tf_standin.predict(images), atol=1e-6)
 
 
+@pytest.mark.slow  # a fresh Python process importing TensorFlow: about 10 s
 def test_tf_backend_sizes_the_thread_pools_before_first_use(standin_model: StandinModel) -> None:
     # A fresh process: in this one the fixtures started TF's runtime already, as a second backend would.
     model, labels = str(standin_model.saved_model_dir), str(standin_model.labels_path)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
 import json
 import os
 import subprocess
 import sys
+import tarfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import fetch_model
@@ -129,6 +134,78 @@ def test_the_standin_tflite_is_copied(
     assert fetch_model.main(argv) == 0
     assert sha256(out / "model.tflite") == sha256(standin_tflite)
     assert json.loads((out / "manifest.json").read_text())["verification"]["verified"] is True
+
+
+@pytest.fixture(scope="module")
+def model_server(
+    standin_model: StandinModel, standin_tflite: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """HTTP on 127.0.0.1 serving the stand-in as a TF Hub-style .tar.gz and as a .tflite, and its labels."""
+    root = tmp_path_factory.mktemp("served")
+    with tarfile.open(root / "standin.tar.gz", "w:gz") as archive:
+        archive.add(standin_model.saved_model_dir, arcname=".")
+    (root / "model.tflite").write_bytes(standin_tflite.read_bytes())
+    (root / "labels.txt").write_bytes(standin_model.labels_path.read_bytes())
+
+    class QuietHandler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=root)
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_hub_url_is_downloaded_with_tensorflow_hub(
+    model_server: str, standin_model: StandinModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("tensorflow_hub", reason="tensorflow-hub (and tf-keras) are build-time dependencies")
+    monkeypatch.setenv(
+        "TFHUB_CACHE_DIR", str(tmp_path / "unused")
+    )  # fetch_model sets its own; restored after
+    out = tmp_path / "model"
+    argv = ["--source", f"{model_server}/standin.tar.gz", "--labels", f"{model_server}/labels.txt"]
+    assert fetch_model.main([*argv, "--tflite", "none", "--out", str(out)]) == 0
+    assert (out / "saved_model" / "saved_model.pb").read_bytes() == (
+        standin_model.saved_model_dir / "saved_model.pb"
+    ).read_bytes()
+    assert (out / "labels.txt").read_text().splitlines() == standin_labels()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["source_kind"] == "savedmodel"
+    assert manifest["verification"]["saved_model"]["num_classes"] == 1001
+
+
+def test_a_tflite_url_is_downloaded_as_is(model_server: str, standin_tflite: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    argv = ["--source", f"{model_server}/model.tflite", "--labels", f"{model_server}/labels.txt"]
+    assert fetch_model.main([*argv, "--out", str(out)]) == 0
+    assert sha256(out / "model.tflite") == sha256(standin_tflite)
+
+
+def test_unreachable_urls_fail_with_a_message(
+    model_server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("tensorflow_hub", reason="tensorflow-hub (and tf-keras) are build-time dependencies")
+    labels = f"{model_server}/labels.txt"
+    out = str(tmp_path / "out")
+    error = run_failing(
+        ["--source", f"{model_server}/missing.tar.gz", "--labels", labels, "--out", out], capsys
+    )
+    assert "cannot download the model" in error
+    assert "404" in error
+    error = run_failing(
+        ["--source", f"{model_server}/missing.tflite", "--labels", labels, "--out", out], capsys
+    )
+    assert "cannot download" in error
+    error = run_failing(
+        ["--source", f"{model_server}/model.tflite", "--labels", f"{labels}.nope", "--out", out], capsys
+    )
+    assert "cannot download" in error
 
 
 def run_failing(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
