@@ -18,9 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import httpx
+
 from lab.grid import ExperimentSettings, StackConfig
 
 CLASSIFIER = "classifier"
+NGINX = "nginx"
 LOCUST_MASTER = "locust-master"
 LOCUST_WORKER = "locust-worker"
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
@@ -272,6 +275,7 @@ class ComposeStack:
     def describe(self) -> dict[str, Any]:
         images = parse_json_records(self._run([*self.compose, "images", "--format", "json"]).stdout)
         return {
+            "model": self.model_info(),
             "ps": [_ps_summary(r) for r in self.ps()],
             "images": [
                 {k: img.get(k) for k in ("ContainerName", "Repository", "Tag", "ID", "Size")}
@@ -279,6 +283,18 @@ class ComposeStack:
             ],
             "classifier_env": self.classifier_settings(),
         }
+
+    def model_info(self) -> dict[str, Any]:
+        """The classifier's GET /model through nginx (model, backend, batching, threads), for the record."""
+        try:
+            address = self._run([*self.compose, "port", NGINX, "80"]).stdout.strip()
+            host, port = address.rsplit(":", 1)
+            host = "127.0.0.1" if host in ("0.0.0.0", "::", "[::]", "") else host
+            response = httpx.get(f"http://{host}:{port}/model", timeout=10.0)
+            response.raise_for_status()
+            return dict(response.json())
+        except (StackError, ValueError, httpx.HTTPError) as err:
+            return {"error": str(err)}
 
     def classifier_settings(self) -> dict[str, str]:
         rows = [r for r in self.ps(CLASSIFIER) if r.get("State") == "running"]
@@ -312,8 +328,12 @@ class ComposeStack:
             self._run([*self.compose, "down"])
             return
         if state.details.get("started_by_lab"):
-            self._run([*self.compose, "stop"])
-            return
+            # Stop only what lab started; what was already running is put back below.
+            started = sorted({r["Service"] for r in self.ps()} - set(state.replicas))
+            if started:
+                self._run([*self.compose, "stop", *started])
+            if not state.replicas.get(CLASSIFIER):
+                return
         env = {**self.env, **state.classifier_env}
         classifiers = state.replicas.get(CLASSIFIER, 0)
         self._run(

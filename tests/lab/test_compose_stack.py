@@ -140,3 +140,20 @@ def test_find_project_dir(tmp_path: Path) -> None:
     assert find_project_dir(deep) == tmp_path
     with pytest.raises(StackError, match="no compose file"):
         find_project_dir(Path("/proc/self"))
+
+
+def test_services_lab_started_are_stopped_and_the_rest_put_back(tmp_path: Path) -> None:
+    containers = _running_stack()
+    for c in containers:
+        if c["Service"].startswith("locust"):
+            c["State"] = "exited"
+    fake = Fake(tmp_path, containers)
+    state = fake.stack.capture()
+    assert state.existed and "locust-master" not in state.replicas
+    fake.stack.ensure_up(state)
+    assert len(fake.containers("locust-master")) == 1
+    fake.stack.apply(StackConfig(1), SETTINGS)
+    fake.stack.restore(state)
+    stops = [c["args"] for c in fake.read()["calls"] if c["args"][:2] == ["compose", "stop"]]
+    assert stops == [["compose", "stop", "locust-master", "locust-worker"]]
+    assert len(fake.containers("classifier")) == 2 and fake.containers("locust-master") == []
