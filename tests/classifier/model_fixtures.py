@@ -63,8 +63,11 @@ def standin_reference(batch: np.ndarray, seed: int = 0) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def build_standin_savedmodel(directory: Path, *, seed: int = 0, signature: bool = True) -> Path:
-    """Save the stand-in classifier to `directory`; without `signature` it has only the root `__call__`."""
+def build_standin_savedmodel(
+    directory: Path, *, seed: int = 0, signature: bool = True, open_size: bool = False
+) -> Path:
+    """Save the stand-in classifier to `directory`; without `signature` it has only the root `__call__`;
+    with `open_size` its input signature leaves height and width open (it still needs 224 x 224)."""
     import tensorflow as tf
     from classifier.backends.tf_savedmodel import configure_threads
 
@@ -72,6 +75,7 @@ def build_standin_savedmodel(directory: Path, *, seed: int = 0, signature: bool 
     configure_threads(1, 1)
     weights, bias = standin_parameters(seed)
     features = weights.shape[0]
+    input_shape = [None, None, None, 3] if open_size else [None, *STANDIN_SIZE, 3]
 
     class Standin(tf.Module):
         def __init__(self) -> None:
@@ -79,7 +83,7 @@ def build_standin_savedmodel(directory: Path, *, seed: int = 0, signature: bool 
             self.weights = tf.Variable(weights, trainable=False)
             self.bias = tf.Variable(bias, trainable=False)
 
-        @tf.function(input_signature=[tf.TensorSpec([None, *STANDIN_SIZE, 3], tf.float32)])
+        @tf.function(input_signature=[tf.TensorSpec(input_shape, tf.float32)])
         def __call__(self, inputs: tf.Tensor) -> tf.Tensor:
             pooled = tf.nn.avg_pool2d(inputs, ksize=_POOL, strides=_POOL, padding="VALID")
             flat = tf.reshape(pooled, [-1, features]) - 0.5
@@ -87,7 +91,7 @@ def build_standin_savedmodel(directory: Path, *, seed: int = 0, signature: bool 
 
     module = Standin()
 
-    @tf.function(input_signature=[tf.TensorSpec([None, *STANDIN_SIZE, 3], tf.float32, name="inputs")])
+    @tf.function(input_signature=[tf.TensorSpec(input_shape, tf.float32, name="inputs")])
     def serving(inputs: tf.Tensor) -> dict[str, tf.Tensor]:
         return {"logits": module(inputs)}
 

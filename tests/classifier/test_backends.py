@@ -120,6 +120,15 @@ def test_tf_backend_loads_a_savedmodel_without_signature(tf_standin: Backend, tm
     np.testing.assert_allclose(backend.predict(images), tf_standin.predict(images), atol=1e-6)
 
 
+def test_tf_backend_feeds_224_when_the_model_takes_any_size(tf_standin: Backend, tmp_path: Path) -> None:
+    saved_model = build_standin_savedmodel(tmp_path / "open_size", open_size=True)
+    labels = write_labels(tmp_path / "labels.txt", standin_labels())
+    backend = load_backend("tf", str(saved_model), str(labels), threads=1, inter_op_threads=1)
+    assert backend.input_size == (224, 224)
+    images = random_images(2, seed=6)
+    np.testing.assert_allclose(backend.predict(images), tf_standin.predict(images), atol=1e-6)
+
+
 @pytest.mark.slow  # a fresh Python process importing TensorFlow: about 10 s
 def test_tf_backend_sizes_the_thread_pools_before_first_use(standin_model: StandinModel) -> None:
     # A fresh process: in this one the fixtures started TF's runtime already, as a second backend would.

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 # When a signature has several outputs, the first of these names that it has is the class scores.
 _OUTPUT_NAMES = ("probabilities", "logits", "predictions", "output_0", "default")
 
+DEFAULT_INPUT_SIZE = (224, 224)
+"""Used when the model's input signature leaves height and width open."""
+
 # TF's thread pools can be sized only before its runtime starts, once per process.
 _threads_lock = threading.Lock()
 
@@ -135,8 +138,13 @@ class TFSavedModelBackend:
         function, spec, self._entry = _resolve_model_function(self._model)
 
         height, width, channels = spec.shape[1:]
-        if height is None or width is None or channels != 3:
-            raise ModelError(f"the model's input {spec.shape} has no fixed [H, W, 3]")
+        if channels != 3:
+            raise ModelError(f"the model's input {spec.shape} is not an RGB image batch [N, H, W, 3]")
+        if height is None or width is None:
+            # Some TF Hub models take any size; they are documented with the size they were trained at, for
+            # ImageNet models almost always 224.
+            log.warning("the model accepts any image size; feeding it %sx%s", *DEFAULT_INPUT_SIZE)
+            height, width = DEFAULT_INPUT_SIZE
         self.input_size = (int(height), int(width))
         self._input_dtype = spec.dtype
         if spec.dtype == tf.uint8:
