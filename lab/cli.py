@@ -99,6 +99,9 @@ def compare(
     project_dir: Annotated[
         Path | None, typer.Option(help="Compose project folder (default: nearest with a compose file).")
     ] = None,
+    project_name: Annotated[
+        str | None, typer.Option(help="Compose project name (default: COMPOSE_PROJECT_NAME or the file's).")
+    ] = None,
     stack: Annotated[
         str, typer.Option(help="compose: scale the compose stack; external: Locust and target are yours.")
     ] = "compose",
@@ -159,7 +162,7 @@ def compare(
         directory = (project_dir or find_project_dir(Path.cwd())).resolve()
         the_stack: Stack
         if stack == "compose":
-            the_stack = ComposeStack(directory, ready_timeout_s=timeout_s)
+            the_stack = ComposeStack(directory, ready_timeout_s=timeout_s, project_name=project_name)
         else:
             if not locust_url:
                 raise StackError("--stack external needs --locust-url")

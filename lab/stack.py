@@ -142,12 +142,15 @@ class ComposeStack:
         env: Mapping[str, str] | None = None,
         ready_timeout_s: float = 300.0,
         docker: str = "docker",
+        project_name: str | None = None,
     ) -> None:
         self.project_dir = project_dir
         self.env = dict(os.environ if env is None else env)
         self.ready_timeout_s = ready_timeout_s
         self.docker = docker
-        self.compose = compose_command(docker, self.env)
+        # Without a name, compose takes COMPOSE_PROJECT_NAME or the compose file's `name:`, as a user's
+        # own `docker compose` commands in that folder would.
+        self.compose = compose_command(docker, self.env) + (["-p", project_name] if project_name else [])
         # The CLASSIFIER_* values a config starts from: the stack's own, captured before the run.
         self._base_env: dict[str, str] = {}
         self._current_env: dict[str, str] = {}

@@ -101,7 +101,10 @@ def main() -> int:
     )
     code = 0
     if args[0] == "compose":
-        code = compose(args[1:], state)
+        rest = args[1:]
+        if rest[:1] == ["-p"]:
+            rest = rest[2:]  # one fake project whatever its name
+        code = compose(rest, state)
     elif args[0] == "inspect":
         c = next(c for c in state["containers"] if c["Name"] == args[-1])
         print(json.dumps([f"{k}={v}" for k, v in c["env"].items()] + ["PATH=/usr/bin"]))

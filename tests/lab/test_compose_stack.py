@@ -20,7 +20,7 @@ SETTINGS = ExperimentSettings(replicas=[1, 3], users=[8], max_batch_size=8)
 
 
 class Fake:
-    def __init__(self, tmp_path: Path, containers: list[dict]) -> None:
+    def __init__(self, tmp_path: Path, containers: list[dict], project_name: str | None = None) -> None:
         self.state = tmp_path / "state.json"
         self.state.write_text(json.dumps({"containers": containers}))
         self.docker = tmp_path / "docker"
@@ -28,13 +28,18 @@ class Fake:
         self.docker.chmod(self.docker.stat().st_mode | stat.S_IEXEC)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CLASSIFIER_")}
         env["FAKE_DOCKER_STATE"] = str(self.state)
-        self.stack = ComposeStack(tmp_path, env=env, ready_timeout_s=3, docker=str(self.docker))
+        self.stack = ComposeStack(
+            tmp_path, env=env, ready_timeout_s=3, docker=str(self.docker), project_name=project_name
+        )
 
     def read(self) -> dict:
         return json.loads(self.state.read_text())
 
     def up_calls(self) -> list[dict]:
         return [c for c in self.read()["calls"] if c["args"][:2] == ["compose", "up"]]
+
+    def commands(self) -> list[list[str]]:
+        return [c["args"] for c in self.read()["calls"]]
 
     def containers(self, service: str) -> list[dict]:
         return [c for c in self.read()["containers"] if c["Service"] == service and c["State"] == "running"]
@@ -157,3 +162,12 @@ def test_services_lab_started_are_stopped_and_the_rest_put_back(tmp_path: Path) 
     stops = [c["args"] for c in fake.read()["calls"] if c["args"][:2] == ["compose", "stop"]]
     assert stops == [["compose", "stop", "locust-master", "locust-worker"]]
     assert len(fake.containers("classifier")) == 2 and fake.containers("locust-master") == []
+
+
+def test_a_project_name_goes_to_every_compose_command(tmp_path: Path) -> None:
+    fake = Fake(tmp_path, _running_stack(), project_name="loadlab-e2e")
+    state = fake.stack.capture()
+    fake.stack.apply(StackConfig(1), SETTINGS)
+    fake.stack.restore(state)
+    compose_calls = [args for args in fake.commands() if args[0] == "compose" and args[1:2] != ["version"]]
+    assert compose_calls and all(args[1:3] == ["-p", "loadlab-e2e"] for args in compose_calls)
