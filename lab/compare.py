@@ -375,7 +375,11 @@ class Driver:
             meta["host"] = body.get("host")
             for sampler in samplers:
                 sampler.start()
-            self._sleep(duration_s)
+            # /swarm answers before users exist; a master that cannot start (no ready worker) only logs.
+            spawn_s = level.users / meta["spawn_rate"]
+            self._locust.wait_running(timeout_s=max(30.0, spawn_s + 20.0))
+            meta["running_after_s"] = round(time.time() - meta["t_start"], 2)
+            self._sleep(max(0.0, meta["t_start"] + duration_s - time.time()))
         except KeyboardInterrupt:
             interrupted = True
         except LocustError as err:
