@@ -13,6 +13,7 @@ import json
 import math
 import sys
 import time
+import traceback
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -201,6 +202,9 @@ class Driver:
             except (StackError, LocustError, OSError) as err:
                 result.error = str(err)
                 self.log(f"error: {err}")
+            except Exception as err:  # a bug must still restore the stack and leave an honest run.json
+                result.error = f"{type(err).__name__}: {err}"
+                self.log(f"unexpected error: {traceback.format_exc()}")
             finally:
                 self._phase = "restoring the stack"
                 self.progress.update("restoring the stack", sum(self.estimates), 0.0)
