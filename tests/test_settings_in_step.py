@@ -1,4 +1,4 @@
-"""`.env`, docker-compose.yml and the classifier's settings class name the same knobs with the same defaults."""
+"""`.env`, docker-compose.yml and the classifier's settings name the same knobs with the same defaults."""
 
 from __future__ import annotations
 

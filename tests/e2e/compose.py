@@ -34,13 +34,27 @@ class Stack:
     web_port: int
     env: dict[str, str] = field(default_factory=dict)
 
-    def compose(self, *args: str, check: bool = True, timeout: float = 900, capture: bool = True,
-                extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    def compose(
+        self,
+        *args: str,
+        check: bool = True,
+        timeout: float = 900,
+        capture: bool = True,
+        extra_env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         cmd = ["docker", "compose", "--project-directory", str(ROOT), "-p", self.project, *args]
-        result = subprocess.run(cmd, cwd=ROOT, env={**self.env, **(extra_env or {})}, text=True,
-                                capture_output=capture, timeout=timeout)  # fmt: skip
+        result = subprocess.run(
+            cmd,
+            cwd=ROOT,
+            env={**self.env, **(extra_env or {})},
+            text=True,
+            capture_output=capture,
+            timeout=timeout,
+        )
         if check and result.returncode != 0:
-            raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+            raise AssertionError(
+                f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
         return result
 
     def container_ids(self, service: str) -> list[str]:
@@ -52,8 +66,12 @@ class Stack:
         ids = self.container_ids(service)
         if not ids:
             return set()
-        out = subprocess.run(["docker", "inspect", "--format", "{{.Config.Hostname}}", *ids],
-                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+        out = subprocess.run(
+            ["docker", "inspect", "--format", "{{.Config.Hostname}}", *ids],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         return {line.strip() for line in out.splitlines() if line.strip()}
 
     def health(self, service: str) -> list[str]:

@@ -38,9 +38,11 @@ def stack() -> Iterator[Stack]:
             pytest.fail(f"CI must run the end-to-end tests: {reason}")
         pytest.skip(reason)
     with running_stack(
-        "loadlab-e2e", api_port=18000, web_port=18089,
+        "loadlab-e2e",
+        api_port=18000,
+        web_port=18089,
         up_args=["--scale", f"classifier={REPLICAS}", "--scale", f"locust-worker={WORKERS}"],
-    ) as running:  # fmt: skip
+    ) as running:
         yield running
 
 
@@ -82,7 +84,9 @@ def test_img_url_through_nginx_and_bad_input(stack: Stack) -> None:
 def _scale_up_when_loaded(stack: Stack, errors: list[BaseException]) -> None:
     try:
         time.sleep(SCALE_AT_SECONDS)
-        stack.compose("up", "-d", "--no-deps", "--no-recreate", "--scale", f"classifier={REPLICAS + 1}", "classifier")
+        stack.compose(
+            "up", "-d", "--no-deps", "--no-recreate", "--scale", f"classifier={REPLICAS + 1}", "classifier"
+        )
         stack.wait_healthy("classifier", REPLICAS + 1, timeout=RUN_SECONDS - SCALE_AT_SECONDS - 15)
     except BaseException as exc:  # reported by the test thread
         errors.append(exc)
@@ -99,14 +103,37 @@ def test_headless_locust_run_scales_and_balances(stack: Stack) -> None:
     scaler = threading.Thread(target=_scale_up_when_loaded, args=(stack, errors))
     scaler.start()
     run = stack.compose(
-        "run", "--rm", "--no-deps", "--use-aliases", "-v", f"{out}:/out",
+        "run",
+        "--rm",
+        "--no-deps",
+        "--use-aliases",
+        "-v",
+        f"{out}:/out",
         "locust-master",
-        "--master", "--locustfile", "/locust/locustfile.py", "--host", "http://nginx",
-        "--headless", "--users", "16", "--spawn-rate", "16", "--run-time", f"{RUN_SECONDS}s",
-        "--expect-workers", str(WORKERS), "--expect-workers-max-wait", "120",
-        "--csv", "/out/run", "--json-file", "/out/run", "--only-summary",
-        check=False, timeout=RUN_SECONDS + 300,
-    )  # fmt: skip
+        "--master",
+        "--locustfile",
+        "/locust/locustfile.py",
+        "--host",
+        "http://nginx",
+        "--headless",
+        "--users",
+        "16",
+        "--spawn-rate",
+        "16",
+        "--run-time",
+        f"{RUN_SECONDS}s",
+        "--expect-workers",
+        str(WORKERS),
+        "--expect-workers-max-wait",
+        "120",
+        "--csv",
+        "/out/run",
+        "--json-file",
+        "/out/run",
+        "--only-summary",
+        check=False,
+        timeout=RUN_SECONDS + 300,
+    )
     scaler.join()
     log = run.stdout + run.stderr
     (out / "master.log").write_text(log)
@@ -115,7 +142,9 @@ def test_headless_locust_run_scales_and_balances(stack: Stack) -> None:
     assert run.returncode == 0, f"headless Locust failed ({run.returncode}):\n{log[-4000:]}"
 
     # Both workers joined before the run started.
-    assert re.search(rf"\b{WORKERS} workers? (connected|ready)", log) or f"worker_count={WORKERS}" in log, log[-3000:]
+    assert re.search(rf"\b{WORKERS} workers? (connected|ready)", log) or f"worker_count={WORKERS}" in log, (
+        log[-3000:]
+    )
 
     # Zero failures, on real traffic of both kinds (the SERVER rows are the server-side time split).
     with (out / "run_stats.csv").open() as f:
