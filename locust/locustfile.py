@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -241,7 +242,10 @@ def on_init(environment: Environment, **_: Any) -> None:
     options = environment.parsed_options
     if options is None:  # Environment built by hand (library use): keep the class defaults
         return
-    weights_from(options)  # fail fast on a bad CLI/env value
+    try:
+        weights_from(options)
+    except ValueError as e:
+        sys.exit(f"locustfile: {e}")  # SystemExit passes through Locust's event hooks: stop here
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
         runner.register_message(

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,6 +114,14 @@ def test_listeners_record_server_timing_and_served_by() -> None:
     assert out["after_reset"] == {}
     assert out["bad_weights"] == [[-1, 1], [0, 0]]
     assert out["weights_ok"] == [0, 2]
+
+
+def test_bad_weights_stop_locust_at_start(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", "1", "-t", "1s",
+           "--host", "http://127.0.0.1:9", "--upload-weight", "0", "--url-weight", "0"]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=_env(), cwd=tmp_path)
+    assert run.returncode != 0
+    assert "must be >= 0 and not both 0" in run.stderr and "Ramping" not in run.stderr
 
 
 @pytest.mark.slow
@@ -220,3 +229,65 @@ def test_distributed_run_takes_options_from_master_and_totals_served_by(
     last = max(upload["last_request_timestamp"], url["last_request_timestamp"])
     achieved = real / (last - first)
     assert 0.75 * target_rps <= achieved <= 1.15 * target_rps, f"{achieved:.0f} req/s for {target_rps}"
+
+
+def _http(method: str, url: str, form: dict[str, str] | None = None) -> object:
+    data = urllib.parse.urlencode(form).encode() if form is not None else None
+    with urllib.request.urlopen(urllib.request.Request(url, data=data, method=method), timeout=5) as reply:
+        body = reply.read()
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body.decode()
+
+
+@pytest.mark.slow
+def test_web_ui_options_apply_per_test_and_served_by_resets(standin: StandIn, tmp_path: Path) -> None:
+    web_port = _free_port()
+    web = f"http://127.0.0.1:{web_port}"
+    cmd = [
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE),
+        "--web-host", "127.0.0.1", "--web-port", str(web_port),
+        "--images-dir", str(IMAGES_DIR), "--image-base-url", URL_PREFIX,
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(), cwd=tmp_path
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                page = _http("GET", f"{web}/")
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "web UI did not come up"
+                time.sleep(0.3)
+        assert "upload_weight" in str(page) and "target_rps" in str(page)  # fields of the start form
+
+        def swarm(upload: int, url: int) -> None:
+            form = {"user_count": "2", "spawn_rate": "10", "host": standin.base_url}
+            reply = _http(
+                "POST", f"{web}/swarm", form | {"upload_weight": str(upload), "url_weight": str(url)}
+            )
+            assert isinstance(reply, dict) and reply["success"], reply
+            time.sleep(3)
+
+        swarm(upload=0, url=1)
+        _http("POST", f"{web}/stop")
+        kept = _http("GET", f"{web}/served-by")  # kept after the test stops
+        first = dict(standin.requests)
+        swarm(upload=1, url=0)  # a new test: new weights, counts from zero
+        _http("POST", f"{web}/stop")
+        served = _http("GET", f"{web}/served-by")
+        second = {k: v - first.get(k, 0) for k, v in standin.requests.items()}
+        assert _http("POST", f"{web}/stats/reset") == "ok"
+        after_reset = _http("GET", f"{web}/served-by")
+    finally:
+        proc.terminate()
+        log, _ = proc.communicate(timeout=30)
+    assert first.get("/predict 200", 0) == 0 and first["/predict/tf 200"] > 0, first
+    assert second.get("/predict/tf 200", 0) == 0 and second["/predict 200"] > 0, second
+    assert isinstance(kept, dict) and sum(kept.values()) >= first["/predict/tf 200"] - 2  # 2 users in flight
+    assert isinstance(served, dict) and 0 < sum(served.values()) <= second["/predict 200"]
+    assert after_reset == {}
+    assert '"UploadUser": 0, "UrlUser": 2' in log and '"UploadUser": 2, "UrlUser": 0' in log, log[-2000:]
