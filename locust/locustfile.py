@@ -22,12 +22,11 @@ from urllib.parse import quote
 
 import imageset
 from flask import Response, jsonify
+from locust import FastHttpUser, constant_throughput, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 from servedby import REPORT_KEY, ServedByCounter
 from servertiming import parse_server_timing
-
-from locust import FastHttpUser, constant_throughput, events, task
 
 SERVER_REQUEST_TYPE = "SERVER"  # the contract in docs/architecture.md
 PACING_MESSAGE = "lab_pacing_total_users"

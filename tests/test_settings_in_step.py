@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import yaml
+
 from classifier.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
