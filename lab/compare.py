@@ -30,7 +30,7 @@ from lab.grid import (
 )
 from lab.locust_api import FLUSH_WAIT_S, LocustAPI, LocustError, format_option
 from lab.progress import NullProgress, RunProgress
-from lab.sampler import Sampler
+from lab.sampler import HostCpu, Sampler
 from lab.stack import Stack, StackError, StackState, git_sha
 from lab.summary import Thresholds, evaluate, measurement_metrics
 
@@ -363,6 +363,9 @@ class Driver:
             Sampler(mdir / "docker_stats.jsonl", self.stack.container_stats, self.sample_interval_s),
             Sampler(mdir / "locust_live.jsonl", self._poll_locust, self.sample_interval_s),
         ]
+        if self.stack.kind == "compose":
+            # On the Docker host itself: the machine's busy cores, other processes included.
+            samplers.append(Sampler(mdir / "host_cpu.jsonl", HostCpu(), self.sample_interval_s))
         interrupted = False
         started = False
         try:

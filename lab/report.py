@@ -98,6 +98,7 @@ MEASUREMENT_HEADER = [
     "Queue ms",
     "Infer ms",
     "Classifier cores",
+    "Machine busy cores",
     "Mem MB",
     "Generator CPU max %",
     "SLO met",
@@ -124,6 +125,7 @@ def measurement_rows(summary: dict[str, Any]) -> list[list[str]]:
                 _fmt(entry.get("server_queue_ms"), 2),
                 _fmt(entry.get("server_infer_ms"), 2),
                 _fmt(entry.get("cpu_cores_used"), 2),
+                _fmt(entry.get("host_busy_cores"), 2),
                 _fmt(entry.get("mem_mb"), 0),
                 gen,
                 "yes" if entry["slo_met"] else "no: " + "; ".join(entry["slo_reasons"]),
@@ -219,7 +221,7 @@ Peak: the highest throughput within the failure limit, whatever the latency (use
 {_html_table(MEASUREMENT_HEADER, measurement_rows(summary))}
 <p class="meta">Latency percentiles are Locust's, over the measurement window after warm-up.
 Server times come from the classifier's Server-Timing header. Classifier cores: the mean, over docker
-stats samples, of the replicas' summed CPU. Generator CPU: the busiest Locust worker (⚠ above 90 %: the
+stats samples, of the replicas' summed CPU; machine busy cores: the whole host, every process included. Generator CPU: the busiest Locust worker (⚠ above 90 %: the
 generator may have been the limit). On a small machine the generator and the replicas share the cores:
 read the CPU chart before the throughput.</p>
 {charts}

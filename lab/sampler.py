@@ -61,6 +61,34 @@ class Sampler:
         self.count += 1
 
 
+class HostCpu:
+    """Busy cores of the whole machine from /proc/stat (Linux), between successive calls: what the
+    containers' own CPU misses (other processes on a shared machine). Empty where /proc/stat is absent,
+    e.g. Docker Desktop, whose containers run in a VM with its own cores."""
+
+    def __init__(self, stat_path: Path = Path("/proc/stat")) -> None:
+        self.stat_path = stat_path
+        self._last = self._read()
+
+    def _read(self) -> tuple[float, float, int] | None:
+        try:
+            lines = self.stat_path.read_text().splitlines()
+        except OSError:
+            return None
+        fields = [float(x) for x in lines[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+        cores = sum(1 for line in lines if line.startswith("cpu") and line[3:4].isdigit())
+        return sum(fields[:8]), idle, cores
+
+    def __call__(self) -> list[dict[str, Any]]:
+        now = self._read()
+        last, self._last = self._last, now
+        if now is None or last is None or now[0] <= last[0]:
+            return []
+        busy = 1.0 - (now[1] - last[1]) / (now[0] - last[0])
+        return [{"busy_cores": round(busy * now[2], 3), "cores": now[2]}]
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []

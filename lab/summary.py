@@ -18,6 +18,7 @@ from lab.sampler import read_jsonl
 GENERATOR_CPU_LIMIT_PCT = 90.0  # a Locust worker above this was likely what limited the run
 FELL_BEHIND_RATIO = 0.95  # open model: achieved / target below this = the arrivals did not happen
 MACHINE_CPU_FRACTION = 0.85  # classifiers using this share of the host's cores = the machine was the limit
+HOST_BUSY_FRACTION = 0.9  # the whole machine this busy (any process) = no core left to scale into
 SERVER_METRICS = ("queue", "decode", "infer", "total")
 CLASSIFIER_SERVICE = "classifier"
 GENERATOR_SERVICE = "locust-worker"
@@ -201,6 +202,10 @@ def measurement_metrics(mdir: Path, host_cpus: int) -> dict[str, Any]:
         )
         if v is not None
     ]
+    host = [r["busy_cores"] for r in read_jsonl(mdir / "host_cpu.jsonl") if "busy_cores" in r]
+    out["host_busy_cores"] = round(statistics.fmean(host), 3) if host else None
+    if out["host_busy_cores"] is not None and out["host_busy_cores"] >= HOST_BUSY_FRACTION * host_cpus:
+        out["machine_cpu_saturated"] = True
     out["generator_cpu_max_pct"] = _r(max(candidates)) if candidates else None
     out["generator_saturated"] = bool(candidates) and max(candidates) > GENERATOR_CPU_LIMIT_PCT
     served = _read_json(mdir / "served_by.json")
@@ -509,10 +514,12 @@ def verdict(summary: dict[str, Any]) -> str:
         )
     machine = [c for c in configs if c.get("machine_cpu_saturated")]
     if machine and not any("machine" in s for s in sentences):
+        busiest = max((c.get("host_busy_cores") or c.get("total_cores_used") or 0) for c in machine)
         sentences.append(
-            f"In {_names(machine)} the containers used nearly all {host_cpus} cores of the machine: "
-            "more replicas cannot add throughput there; give each replica its own cores (cpus/cpuset) "
-            "for a fair comparison."
+            f"In {_names(machine)} the machine's {host_cpus} cores were nearly all busy (up to "
+            f"{busiest:.2f} cores, the load generator and any other process included): more replicas "
+            "cannot add throughput there; give each replica its own cores (cpus/cpuset) for a fair "
+            "comparison."
         )
     behind = [c for c in configs if c.get("fell_behind")]
     if behind:

@@ -220,3 +220,29 @@ def test_interrupted_measurement_is_reported_but_not_counted(tmp_path: Path) -> 
 def test_missing_run_json(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not a `lab compare` result folder"):
         build_summary(tmp_path)
+
+
+def test_host_cpu_from_proc_stat(tmp_path: Path) -> None:
+    from lab.sampler import HostCpu
+
+    stat = tmp_path / "stat"
+    # user nice system idle iowait irq softirq steal: 2 cores, the second reading 300 ticks later.
+    stat.write_text("cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 1 0 0 0 0 0 0 0\ncpu1 1 0 0 0 0 0 0 0\n")
+    host = HostCpu(stat)
+    stat.write_text("cpu  250 0 150 790 110 0 0 0 0 0\ncpu0 1 0 0 0 0 0 0 0\ncpu1 1 0 0 0 0 0 0 0\n")
+    # 300 ticks, of which 100 idle or iowait: two thirds of two cores busy.
+    assert host() == [{"busy_cores": round(2 * 200 / 300, 3), "cores": 2}]
+    assert HostCpu(tmp_path / "missing")() == []
+
+
+def test_a_busy_machine_is_named_even_when_the_containers_look_idle(tmp_path: Path) -> None:
+    settings = ExperimentSettings(replicas=[1], users=[8])
+    run = write_run(tmp_path / "run", settings, [_closed(1, 40.0, 300, cpu_each=50)])
+    mdir = next(run.glob("01-*"))
+    (mdir / "host_cpu.jsonl").write_text(
+        '{"t": 1, "busy_cores": 1.9, "cores": 2}\n{"t": 3, "busy_cores": 1.95, "cores": 2}\n'
+    )
+    summary = build_summary(run)
+    (entry,) = summary["configs"]
+    assert entry["host_busy_cores"] == pytest.approx(1.925) and entry["machine_cpu_saturated"]
+    assert "the machine's 2 cores were nearly all busy (up to 1.93 cores" in summary["verdict"]
