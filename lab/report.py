@@ -221,9 +221,10 @@ Peak: the highest throughput within the failure limit, whatever the latency (use
 {_html_table(MEASUREMENT_HEADER, measurement_rows(summary))}
 <p class="meta">Latency percentiles are Locust's, over the measurement window after warm-up.
 Server times come from the classifier's Server-Timing header. Classifier cores: the mean, over docker
-stats samples, of the replicas' summed CPU; machine busy cores: the whole host, every process included. Generator CPU: the busiest Locust worker (⚠ above 90 %: the
-generator may have been the limit). On a small machine the generator and the replicas share the cores:
-read the CPU chart before the throughput.</p>
+stats samples, of the replicas' summed CPU; machine busy cores: the whole host, every process included.
+Generator CPU: the busiest Locust worker (⚠ above 90 %: the generator may have been the limit).
+On a small machine the generator and the replicas share the cores: read the CPU chart before the
+throughput.</p>
 {charts}
 <h2>Raw files</h2>
 {_raw_links(summary)}
