@@ -218,21 +218,19 @@ class ComposeStack:
         overrides = classifier_env_for(config, settings, self._base_env)
         env = {**self.env, **overrides}
         # Compose recreates the replicas whose configuration changed and adds/removes the rest.
-        self._run(
-            [
-                *self.compose,
-                "up",
-                "-d",
-                "--no-build",
-                "--scale",
-                f"{CLASSIFIER}={config.replicas}",
-                CLASSIFIER,
-            ],
-            env=env,
-        )
+        self._scale(CLASSIFIER, config.replicas, env)
         self.wait_ready(CLASSIFIER, config.replicas)
         self._current_env = overrides
         return overrides
+
+    def _scale(self, service: str, count: int, env: Mapping[str, str] | None = None) -> None:
+        # --no-deps: `up <service>` would otherwise also reconcile the services it depends on (nginx, the
+        # Locust master), recreating them mid-experiment whenever the compose file or .env changed since
+        # they started. --no-build: measure the images that are there.
+        self._run(
+            [*self.compose, "up", "-d", "--no-build", "--no-deps", "--scale", f"{service}={count}", service],
+            env=env,
+        )
 
     def wait_ready(self, service: str, replicas: int | None) -> None:
         deadline = time.monotonic() + self.ready_timeout_s
@@ -252,9 +250,7 @@ class ComposeStack:
         )
 
     def scale_locust_workers(self, workers: int) -> None:
-        self._run(
-            [*self.compose, "up", "-d", "--no-build", "--scale", f"{LOCUST_WORKER}={workers}", LOCUST_WORKER]
-        )
+        self._scale(LOCUST_WORKER, workers)
         self.wait_ready(LOCUST_WORKER, workers)
 
     def locust_worker_count(self) -> int | None:
@@ -339,25 +335,12 @@ class ComposeStack:
                 return
         env = {**self.env, **state.classifier_env}
         classifiers = state.replicas.get(CLASSIFIER, 0)
-        self._run(
-            [*self.compose, "up", "-d", "--no-build", "--scale", f"{CLASSIFIER}={classifiers}", CLASSIFIER],
-            env=env,
-        )
+        self._scale(CLASSIFIER, classifiers, env)
         if classifiers:
             self.wait_ready(CLASSIFIER, classifiers)
         workers = state.replicas.get(LOCUST_WORKER)
         if workers is not None and workers != self.locust_worker_count():
-            self._run(
-                [
-                    *self.compose,
-                    "up",
-                    "-d",
-                    "--no-build",
-                    "--scale",
-                    f"{LOCUST_WORKER}={workers}",
-                    LOCUST_WORKER,
-                ]
-            )
+            self._scale(LOCUST_WORKER, workers)
 
 
 def _ps_summary(row: dict[str, Any]) -> dict[str, Any]:

@@ -75,7 +75,16 @@ def test_apply_scales_and_sets_only_what_the_config_names(fake: Fake) -> None:
     fake.stack.capture()
     applied = fake.stack.apply(StackConfig(3, 2, "litert", "on"), SETTINGS)
     (call,) = fake.up_calls()
-    assert call["args"] == ["compose", "up", "-d", "--no-build", "--scale", "classifier=3", "classifier"]
+    assert call["args"] == [
+        "compose",
+        "up",
+        "-d",
+        "--no-build",
+        "--no-deps",
+        "--scale",
+        "classifier=3",
+        "classifier",
+    ]
     expected = {**ORIGINAL_ENV, "CLASSIFIER_WORKERS": "2", "CLASSIFIER_BACKEND": "litert",
                 "CLASSIFIER_MAX_BATCH_SIZE": "8", "CLASSIFIER_REPLICAS": "3"}  # fmt: skip
     assert call["env"] == expected == applied
