@@ -476,8 +476,10 @@ def verdict(summary: dict[str, Any]) -> str:
             f"Recommended: {rec['label']} ({rec['replicas']} replica(s)), which {rec['why']}: "
             f"{rec['capacity']:.1f} req/s with {slo_text} (p95 {entry['p95_ms']:g} ms at that load)."
         )
+    elif not any(c.get("status") == "complete" for c in configs):
+        sentences.append("No measurement ran to its end, so no configuration can be recommended.")
     else:
-        measured = [c for c in configs if c.get("p95_ms") is not None]
+        measured = [c for c in configs if c.get("p95_ms") is not None and c.get("status") == "complete"]
         best = min(measured, key=lambda c: c["p95_ms"]) if measured else None
         text = f"No configuration met {slo_text}"
         if thresholds.get("need_rps"):

@@ -246,3 +246,14 @@ def test_a_busy_machine_is_named_even_when_the_containers_look_idle(tmp_path: Pa
     (entry,) = summary["configs"]
     assert entry["host_busy_cores"] == pytest.approx(1.925) and entry["machine_cpu_saturated"]
     assert "the machine's 2 cores were nearly all busy (up to 1.93 cores" in summary["verdict"]
+
+
+def test_a_run_cut_before_any_measurement_ended_recommends_nothing(tmp_path: Path) -> None:
+    cut = _closed(1, 100.0, 50)
+    cut.measurements[0].status = "interrupted"
+    run = write_run(
+        tmp_path / "run", ExperimentSettings(replicas=[1], users=[8]), [cut], status="interrupted"
+    )
+    summary = build_summary(run)
+    assert summary["recommended"] is None
+    assert summary["verdict"].startswith("No measurement ran to its end")
