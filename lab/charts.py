@@ -23,6 +23,7 @@ matplotlib.rcParams.update(
     }
 )
 
+FLAT_COLORS = {"nginx": "#9e9ac8", "locust-master": "#bdbdbd"}
 SPLIT_PARTS = (
     ("server_queue_ms", "queue", "#9ecae1"),
     ("server_decode_ms", "decode", "#6baed6"),
@@ -205,7 +206,11 @@ def chart_cpu(summary: dict[str, Any]) -> str:
             per_service[service] += 1
             cores = pct / 100.0
             cmap = palette.get(service)
-            color = cmap(0.45 + 0.12 * (per_service[service] % 4)) if cmap else "#bdbdbd"
+            color = (
+                cmap(0.45 + 0.12 * (per_service[service] % 4))
+                if cmap
+                else FLAT_COLORS.get(service, "#d9d9d9")
+            )
             legend = service if service not in seen else None
             seen.add(service)
             ax.barh(row, cores, left=left, color=color, edgecolor="white", label=legend)
@@ -214,6 +219,13 @@ def chart_cpu(summary: dict[str, Any]) -> str:
                 short = name[name.find(service) :] if service and service in name else name
                 ax.text(left + cores / 2, row, short, fontsize=6, ha="center", va="center")
             left += cores
+    busy = [
+        (row, e["host_busy_cores"]) for row, e in enumerate(entries) if e.get("host_busy_cores") is not None
+    ]
+    if busy:
+        # What the containers do not show: the whole machine's busy cores (other processes included).
+        ax.scatter([b for _, b in busy], [row for row, _ in busy], marker="|", s=400, color="#000000",
+                   zorder=3, label="whole machine busy")  # fmt: skip
     ax.axvline(host_cpus, color="#cc0000", linewidth=1, linestyle="-.", label=f"machine: {host_cpus} cores")
     ax.set_yticks(range(len(labels)), labels)
     ax.invert_yaxis()
