@@ -1,0 +1,108 @@
+"""The bare backend: the service's own decode (preprocess.decode_image) and model call (backends.load_backend)
+in a loop, one image at a time, no HTTP, pinned to one core with one inference thread: the ceiling the
+service is measured against (img/s per core).
+
+Run by `python3 -m bench` in a child process per backend, so that the core pinning is in place before
+TensorFlow or LiteRT start their thread pools and each runtime's memory goes away with its process.
+
+    python3 -m bench.bare --backend tf --model-path M/saved_model --labels M/labels.txt --cpu 1 \
+        --seconds 8 IMAGE [IMAGE...]                        (prints one JSON object)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CLASSIFIER = REPO / "services" / "classifier"
+WARMUP_S = 1.0
+
+
+def pin_to_cpu(cpu: int | None) -> list[int]:
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    return sorted(os.sched_getaffinity(0))
+
+
+def measure_image(backend: object, data: bytes, seconds: float) -> dict[str, object]:
+    from bench.stats import cpu_share, summarize_ms
+    from classifier.preprocess import decode_image
+
+    size = backend.input_size  # type: ignore[attr-defined]
+    predict = backend.predict  # type: ignore[attr-defined]
+    clock = time.perf_counter
+    end = clock() + WARMUP_S
+    while clock() < end:
+        predict(decode_image(data, size)[None])
+    decode_s: list[float] = []
+    infer_s: list[float] = []
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = usage.ru_utime + usage.ru_stime
+    started = clock()
+    end = started + seconds
+    now = started
+    while now < end:
+        image = decode_image(data, size)
+        decoded = clock()
+        predict(image[None])
+        finished = clock()
+        decode_s.append(decoded - now)
+        infer_s.append(finished - decoded)
+        now = finished
+    wall = now - started
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "images": len(infer_s),
+        "seconds": wall,
+        "img_per_s": len(infer_s) / wall,
+        "decode_ms": summarize_ms(decode_s),
+        "infer_ms": summarize_ms(infer_s),
+        # Below ~95 % the core was shared with something else, and img/s is low by that much.
+        "cpu_percent": cpu_share(usage.ru_utime + usage.ru_stime - cpu0, wall),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Bare backend loop: decode + infer, one core, one thread.")
+    parser.add_argument("--backend", choices=("tf", "litert"), required=True)
+    parser.add_argument("--model-path", required=True)
+    parser.add_argument("--labels", required=True)
+    parser.add_argument("--cpu", type=int, default=None, help="the one core to run on")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per image")
+    parser.add_argument("images", nargs="+", type=Path)
+    args = parser.parse_args(argv)
+
+    cpus = pin_to_cpu(args.cpu)  # before any runtime sizes its thread pools
+    sys.path.insert(0, str(CLASSIFIER))
+    from classifier.backends import load_backend
+
+    loaded = time.perf_counter()
+    backend = load_backend(
+        args.backend, args.model_path, args.labels, threads=args.threads, inter_op_threads=args.threads
+    )
+    load_s = time.perf_counter() - loaded
+    result = {
+        "backend": args.backend,
+        "model_path": args.model_path,
+        "cpus": cpus,
+        "threads": args.threads,
+        "load_s": load_s,
+        "info": backend.info(),
+        "images": {
+            path.name: measure_image(backend, path.read_bytes(), args.seconds) for path in args.images
+        },
+    }
+    json.dump(result, sys.stdout, default=str)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,340 @@
+"""From a results JSON to the issue's ratios (with pass/fail), notes that explain the gaps, and Markdown.
+
+Pure functions of the results dict: `python3 -m bench --report-only results.json` rebuilds the Markdown from a
+saved file alone, and the tests feed them small hand-made results.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+Point = dict[str, Any]
+Results = dict[str, Any]
+
+# The issue's targets, as ratios.
+SERVICE_VS_BARE = 0.8
+SERVICE_VS_BASELINE = {"tf": 3.0, "litert": 8.0}
+LITERT_VS_TF = 2.5
+# A generator above this share of its core may be what limits a run.
+GENERATOR_CPU_LIMIT = 50.0
+BACKEND_NAMES = {"tf": "TF SavedModel", "litert": "LiteRT float32"}
+
+
+def select(points: Iterable[Point], **where: Any) -> list[Point]:
+    return [p for p in points if all(p.get(k) == v for k, v in where.items())]
+
+
+def peak(points: Iterable[Point], **where: Any) -> Point | None:
+    """The point with the highest RPS among those matching `where`."""
+    chosen = select(points, **where)
+    return max(chosen, key=lambda p: p["rps"]) if chosen else None
+
+
+def bare_rate(results: Results, label: str, image: str) -> float:
+    for entry in results.get("bare", []):
+        if entry["label"] == label and image in entry.get("images", {}):
+            return float(entry["images"][image]["img_per_s"])
+    return math.nan
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b and not math.isnan(b) and not math.isnan(a) else math.nan
+
+
+def _check(name: str, value: float, target: float | None, detail: str, **keys: Any) -> dict[str, Any]:
+    passed = None if target is None or math.isnan(value) else bool(value >= target)
+    return {"name": name, "value": value, "target": target, "passed": passed, "detail": detail, **keys}
+
+
+def compute_checks(results: Results) -> list[dict[str, Any]]:
+    points: list[Point] = results.get("points", [])
+    images: list[str] = list(results.get("images", {}))
+    checks: list[dict[str, Any]] = []
+    default = {"system": "service", "batch": 1}
+    for image in images:
+        for backend in ("tf", "litert"):
+            bare = bare_rate(results, backend, image)
+            for path in ("direct", "nginx"):
+                best = peak(points, **default, backend=backend, path=path, image=image)
+                if best is None:
+                    continue
+                checks.append(
+                    _check(
+                        f"service/bare {backend} {path}",
+                        _ratio(best["rps"], bare),
+                        SERVICE_VS_BARE,
+                        f"{best['rps']:.1f} RPS at c={best['concurrency']} on 1 core "
+                        f"vs bare {bare:.1f} img/s",
+                        kind="service_vs_bare",
+                        backend=backend,
+                        path=path,
+                        image=image,
+                    )
+                )
+        base = peak(points, system="baseline", image=image)
+        for backend in ("tf", "litert"):
+            best = peak(points, **default, backend=backend, path="direct", image=image)
+            if best is None or base is None:
+                continue
+            worse = [
+                p["concurrency"]
+                for p in select(points, **default, backend=backend, path="direct", image=image)
+                for b in select(points, system="baseline", image=image, concurrency=p["concurrency"])
+                if not p["latency_ms"]["p95"] < b["latency_ms"]["p95"]
+            ]
+            check = _check(
+                f"service/baseline {backend}",
+                _ratio(best["rps"], base["rps"]),
+                SERVICE_VS_BASELINE[backend],
+                f"{best['rps']:.1f} vs {base['rps']:.1f} RPS (peaks); p95 "
+                + ("lower at every concurrency" if not worse else f"NOT lower at c={worse}"),
+                kind="service_vs_baseline",
+                backend=backend,
+                image=image,
+            )
+            if worse and check["passed"]:
+                check["passed"] = False
+            checks.append(check)
+        tf_best = peak(points, **default, backend="tf", path="direct", image=image)
+        lite_best = peak(points, **default, backend="litert", path="direct", image=image)
+        if tf_best and lite_best:
+            bare_ratio = _ratio(bare_rate(results, "litert", image), bare_rate(results, "tf", image))
+            checks.append(
+                _check(
+                    "litert/tf service",
+                    _ratio(lite_best["rps"], tf_best["rps"]),
+                    LITERT_VS_TF,
+                    f"{lite_best['rps']:.1f} vs {tf_best['rps']:.1f} RPS; bare backends {bare_ratio:.2f}x",
+                    kind="litert_vs_tf",
+                    image=image,
+                )
+            )
+        for backend in ("tf", "litert"):
+            for on in select(points, system="service", backend=backend, path="direct", image=image):
+                if on["batch"] == 1:
+                    continue
+                off = select(
+                    points,
+                    **default,
+                    backend=backend,
+                    path="direct",
+                    image=image,
+                    concurrency=on["concurrency"],
+                )
+                if not off:
+                    continue
+                p95_on, p95_off = on["latency_ms"]["p95"], off[0]["latency_ms"]["p95"]
+                checks.append(
+                    _check(
+                        f"batching {on['batch']} vs off {backend} c={on['concurrency']}",
+                        _ratio(on["rps"], off[0]["rps"]),
+                        None,
+                        f"RPS {on['rps']:.1f} vs {off[0]['rps']:.1f}; p95 {p95_on:.0f} vs {p95_off:.0f} ms; "
+                        f"mean batch {on.get('mean_batch_size') or 0:.1f}",
+                        kind="batching",
+                        backend=backend,
+                        image=image,
+                    )
+                )
+    return checks
+
+
+def _stage_mean(point: Point, stage: str) -> float:
+    return float(point.get("server_timing_ms", {}).get(stage, {}).get("mean", math.nan))
+
+
+def core_ms_per_request(point: Point) -> float:
+    """Server CPU spent per answered request (ms of core time), from the server's own CPU counters."""
+    return _ratio(point.get("server_cpu_percent", math.nan) * 10.0, point["rps"])
+
+
+def derive_notes(results: Results) -> list[str]:
+    """Why a target was missed, in numbers the run itself measured (Server-Timing, CPU counters)."""
+    notes: list[str] = []
+    points: list[Point] = results.get("points", [])
+    for check in compute_checks(results):
+        if check["passed"] is not False:
+            continue
+        image = check["image"]
+        if check["kind"] == "service_vs_bare":
+            point = peak(
+                points, system="service", batch=1, backend=check["backend"], path=check["path"], image=image
+            )
+            bare = _bare_entry(results, check["backend"], image)
+            if point is None or bare is None:
+                continue
+            decode, infer = _stage_mean(point, "decode"), _stage_mean(point, "infer")
+            per_request = core_ms_per_request(point)
+            bare_ms = 1000.0 / bare["img_per_s"]
+            busy = point.get("core_busy_percent", {}).get("server", math.nan)
+            notes.append(
+                f"{image}, {check['backend']} {check['path']}: {check['value']:.2f}x of bare (target "
+                f"{SERVICE_VS_BARE}). At the peak (c={point['concurrency']}) the server used "
+                f"{per_request:.1f} ms of core per request against {bare_ms:.1f} ms per image bare "
+                f"(bare decode {bare['decode_ms']['mean']:.1f} + infer {bare['infer_ms']['mean']:.1f} ms); "
+                f"Server-Timing inside the service: decode {decode:.1f}, infer {infer:.1f} ms (wall, "
+                f"includes waiting for the shared core). Serving overhead (HTTP, multipart, event loop, "
+                f"thread hand-offs, metrics): about {per_request - bare_ms:.1f} ms per request. Server core "
+                f"busy {busy:.0f}%, of which the server {point.get('server_cpu_percent', math.nan):.0f}%."
+            )
+        elif check["kind"] == "service_vs_baseline":
+            base = peak(points, system="baseline", image=image)
+            best = peak(
+                points, system="service", batch=1, backend=check["backend"], path="direct", image=image
+            )
+            if base is None or best is None:
+                continue
+            notes.append(
+                f"{image}, service {check['backend']} vs baseline: {check['value']:.2f}x (target "
+                f"{SERVICE_VS_BASELINE[check['backend']]}x). Baseline {base['rps']:.1f} RPS = "
+                f"{core_ms_per_request(base):.1f} ms of core per request (Keras predict() per call); service "
+                f"{best['rps']:.1f} RPS = {core_ms_per_request(best):.1f} ms. {check['detail']}."
+            )
+        elif check["kind"] == "litert_vs_tf":
+            notes.append(
+                f"{image}: LiteRT/TF {check['value']:.2f}x (target {LITERT_VS_TF}x): {check['detail']}. The "
+                "service ratio cannot exceed the backends' own ratio diluted by the per-request costs both "
+                "share (decode, HTTP)."
+            )
+    busiest = max(points, key=lambda p: p.get("generator_cpu_percent", 0.0), default=None)
+    if busiest is not None:
+        share = busiest.get("generator_cpu_percent", math.nan)
+        verdict = "well under its core" if share < GENERATOR_CPU_LIMIT else "HIGH: it may limit these runs"
+        notes.append(
+            f"Load generator: at most {share:.0f}% of its core (at {busiest['rps']:.0f} RPS, "
+            f"{busiest['system']} {busiest.get('backend') or ''} {busiest.get('path')} "
+            f"c={busiest['concurrency']}): {verdict}."
+        )
+    return notes
+
+
+def _bare_entry(results: Results, label: str, image: str) -> dict[str, Any] | None:
+    for entry in results.get("bare", []):
+        if entry["label"] == label:
+            return entry.get("images", {}).get(image)
+    return None
+
+
+# --- Markdown ---
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def _verdict(check: dict[str, Any]) -> str:
+    if check["passed"] is None:
+        return "shown" if check["target"] is None else "no data"
+    return "PASS" if check["passed"] else "FAIL"
+
+
+def _config_label(point: Point) -> str:
+    if point["system"] == "baseline":
+        return "baseline (tutorial-style, Keras predict)"
+    batching = (
+        "batching off" if point["batch"] == 1 else f"batch ≤{point['batch']}, {point['batch_delay_ms']:g} ms"
+    )
+    return f"service {BACKEND_NAMES.get(point['backend'], point['backend'])}, {point['path']}, {batching}"
+
+
+def _config_order(point: Point) -> tuple[int, str, int, int]:
+    return (
+        0 if point["system"] == "service" else 1,
+        point.get("backend") or "",
+        point.get("batch", 1),
+        0 if point.get("path") == "direct" else 1,
+    )
+
+
+def render_markdown(results: Results) -> str:
+    points: list[Point] = results.get("points", [])
+    images: dict[str, Any] = results.get("images", {})
+    levels = sorted({p["concurrency"] for p in points})
+    host = results.get("host", {})
+    method = results.get("method", {})
+    out: list[str] = [
+        f"## Benchmark ({results.get('started_at', '?')[:10]}, `python3 -m bench"
+        f"{' --quick' if method.get('quick') else ''}`)",
+        "",
+        f"{host.get('cpu_model', '?')}, {host.get('cpus', '?')} cores; load average before "
+        f"{_loads(host.get('load_avg_before'))}, after {_loads(host.get('load_avg_after'))}. "
+        f"{results.get('model', {}).get('note', '')}",
+        "",
+    ]
+    out += [f"- {line}" for line in method.get("description", [])]
+    out += ["", "### Bare backend: decode + infer, one core, one thread (img/s per core)", ""]
+    names = list(images)
+    header = (
+        "| backend | "
+        + " | ".join(f"{_image_label(images, n)} img/s (decode + infer ms)" for n in names)
+        + " |"
+    )
+    out += [header, "|---|" + "---:|" * len(names)]
+    for entry in results.get("bare", []):
+        cells = []
+        for name in names:
+            m = entry.get("images", {}).get(name)
+            cells.append(
+                f"**{_fmt(m['img_per_s'])}** ({_fmt(m['decode_ms']['mean'])} + {_fmt(m['infer_ms']['mean'])})"
+                if m
+                else "-"
+            )
+        out.append(f"| {entry['title']} | " + " | ".join(cells) + " |")
+    for name in names:
+        out += [
+            "",
+            f"### Over HTTP, {_image_label(images, name)}: RPS and p50 / p95 / p99 ms by concurrency",
+            "",
+            "| configuration | " + " | ".join(f"c={c}" for c in levels) + " |",
+            "|---|" + "---:|" * len(levels),
+        ]
+        configs: dict[str, list[Point]] = {}
+        for point in sorted(select(points, image=name), key=_config_order):
+            configs.setdefault(_config_label(point), []).append(point)
+        for label, group in configs.items():
+            by_level = {p["concurrency"]: p for p in group}
+            cells = []
+            for c in levels:
+                p = by_level.get(c)
+                if p is None:
+                    cells.append("")
+                    continue
+                lat = p["latency_ms"]
+                errors = f", **{p['errors']} err**" if p["errors"] else ""
+                cells.append(
+                    f"**{_fmt(p['rps'])}** ({_fmt(lat['p50'], 0)} / {_fmt(lat['p95'], 0)} / "
+                    f"{_fmt(lat['p99'], 0)}){errors}"
+                )
+            out.append(f"| {label} | " + " | ".join(cells) + " |")
+    checks = results.get("checks") or compute_checks(results)
+    out += [
+        "",
+        "### Targets",
+        "",
+        "| image | ratio | measured | target | result | detail |",
+        "|---|---|---:|---:|---|---|",
+    ]
+    for check in checks:
+        target = f"≥ {check['target']:g}x" if check["target"] is not None else "-"
+        value = _fmt(check["value"], 2)
+        out.append(
+            f"| {_image_label(images, check['image'])} | {check['name']} | "
+            f"{value}{'x' if value != '-' else ''} | {target} | {_verdict(check)} | {check['detail']} |"
+        )
+    notes = results.get("notes") or []
+    if notes:
+        out += ["", "### Notes", ""] + [f"- {note}" for note in notes]
+    return "\n".join(out) + "\n"
+
+
+def _loads(values: list[float] | None) -> str:
+    return " / ".join(f"{v:.2f}" for v in values) if values else "?"
+
+
+def _image_label(images: dict[str, Any], name: str) -> str:
+    info = images.get(name) or {}
+    return f"{info.get('width', '?')}x{info.get('height', '?')} JPEG" if info else name

@@ -1,0 +1,299 @@
+"""The processes a benchmark run starts and stops: the classifier (gunicorn), the tutorial-style baseline
+(uvicorn), nginx and the small DNS server nginx's variable proxy_pass needs. Each is pinned with `taskset -c`,
+runs in its own session (so its workers can be stopped with it, and only they), and logs to a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CLASSIFIER_DIR = REPO / "services" / "classifier"
+NGINX_DIR = REPO / "services" / "nginx"
+READY_TIMEOUT_S = 180.0
+STOP_TIMEOUT_S = 15.0
+DNS_NAME = "classifier.bench.test"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+class Process:
+    """A started server: its Popen, its log, and a stop that ends its whole session and nothing else."""
+
+    def __init__(self, name: str, argv: list[str], *, env: dict[str, str], cwd: Path, log: Path) -> None:
+        self.name = name
+        self.argv = argv
+        self.log = log
+        with log.open("wb") as out:
+            self.popen = subprocess.Popen(
+                argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def wait_http(self, url: str, timeout_s: float = READY_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if not self.alive():
+                raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{self.tail()}")
+            with contextlib.suppress(OSError):
+                if http_get(url)[0] == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} not ready at {url} after {timeout_s:.0f} s:\n{self.tail()}")
+            time.sleep(0.25)
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if not self.alive():
+            return
+        # The session's id is the leader's pid: this reaches the gunicorn master and its workers, nothing
+        # else.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGTERM)
+        try:
+            self.popen.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of every live process in this session (gunicorn master and workers)."""
+        return session_cpu_seconds(self.popen.pid)
+
+
+def session_cpu_seconds(sid: int) -> float:
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        # Fields after the parenthesised command name; session is field 6, utime/stime fields 14/15.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if int(fields[3]) == sid:
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def per_cpu_times() -> dict[int, list[int]]:
+    rows = {}
+    with open("/proc/stat", encoding="ascii") as stat:
+        for line in stat:
+            name, *values = line.split()
+            if name.startswith("cpu") and name != "cpu":
+                rows[int(name[3:])] = [int(v) for v in values]
+    return rows
+
+
+def pinned(cpus: str | None, argv: list[str]) -> list[str]:
+    return ["taskset", "-c", cpus, *argv] if cpus is not None else argv
+
+
+def start_classifier(
+    model_dir: Path,
+    *,
+    backend: str,
+    port: int,
+    cpus: str | None,
+    max_batch_size: int,
+    max_batch_delay_ms: float,
+    threads: int,
+    workdir: Path,
+    tag: str,
+) -> Process:
+    metrics_dir = workdir / f"metrics-{tag}"
+    env = {
+        **os.environ,
+        "CLASSIFIER_BACKEND": backend,
+        # gunicorn runs in the service's folder: a relative path would point elsewhere.
+        "CLASSIFIER_MODEL_DIR": str(model_dir.resolve()),
+        "CLASSIFIER_WORKERS": "1",
+        "CLASSIFIER_THREADS": str(threads),
+        "CLASSIFIER_INTER_OP_THREADS": str(threads),
+        "CLASSIFIER_MAX_BATCH_SIZE": str(max_batch_size),
+        "CLASSIFIER_MAX_BATCH_DELAY_MS": str(max_batch_delay_ms),
+        "CLASSIFIER_BIND_HOST": "127.0.0.1",
+        "CLASSIFIER_PORT": str(port),
+        "CLASSIFIER_LOG_LEVEL": "warning",
+        "CLASSIFIER_METRICS_DIR": str(metrics_dir),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    argv = [sys.executable, "-m", "gunicorn", "--config", str(CLASSIFIER_DIR / "gunicorn.conf.py")]
+    process = Process(
+        f"classifier ({tag})", pinned(cpus, argv), env=env, cwd=CLASSIFIER_DIR, log=workdir / f"{tag}.log"
+    )
+    try:
+        process.wait_http(f"http://127.0.0.1:{port}/readyz")
+    except BaseException:
+        process.stop()
+        raise
+    return process
+
+
+def start_baseline(
+    model_dir: Path, *, port: int, cpus: str | None, workdir: Path, tag: str = "baseline"
+) -> Process:
+    env = {
+        **os.environ,
+        "BENCH_BASELINE_MODEL": str(model_dir.resolve() / "saved_model"),
+        "BENCH_BASELINE_LABELS": str(model_dir.resolve() / "labels.txt"),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench.baseline_server:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+    process = Process("baseline", pinned(cpus, argv), env=env, cwd=REPO, log=workdir / f"{tag}.log")
+    try:
+        process.wait_http(f"http://127.0.0.1:{port}/")
+    except BaseException:
+        process.stop()
+        raise
+    return process
+
+
+class TinyDNS:
+    """Answers A queries for one name with 127.0.0.1 (NXDOMAIN otherwise): Docker's DNS, for nginx's resolver.
+
+    A thread in the benchmark's own process (pinned with the load generator); nginx asks it about once a
+    second (`valid=1s`), so its cost is nil.
+    """
+
+    def __init__(self, name: str = DNS_NAME, address: str = "127.0.0.1") -> None:
+        self.name = name.lower()
+        self.address = socket.inet_aton(address)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = int(self.sock.getsockname()[1])
+        self.queries = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="tiny-dns", daemon=True)
+
+    def __enter__(self) -> TinyDNS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.sock.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                query, peer = self.sock.recvfrom(512)
+            except TimeoutError:
+                continue
+            reply = self.answer(query)
+            if reply is not None:
+                self.sock.sendto(reply, peer)
+
+    def answer(self, query: bytes) -> bytes | None:
+        if len(query) < 17:
+            return None
+        qid, _flags, qdcount = struct.unpack("!HHH", query[:6])
+        if qdcount != 1:
+            return None
+        labels, pos = [], 12
+        while pos < len(query) and query[pos]:
+            length = query[pos]
+            labels.append(query[pos + 1 : pos + 1 + length].decode("ascii", "replace"))
+            pos += 1 + length
+        if pos + 5 > len(query):
+            return None
+        qtype = struct.unpack("!H", query[pos + 1 : pos + 3])[0]
+        question = query[12 : pos + 5]
+        self.queries += 1
+        known = ".".join(labels).lower() == self.name
+        answers = known and qtype == 1
+        header = struct.pack("!HHHHHH", qid, 0x8180 | (0 if known else 3), 1, int(answers), 0, 0)
+        record = struct.pack("!HHHIH", 0xC00C, 1, 1, 1, 4) + self.address if answers else b""
+        return header + question + record
+
+
+@contextlib.contextmanager
+def nginx(
+    *, upstream_port: int, listen_port: int, dns: TinyDNS, cpus: str | None, workdir: Path, max_upload: int
+) -> Iterator[tuple[Process, Path]]:
+    """nginx from the project's template, rendered by its entrypoint.sh, in front of the upstream port."""
+    # nginx's workers run as `nobody`: their temp dir must be reachable by them.
+    run_dir = Path(tempfile.mkdtemp(prefix="bench-nginx-", dir=workdir))
+    run_dir.chmod(0o755)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin") + ":/usr/sbin",
+        "CLASSIFIER_MAX_UPLOAD_BYTES": str(max_upload),
+        "NGINX_RESOLVER": f"127.0.0.1:{dns.port}",
+        "NGINX_UPSTREAM": f"{dns.name}:{upstream_port}",
+        "NGINX_LISTEN": f"127.0.0.1:{listen_port}",
+        "NGINX_TEMP_DIR": str(run_dir),
+        # One worker: nginx gets one core (shared with the load generator).
+        "NGINX_WORKER_PROCESSES": "1",
+        "NGINX_IMAGES_ROOT": str(REPO),
+        "NGINX_STATUS_ALLOW": "127.0.0.0/8",
+    }
+    rendered = subprocess.run(
+        ["sh", str(NGINX_DIR / "entrypoint.sh"), "render"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    conf = Path(rendered.stdout.strip().splitlines()[-1])
+    process = Process(
+        "nginx", pinned(cpus, ["nginx", "-c", str(conf)]), env=env, cwd=run_dir, log=workdir / "nginx.log"
+    )
+    try:
+        process.wait_http(f"http://127.0.0.1:{listen_port}/healthz", timeout_s=20)
+        yield process, conf
+    finally:
+        process.stop()

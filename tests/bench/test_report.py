@@ -1,0 +1,127 @@
+"""Ratios, verdicts and the Markdown table from small hand-made results (no server, no model)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from bench.report import compute_checks, derive_notes, render_markdown
+
+IMAGE = "chelsea_640x480.jpg"
+
+
+def _point(system: str, backend: str | None, rps: float, p95: float, c: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "system": system,
+        "backend": backend,
+        "batch": extra.pop("batch", 1),
+        "batch_delay_ms": extra.pop("batch_delay_ms", 0.0),
+        "path": extra.pop("path", "direct"),
+        "image": IMAGE,
+        "concurrency": c,
+        "rps": rps,
+        "errors": extra.pop("errors", 0),
+        "latency_ms": {"p50": p95 / 2, "p95": p95, "p99": p95 * 1.2, "mean": p95 / 2},
+        "server_timing_ms": {"decode": {"mean": 3.0}, "infer": {"mean": 10.0}},
+        "server_cpu_percent": 100.0,
+        "core_busy_percent": {"server": 100.0, "client": 10.0},
+        "generator_cpu_percent": 4.0,
+        **extra,
+    }
+
+
+def _bare(label: str, rate: float) -> dict[str, Any]:
+    ms = {"mean": 500.0 / rate, "p50": 500.0 / rate}
+    return {
+        "label": label,
+        "title": label,
+        "images": {IMAGE: {"img_per_s": rate, "decode_ms": ms, "infer_ms": ms}},
+    }
+
+
+@pytest.fixture
+def results() -> dict[str, Any]:
+    return {
+        "started_at": "2026-11-25T15:00:00+00:00",
+        "images": {IMAGE: {"width": 640, "height": 480}},
+        "host": {"cpu_model": "test CPU", "cpus": 2, "load_avg_before": [0.1, 0.2, 0.3]},
+        "method": {"description": ["pinned"]},
+        "bare": [_bare("tf", 40.0), _bare("litert", 100.0)],
+        "points": [
+            _point("service", "tf", 30.0, 40.0, 1),
+            _point("service", "tf", 36.0, 120.0, 4),  # peak: 36 / 40 = 0.9 of bare
+            _point("service", "tf", 28.0, 50.0, 4, path="nginx"),  # 0.7 of bare: FAIL
+            _point("service", "litert", 90.0, 15.0, 1),
+            _point("service", "litert", 95.0, 45.0, 4),
+            _point("service", "litert", 120.0, 38.0, 4, batch=8, batch_delay_ms=5.0, mean_batch_size=3.5),
+            _point("baseline", None, 10.0, 110.0, 1),
+            _point("baseline", None, 11.0, 400.0, 4),
+        ],
+    }
+
+
+def _by_name(checks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in checks}
+
+
+def test_ratios_and_verdicts(results: dict[str, Any]) -> None:
+    checks = _by_name(compute_checks(results))
+    assert checks["service/bare tf direct"]["value"] == pytest.approx(0.9)
+    assert checks["service/bare tf direct"]["passed"] is True
+    assert checks["service/bare tf nginx"]["value"] == pytest.approx(0.7)
+    assert checks["service/bare tf nginx"]["passed"] is False
+    assert checks["service/bare litert direct"]["value"] == pytest.approx(0.95)
+    assert checks["service/baseline tf"]["value"] == pytest.approx(36 / 11)
+    assert checks["service/baseline tf"]["passed"] is True
+    assert checks["service/baseline litert"]["value"] == pytest.approx(95 / 11)
+    assert checks["service/baseline litert"]["passed"] is True
+    assert checks["litert/tf service"]["value"] == pytest.approx(95 / 36)
+    assert checks["litert/tf service"]["passed"] is True
+    batching = checks["batching 8 vs off litert c=4"]
+    assert batching["value"] == pytest.approx(120 / 95)
+    assert batching["passed"] is None and batching["target"] is None
+    assert "p95 38 vs 45 ms" in batching["detail"]
+
+
+def test_throughput_alone_does_not_pass_with_a_higher_p95(results: dict[str, Any]) -> None:
+    slower = copy.deepcopy(results)
+    for point in slower["points"]:
+        if point["system"] == "baseline" and point["concurrency"] == 1:
+            point["latency_ms"]["p95"] = 12.0  # baseline beats the litert service's 15 ms at c=1
+    checks = _by_name(compute_checks(slower))
+    assert checks["service/baseline litert"]["value"] >= 8
+    assert checks["service/baseline litert"]["passed"] is False
+    assert "NOT lower at c=[1]" in checks["service/baseline litert"]["detail"]
+
+
+def test_missing_baseline_data_is_not_a_pass(results: dict[str, Any]) -> None:
+    broken = copy.deepcopy(results)
+    for point in broken["points"]:
+        if point["system"] == "baseline":
+            point["rps"] = 0.0
+    checks = _by_name(compute_checks(broken))
+    assert checks["service/baseline tf"]["passed"] is None
+    assert "| no data |" in render_markdown({**broken, "checks": list(checks.values())})
+
+
+def test_notes_explain_a_missed_target_with_measured_numbers(results: dict[str, Any]) -> None:
+    notes = derive_notes(results)
+    nginx_note = next(n for n in notes if "tf nginx" in n)
+    assert "0.70x of bare" in nginx_note
+    # 100 % of a core at 28 RPS is 35.7 ms per request against 25 ms per image bare.
+    assert "35.7 ms of core per request against 25.0 ms" in nginx_note
+    assert any(n.startswith("Load generator: at most 4%") for n in notes)
+
+
+def test_markdown_tables(results: dict[str, Any]) -> None:
+    results["checks"] = compute_checks(results)
+    text = render_markdown(results)
+    assert "| TF SavedModel" not in text.split("### Over HTTP")[0]  # bare rows use the entries' titles
+    assert "| tf | **40.0** (12.5 + 12.5) |" in text
+    assert "| c=1 | c=4 |" in text
+    assert "| service LiteRT float32, direct, batch ≤8, 5 ms |  | **120.0** (19 / 38 / 46) |" in text
+    assert "| baseline (tutorial-style, Keras predict) | **10.0** (55 / 110 / 132) | **11.0**" in text
+    assert "| 640x480 JPEG | service/bare tf nginx | 0.70x | ≥ 0.8x | FAIL |" in text
+    assert "| shown |" in text
