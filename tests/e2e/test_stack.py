@@ -9,41 +9,23 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.compose import ROOT, Stack, compose_v2_missing_reason, running_stack
+from tests.e2e.compose import ROOT, Stack
+from tests.e2e.conftest import REPLICAS, WORKERS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "imagenet"
-REPLICAS, WORKERS = 2, 2
 RUN_SECONDS = 75
 SCALE_AT_SECONDS = 5
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
-    reason = compose_v2_missing_reason()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the end-to-end tests: {reason}")
-        pytest.skip(reason)
-    with running_stack(
-        "loadlab-e2e",
-        api_port=18000,
-        web_port=18089,
-        up_args=["--scale", f"classifier={REPLICAS}", "--scale", f"locust-worker={WORKERS}"],
-    ) as running:
-        yield running
 
 
 def test_every_service_is_healthy(stack: Stack) -> None:
@@ -135,6 +117,12 @@ def test_headless_locust_run_scales_and_balances(stack: Stack) -> None:
         timeout=RUN_SECONDS + 300,
     )
     scaler.join()
+    replicas = stack.hostnames("classifier")
+    # Back as the other tests found it: the web UI master, its workers, REPLICAS classifiers.
+    stack.compose(
+        "up", "-d", "--no-deps", "--scale", f"locust-worker={WORKERS}", "locust-master", "locust-worker"
+    )
+    stack.compose("up", "-d", "--no-deps", "--scale", f"classifier={REPLICAS}", "classifier")
     log = run.stdout + run.stderr
     (out / "master.log").write_text(log)
     if errors:
@@ -157,7 +145,6 @@ def test_headless_locust_run_scales_and_balances(stack: Stack) -> None:
 
     # Every replica served requests, the one added under load too (by X-Served-By).
     served = _served_by(log)
-    replicas = stack.hostnames("classifier")
     assert len(replicas) == REPLICAS + 1
     assert replicas <= set(served), f"served by {served}, replicas {replicas}"
     assert all(served[host] > 0 for host in replicas)

@@ -1,0 +1,118 @@
+"""End to end: `lab compare` on the real compose stack, its summary against Locust's own CSVs, and
+its report rendered by a headless Chromium (the screenshot is kept under artifacts/ for a person to see)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.e2e.compose import ROOT, Stack
+from tests.e2e.conftest import REPLICAS, WORKERS
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ARTIFACTS = ROOT / "artifacts" / "e2e"
+
+
+def _locust_totals(stats_csv: Path) -> tuple[int, int]:
+    """Requests and failures of the real endpoints, straight from Locust's CSV."""
+    requests = failures = 0
+    with stats_csv.open() as f:
+        for row in csv.DictReader(f):
+            if row["Type"] in {"SERVER", ""} or row["Name"] == "Aggregated":
+                continue
+            requests += int(row["Request Count"])
+            failures += int(row["Failure Count"])
+    return requests, failures
+
+
+def _chromium() -> str | None:
+    return next((shutil.which(name) for name in ("chromium", "chromium-browser") if shutil.which(name)), None)
+
+
+@pytest.fixture(scope="module")
+def run_dir(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # The stack tests may have swapped the Locust master: bring the web-UI master and its workers back.
+    stack.compose(
+        "up", "-d", "--no-deps", "--scale", f"locust-worker={WORKERS}", "locust-master", "locust-worker"
+    )
+    stack.wait_healthy("locust-master", 1)
+    out = tmp_path_factory.mktemp("lab")
+    cmd = [
+        sys.executable, "-m", "lab.cli", "compare", "--replicas", "1,2", "--users", "8",
+        "--duration", "20s", "--warmup", "5s", "--out", str(out), "--project-name", stack.project,
+    ]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, env=stack.env, capture_output=True, text=True, timeout=900)
+    print(done.stdout[-3000:], done.stderr[-3000:])
+    assert done.returncode == 0, (
+        f"lab compare exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    )
+    runs = [p for p in out.iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def test_compare_leaves_the_stack_as_it_found_it(stack: Stack, run_dir: Path) -> None:
+    assert stack.health("classifier") == ["healthy"] * REPLICAS
+
+
+def test_summary_agrees_with_locusts_csvs(run_dir: Path) -> None:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for key in ("run_id", "git_sha", "started_at", "settings", "configs", "capacity"):
+        assert key in summary, key
+    configs = summary["configs"]
+    assert [c["replicas"] for c in configs] == [1, 2]
+    folders = sorted(p for p in run_dir.iterdir() if p.is_dir())
+    assert len(folders) == len(configs)
+    for config, folder in zip(configs, folders, strict=True):
+        requests, failures = _locust_totals(folder / "stats.csv")
+        assert requests > 0
+        assert config["requests"] == requests, (folder.name, config["requests"], requests)
+        assert config["failures"] == failures == 0
+        for key in (
+            "rps",
+            "p50_ms",
+            "p95_ms",
+            "p99_ms",
+            "server_infer_ms",
+            "cpu_cores_used",
+            "generator_cpu_max_pct",
+        ):
+            assert config[key] is not None and config[key] >= 0, key
+        assert config["p50_ms"] <= config["p95_ms"] <= config["p99_ms"]
+        served = json.loads((folder / "served_by.json").read_text())
+        assert len(served) == config["replicas"], served
+    assert (run_dir / "summary.md").read_text().count("|") > 10
+
+
+def test_report_renders_with_its_charts(run_dir: Path) -> None:
+    html = (run_dir / "report.html").read_text()
+    assert html.count("<svg") >= 4
+    assert "http://" not in html.split("<body", 1)[0] and "https://" not in html.split("<body", 1)[0]
+    browser = _chromium()
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must render the report: install Debian's chromium")
+        pytest.skip("no chromium to render report.html")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "report.png"
+    shot.unlink(missing_ok=True)
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,2600"]
+    page = (run_dir / "report.html").as_uri()
+    subprocess.run(
+        [browser, *flags, f"--screenshot={shot}", page], capture_output=True, timeout=120, check=True
+    )
+    with Image.open(shot) as image:
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 20) or []
+    # A blank or text-only page has a handful of colours; charts bring many (lines, fills, anti-aliasing).
+    assert len(colours) > 200, f"the screenshot looks empty ({len(colours)} colours)"
+    shutil.copytree(run_dir, ARTIFACTS / "lab-run", dirs_exist_ok=True)
+    print(f"report screenshot: {shot}")
