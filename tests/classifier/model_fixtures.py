@@ -69,6 +69,7 @@ def build_standin_savedmodel(
     """Save the stand-in classifier to `directory`; without `signature` it has only the root `__call__`;
     with `open_size` its input signature leaves height and width open (it still needs 224 x 224)."""
     import tensorflow as tf
+
     from classifier.backends.tf_savedmodel import configure_threads
 
     # TF's thread pools can be sized only before its first op: size them as the tests' backends ask (1, 1).

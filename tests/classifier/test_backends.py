@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from classifier.backends import Backend, ModelError, load_backend
 from classifier.backends.common import probe_batch
 from classifier.backends.litert import pixel_lookup_table
 from classifier.labels import LabelsError
 from classifier.preprocess import decode_image
-
 from tests.classifier.model_fixtures import (
     STANDIN_CLASSES,
     STANDIN_SIZE,

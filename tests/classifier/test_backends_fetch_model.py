@@ -17,8 +17,8 @@ from pathlib import Path
 import fetch_model
 import numpy as np
 import pytest
-from classifier.backends import load_backend
 
+from classifier.backends import load_backend
 from tests.classifier.model_fixtures import (
     StandinModel,
     imagenet_dir_fixture,  # noqa: F401 (pytest finds fixtures by name in this module)

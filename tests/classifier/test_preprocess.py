@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from classifier.backends import Backend, load_backend
-from classifier.preprocess import MAX_PIXELS, ImageError, decode_image, to_rgb
 from PIL import Image
 
+from classifier.backends import Backend, load_backend
+from classifier.preprocess import MAX_PIXELS, ImageError, decode_image, to_rgb
 from tests.classifier.model_fixtures import imagenet_dir_fixture  # noqa: F401 (pytest finds fixtures by name)
 
 SIZE = (224, 224)
