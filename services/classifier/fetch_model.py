@@ -1,6 +1,6 @@
 """Fetch the classifier's model at image build time (never at container start) and lay it out for the service.
 
-    python fetch_model.py --source SOURCE --labels LABELS [--tflite none|float32] [--no-verify] --out DIR
+    python fetch_model.py --source SOURCE --labels LABELS [--tflite none|float32|FILE] [--no-verify] --out DIR
 
 SOURCE is one of:
 - an http(s) URL of a TF Hub / Kaggle model (https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/
@@ -8,15 +8,20 @@ SOURCE is one of:
   or of a SavedModel .tar.gz: downloaded with `tensorflow_hub.resolve` into a temporary cache;
 - a Kaggle model handle (google/mobilenet-v2/tensorFlow2/100-224-classification[/2]), the same as its URL;
 - an http(s) URL of a .tflite file: downloaded as is;
-- a local path: a SavedModel directory or a .tflite file.
+- a local path: a SavedModel directory or a .tflite file;
+- `standin:mobilenet_v2`: MobileNetV2 1.00 224 built here with seeded random weights and the TF Hub
+  classification model's interface (float32 [N, 224, 224, 3] in [0, 1] -> 1001 logits). Same architecture and
+  compute as the TF Hub model, meaningless predictions: for air-gapped builds and benchmarks, where the real
+  weights cannot be downloaded.
 LABELS is an http(s) URL or a local path of a label file, one label per line (index 0 = "background" for
 the TF Hub ImageNet models), e.g. https://storage.googleapis.com/download.tensorflow.org/data/ImageNetLabels.txt.
 
-Output in --out: saved_model/ (when the source is a SavedModel), model.tflite (the source's, or converted
-from the SavedModel with --tflite float32), labels.txt, and manifest.json (sources, sizes, sha256s, what was
-made, the verification). Verification (on by default when the `classifier` package sits next to this file, as
-in the service's folder) loads every model made with the service's own backends, checks the label count,
-and checks that a converted .tflite answers like its SavedModel. Exits 1 with a message on any failure.
+Output in --out: saved_model/ (when the source is a SavedModel), model.tflite (the source's, converted
+from the SavedModel with --tflite float32, or the local .tflite file --tflite names), labels.txt, and
+manifest.json (sources, sizes, sha256s, what was made, the verification). Verification (on by default when
+the `classifier` package sits next to this file, as in the service's folder) loads every model made with
+the service's own backends, checks the label count, and checks that a converted .tflite answers like its
+SavedModel. Exits 1 with a message on any failure.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ KAGGLE_HANDLE = re.compile(r"^[\w.-]+/[\w.-]+/[\w.-]+/[\w.-]+(/\d+)?$")
 # A float32 conversion must answer like its SavedModel: this bound is on probabilities, far above float32
 # rounding (1e-6) and far below any real mismatch (wrong input scaling moves them by 1e-2 and more).
 MAX_CONVERSION_DIFF = 1e-3
+STANDIN = "standin:mobilenet_v2"
 
 
 class FetchError(Exception):
@@ -114,8 +120,39 @@ def resolve_hub_model(handle: str, cache_dir: Path) -> Path:
     return path
 
 
+def make_standin(destination: Path) -> Path:
+    """MobileNetV2 with seeded random weights behind the TF Hub classification model's interface."""
+    import tensorflow as tf
+
+    say(f"building {STANDIN}: MobileNetV2 1.00 224, random weights (seed 0), TF Hub interface")
+    tf.keras.utils.set_random_seed(0)
+    net = tf.keras.applications.MobileNetV2(
+        input_shape=(224, 224, 3), weights=None, classes=1001, classifier_activation=None
+    )
+
+    class HubInterface(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 224, 224, 3], tf.float32, name="inputs")])
+        def __call__(self, inputs: tf.Tensor) -> tf.Tensor:
+            # TF Hub image models take [0, 1]; Keras' MobileNetV2 wants [-1, 1].
+            return self.net(inputs * 2.0 - 1.0, training=False)
+
+    module = HubInterface()
+    serving = tf.function(
+        lambda inputs: {"logits": module(inputs)},
+        input_signature=[tf.TensorSpec([None, 224, 224, 3], tf.float32, name="inputs")],
+    )
+    tf.saved_model.save(module, str(destination), signatures={"serving_default": serving})
+    return destination
+
+
 def locate_source(source: str, workdir: Path) -> tuple[str, Path]:
     """('savedmodel' | 'tflite', local path) for --source, downloading it first when it is remote."""
+    if source == STANDIN:
+        return "savedmodel", make_standin(workdir / "standin")
     if is_url(source):
         if urllib.parse.urlparse(source).path.endswith(".tflite"):
             return "tflite", download(source, workdir / "downloaded.tflite")
@@ -248,6 +285,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 manifest["made"].append("model.tflite (float32, converted from the SavedModel)")
                 made["model.tflite"] = tflite_path
                 converted = True
+            elif args.tflite != "none":
+                given = Path(args.tflite)
+                if given.suffix != ".tflite" or not given.is_file():
+                    raise FetchError(f"--tflite {args.tflite}: no such .tflite file")
+                shutil.copyfile(given, tflite_path)
+                manifest["made"].append(f"model.tflite (copied from {args.tflite})")
+                manifest["files"]["model.tflite_source"] = describe_file(given)
+                made["model.tflite"] = tflite_path
         else:
             if args.tflite != "none":
                 say(f"--tflite {args.tflite} ignored: the source is already a .tflite, copied as it is")
@@ -271,16 +316,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--source", required=True, help="TF Hub / Kaggle URL or handle, .tflite URL, or a local path"
+        "--source",
+        required=True,
+        help=f"TF Hub / Kaggle URL or handle, .tflite URL, a local path, or {STANDIN}",
     )
     parser.add_argument(
         "--labels", required=True, help="labels file: https URL or local path, one label per line"
     )
     parser.add_argument(
         "--tflite",
-        choices=("none", "float32"),
         default="none",
-        help="also convert a SavedModel source to a float32 model.tflite (default: none)",
+        help="with a SavedModel source: none, float32 (convert it to model.tflite), or the path of a .tflite "
+        "file to serve as model.tflite beside it (default: none)",
     )
     parser.add_argument("--out", required=True, help="output directory, e.g. /opt/model")
     parser.add_argument(

@@ -150,6 +150,25 @@ def test_headless_locust_run_scales_and_balances(stack: Stack) -> None:
     assert all(served[host] > 0 for host in replicas)
 
 
+def test_backend_switches_with_one_setting(stack: Stack) -> None:
+    """CLASSIFIER_BACKEND picks the runtime; the image has both (offline, TF has random weights)."""
+    base = f"http://127.0.0.1:{stack.api_port}"
+    found = stack.env.get("CLASSIFIER_BACKEND", "tf")
+    other = "tf" if found == "litert" else "litert"
+    scale = ["up", "-d", "--no-deps", "--wait", "--scale", f"classifier={REPLICAS}", "classifier"]
+    try:
+        stack.compose(*scale, extra_env={"CLASSIFIER_BACKEND": other})
+        photo = (ROOT / "images" / "chelsea_640x480.jpg").read_bytes()
+        for _ in range(2 * REPLICAS):
+            reply = httpx.post(f"{base}/predict", files={"file": ("c.jpg", photo, "image/jpeg")}, timeout=30)
+            assert reply.status_code == 200, reply.text
+            assert reply.json()["backend"] == other
+        assert httpx.get(f"{base}/model", timeout=10).json()["backend"] == other
+    finally:
+        stack.compose(*scale, extra_env={"CLASSIFIER_BACKEND": found})
+    assert httpx.get(f"{base}/model", timeout=10).json()["backend"] == found
+
+
 def _served_by(log: str) -> dict[str, int]:
     """The master's X-Served-By tally, printed as one JSON line when the run stops."""
     for line in reversed(log.splitlines()):
