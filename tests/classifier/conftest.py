@@ -5,9 +5,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 import pytest_asyncio
-from classifier.main import create_app
 from fastapi import FastAPI
 
+from classifier.main import create_app
 from tests.classifier.fake_backend import FakeBackend, RecordingLoader
 from tests.classifier.helpers import AppFactory, make_settings, serve
 

@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import httpx
-from classifier.settings import Settings
 from fastapi import FastAPI
 from PIL import Image
+
+from classifier.settings import Settings
 
 AppFactory = Callable[..., FastAPI]
 """The `app_factory` fixture: (backend=None, **settings overrides) -> app with the stand-in backend."""

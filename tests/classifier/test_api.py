@@ -8,8 +8,8 @@ import time
 import httpx
 import numpy as np
 import pytest
-from classifier.main import create_app
 
+from classifier.main import create_app
 from tests.classifier.fake_backend import FakeBackend, RecordingLoader
 from tests.classifier.helpers import AppFactory, jpeg_bytes, make_settings, parse_server_timing, serve
 from tests.classifier.image_server import image_server

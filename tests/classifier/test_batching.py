@@ -10,8 +10,8 @@ from contextlib import asynccontextmanager
 
 import numpy as np
 import pytest
-from classifier.batching import Batcher, BatcherClosed, BatchResult
 
+from classifier.batching import Batcher, BatcherClosed, BatchResult
 from tests.classifier.fake_backend import FakeBackend
 
 pytestmark = pytest.mark.asyncio

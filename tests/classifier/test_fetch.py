@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
+
 from classifier.errors import ApiError
 from classifier.fetch import Allowlist, ImageFetcher, is_public, make_client, system_resolver
-
 from tests.classifier.helpers import jpeg_bytes
 from tests.classifier.image_server import ImageServer, image_server
 

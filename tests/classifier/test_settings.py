@@ -7,9 +7,10 @@ import runpy
 from pathlib import Path
 
 import pytest
-from classifier.settings import Settings
 from gunicorn.config import Config
 from pydantic import ValidationError
+
+from classifier.settings import Settings
 
 CONF = Path(__file__).resolve().parents[2] / "services" / "classifier" / "gunicorn.conf.py"
 
