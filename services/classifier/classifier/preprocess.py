@@ -7,7 +7,8 @@ Steps, in order:
 2. Refuse images whose header declares more than `max_pixels` before decoding them ("image_too_large"), so
    a small file cannot expand to gigabytes (decompression bomb).
 3. JPEG: draft mode lets libjpeg decode at 1/2, 1/4 or 1/8 scale straight away, never below the target
-   size, which is most of the decode time saved on photos (see `bench` numbers in the report / README).
+   size. decode_image on a 1920x1080 JPEG took 6.5 ms of CPU with it and 35 ms without (640x480: 2.2 vs
+   4.1 ms; measured on this project's 2-vCPU machine): less to decode, and far less to resize.
 4. Apply the EXIF orientation, so a phone photo stored sideways is classified upright.
 5. Convert any mode to RGB: alpha (RGBA, LA, PA, P or L with a transparent colour) composited on white, as
    a viewer shows it on a white page; 16-bit and 32-bit greyscale scaled down to 8 bits, not clipped.

@@ -14,13 +14,14 @@ logits: a quantized output is a probability when its representable range is [0, 
 the model's answers to fixed probe images sum to 1. Quantized probabilities are not renormalised: each
 one is the model's own value to within a quantization step, though small classes round to 0.
 
-Batches run image by image on one interpreter. Measured on this machine (2 vCPU AMD EPYC, shared with other
-work, float32 MobileNetV2 1.0/224, XNNPACK, median ms per image, batched by resize_tensor_input on a
-per-N interpreter vs looping over a batch-1 interpreter):
-    threads=1: N=1 11.4 vs 11.5, N=4 14.9 vs 12.5, N=8 15.6 vs 14.9
-    threads=2: N=1 21.0 vs 24.4, N=4 12.7 vs 14.0, N=8 8.5 vs 8.6
-Batching the interpreter never won clearly, costs one arena per batch size, and models with a fixed-shape
-Reshape (the fixture quantized MobileNetV2) refuse resizing altogether, so the loop it is.
+Batches run image by image on one interpreter. Measured on this machine (2 vCPU AMD EPYC, load < 1,
+float32 MobileNetV2 1.0/224 with XNNPACK, median ms per image, batched = resize_tensor_input on a per-N
+interpreter vs loop = N invokes of a batch-1 interpreter):
+    threads=1: N=1 10.1 vs 10.3, N=4 10.5 vs 10.1, N=8 11.4 vs 10.0
+    threads=2: N=1 5.4 vs 5.5,   N=4 5.2 vs 5.6,   N=8 6.1 vs 6.4
+(an earlier run on the busy machine gave the same picture). Batching the interpreter saves nothing with one
+thread, the default, and at most 6 % with two; it costs one tensor arena per batch size, and models with
+a fixed-shape Reshape (the fixture quantized MobileNetV2) refuse resizing altogether. So: the loop.
 """
 
 from __future__ import annotations
