@@ -52,6 +52,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--levels", help="comma-separated concurrency levels (default 1,2,4,8,16; quick 1,4)")
     parser.add_argument("--batch-levels", help="levels also run with batching on (default 8,16; quick 4)")
     parser.add_argument(
+        "--keepalive-levels", help="levels run through the keep-alive nginx variant (default 1,8; quick 1)"
+    )
+    parser.add_argument(
         "--batch-size", type=int, default=8, help="CLASSIFIER_MAX_BATCH_SIZE when batching is on"
     )
     parser.add_argument(
@@ -64,12 +67,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--client-cpu", default="0", help="core of the load generator and nginx")
     parser.add_argument("--cache", type=Path, default=models.DEFAULT_CACHE, help="where the model is built")
     parser.add_argument("--report-only", type=Path, metavar="RESULTS_JSON", help="only render Markdown")
+    parser.add_argument(
+        "--add-note",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="with --report-only: record a finding (e.g. from a profile) in the JSON's notes; repeatable",
+    )
     args = parser.parse_args(argv)
     quick = args.quick
     args.duration = args.duration or (2.0 if quick else 8.0)
     args.warmup = args.warmup if args.warmup is not None else (1.0 if quick else 2.0)
     args.levels = _levels(args.levels or ("1,4" if quick else "1,2,4,8,16"))
     args.batch_levels = _levels(args.batch_levels or ("4" if quick else "8,16"))
+    args.keepalive_levels = _levels(args.keepalive_levels or ("1" if quick else "1,8"))
     args.bare_seconds = args.bare_seconds or (2.0 if quick else 8.0)
     return args
 
@@ -165,7 +176,10 @@ def run_bare(model_dir: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
         entry = json.loads(done.stdout.strip().splitlines()[-1])
         entry.update(label=label, title=title)
         for name, m in entry["images"].items():
-            say(f"  {name}: {m['img_per_s']:.1f} img/s (cpu {m['cpu_percent']:.0f}%)")
+            say(
+                f"  {name}: {m['img_per_s']:.1f} img/s (cpu {m['cpu_percent']:.0f}%, others on the core "
+                f"{m['interference_percent']:.0f}%)"
+            )
         results.append(entry)
     return results
 
@@ -194,6 +208,7 @@ class Sweep:
                     f"batch={keys.get('batch')} {image.name} c={level}: {point['rps']:.1f} RPS, "
                     f"p50/p95/p99 {lat['p50']:.0f}/{lat['p95']:.0f}/{lat['p99']:.0f} ms, "
                     f"errors {point['errors']}, server cpu {point['server_cpu_percent']:.0f}%, "
+                    f"others on its core {point.get('interference_percent', math.nan):.0f}%, "
                     f"generator cpu {point['generator_cpu_percent']:.0f}%"
                 )
 
@@ -237,6 +252,10 @@ class Sweep:
             for role, cpu in (("server", args.server_cpu), ("client", args.client_cpu))
             if cpu is not None and int(cpu) in cpus0
         }
+        if "server" in point["core_busy_percent"]:
+            # Other processes (or the hypervisor, as steal) on the server's core: they make RPS lower.
+            others = point["core_busy_percent"]["server"] - point["server_cpu_percent"]
+            point["interference_percent"] = max(0.0, others)
         if not server.alive():
             raise RuntimeError(f"{server.name} died during the run:\n{server.tail()}")
         return point
@@ -245,8 +264,9 @@ class Sweep:
 def run_http(model_dir: Path, args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
     points: list[dict[str, Any]] = []
     sweep = Sweep(args, points)
-    port, nginx_port = servers.free_port(), servers.free_port()
+    port, nginx_port, keepalive_port = servers.free_port(), servers.free_port(), servers.free_port()
     direct, proxied = f"http://127.0.0.1:{port}/predict", f"http://127.0.0.1:{nginx_port}/predict"
+    keepalive = f"http://127.0.0.1:{keepalive_port}/predict"
     with (
         servers.TinyDNS() as dns,
         servers.nginx(
@@ -256,7 +276,10 @@ def run_http(model_dir: Path, args: argparse.Namespace, workdir: Path) -> list[d
             cpus=args.client_cpu,
             workdir=workdir,
             max_upload=MAX_UPLOAD,
-        ) as (nginx_process, _conf),
+        ) as (nginx_process, conf),
+        servers.nginx_keepalive_variant(
+            conf, upstream_port=port, listen_port=keepalive_port, cpus=args.client_cpu, workdir=workdir
+        ) as keepalive_process,
     ):
         for backend in ("tf", "litert"):
             for batch, levels in ((1, args.levels), (args.batch_size, args.batch_levels)):
@@ -285,6 +308,17 @@ def run_http(model_dir: Path, args: argparse.Namespace, workdir: Path) -> list[d
                     sweep.run(direct, server, None, levels, path="direct", **keys)
                     if batch == 1:
                         sweep.run(proxied, server, nginx_process, levels, path="nginx", **keys)
+                    if batch == 1 and backend == "litert":
+                        # What the stack's variable proxy_pass (no upstream keep-alive) costs, where the
+                        # per-request cost matters most: the fastest backend.
+                        sweep.run(
+                            keepalive,
+                            server,
+                            keepalive_process,
+                            args.keepalive_levels,
+                            path="nginx-keepalive",
+                            **keys,
+                        )
                 finally:
                     server.stop()
     say(f"baseline: starting uvicorn on core {args.server_cpu}")
@@ -323,7 +357,9 @@ def describe_method(args: argparse.Namespace, pinning: bool) -> list[str]:
         f"CLASSIFIER_MAX_BATCH_SIZE=1, on = {args.batch_size} with {args.batch_delay_ms:g} ms delay.",
         "nginx: services/nginx/nginx.conf.template rendered by entrypoint.sh `render` (1 worker, access log "
         "on), upstream by name through its variable proxy_pass, the name served by a small DNS stub in the "
-        "benchmark process (as Docker's DNS in compose): no upstream keep-alive, as in the stack.",
+        "benchmark process (as Docker's DNS in compose): no upstream keep-alive, as in the stack. For "
+        "comparison, LiteRT also runs through a bench-only variant of that rendered config with a static "
+        "`upstream` block and `keepalive 32` (nginx-keepalive).",
         "Baseline: bench/baseline_server.py, FastAPI + one uvicorn process, "
         "tf_keras.Sequential([hub.KerasLayer(same SavedModel)]), PIL decode + resize and model.predict() per "
         "request inside `async def`.",
@@ -333,11 +369,12 @@ def describe_method(args: argparse.Namespace, pinning: bool) -> list[str]:
     ]
 
 
-def write_outputs(results: dict[str, Any], out: Path, markdown: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=1, default=_json_default) + "\n", encoding="utf-8")
-    tmp.replace(out)
+def write_outputs(results: dict[str, Any], out: Path | None, markdown: Path) -> None:
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(results, indent=1, default=_json_default) + "\n", encoding="utf-8")
+        tmp.replace(out)
     markdown.parent.mkdir(parents=True, exist_ok=True)
     markdown.write_text(report.render_markdown(results), encoding="utf-8")
 
@@ -346,15 +383,23 @@ def _json_default(value: object) -> object:
     return str(value)
 
 
+def parser_error(message: str) -> None:
+    print(f"python3 -m bench: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.report_only:
         results = json.loads(args.report_only.read_text(encoding="utf-8"))
+        results["manual_notes"] = results.get("manual_notes", []) + args.add_note
         results["checks"] = report.compute_checks(results)
-        results["notes"] = report.derive_notes(results) + results.get("manual_notes", [])
-        args.markdown.write_text(report.render_markdown(results), encoding="utf-8")
+        results["notes"] = report.derive_notes(results) + results["manual_notes"]
+        write_outputs(results, args.report_only if args.add_note else None, args.markdown)
         print(args.markdown.read_text(encoding="utf-8"))
         return 0
+    if args.add_note:
+        parser_error("--add-note goes with --report-only")
 
     started = datetime.now(UTC)
     out = args.out or RESULTS / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"
@@ -382,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
             "client_cpu": args.client_cpu,
             "levels": args.levels,
             "batch_levels": args.batch_levels,
+            "keepalive_levels": args.keepalive_levels,
             "duration_s": args.duration,
             "warmup_s": args.warmup,
             "description": describe_method(args, pinning),

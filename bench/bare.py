@@ -31,7 +31,8 @@ def pin_to_cpu(cpu: int | None) -> list[int]:
 
 
 def measure_image(backend: object, data: bytes, seconds: float) -> dict[str, object]:
-    from bench.stats import cpu_share, summarize_ms
+    from bench.servers import per_cpu_times
+    from bench.stats import core_busy_percent, cpu_share, summarize_ms
     from classifier.preprocess import decode_image
 
     size = backend.input_size  # type: ignore[attr-defined]
@@ -42,6 +43,8 @@ def measure_image(backend: object, data: bytes, seconds: float) -> dict[str, obj
         predict(decode_image(data, size)[None])
     decode_s: list[float] = []
     infer_s: list[float] = []
+    cpus = sorted(os.sched_getaffinity(0))
+    times0 = per_cpu_times()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu0 = usage.ru_utime + usage.ru_stime
     started = clock()
@@ -57,6 +60,9 @@ def measure_image(backend: object, data: bytes, seconds: float) -> dict[str, obj
         now = finished
     wall = now - started
     usage = resource.getrusage(resource.RUSAGE_SELF)
+    times1 = per_cpu_times()
+    own = cpu_share(usage.ru_utime + usage.ru_stime - cpu0, wall)
+    busy = core_busy_percent(times0[cpus[0]], times1[cpus[0]]) if len(cpus) == 1 else float("nan")
     return {
         "images": len(infer_s),
         "seconds": wall,
@@ -64,7 +70,9 @@ def measure_image(backend: object, data: bytes, seconds: float) -> dict[str, obj
         "decode_ms": summarize_ms(decode_s),
         "infer_ms": summarize_ms(infer_s),
         # Below ~95 % the core was shared with something else, and img/s is low by that much.
-        "cpu_percent": cpu_share(usage.ru_utime + usage.ru_stime - cpu0, wall),
+        "cpu_percent": own,
+        # What other processes (or the hypervisor, as steal) took of this core meanwhile.
+        "interference_percent": max(0.0, busy - own),
     }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import struct
@@ -295,5 +296,67 @@ def nginx(
     try:
         process.wait_http(f"http://127.0.0.1:{listen_port}/healthz", timeout_s=20)
         yield process, conf
+    finally:
+        process.stop()
+
+
+KEEPALIVE_UPSTREAM = "bench_keepalive"
+
+
+def keepalive_variant(conf: str, *, upstream: str, listen: str, pid: str) -> str:
+    """A bench-only variant of the rendered nginx config: the same server, but a static `upstream` block with
+    `keepalive`, instead of the variable proxy_pass (which resolves per request and opens a new upstream
+    connection for every request). It measures what the stack's choice costs; it is never deployed.
+    """
+
+    def replace(pattern: str, replacement: str, text: str, count: int = 0) -> str:
+        changed, found = re.subn(pattern, replacement, text, count=count, flags=re.MULTILINE)
+        if not found:
+            raise ValueError(f"the rendered nginx config has no {pattern!r}: the template changed")
+        return changed
+
+    conf = replace(r"^pid [^;]+;", f"pid {pid};", conf, 1)
+    conf = replace(r"^(\s*)listen \S+ default_server;", rf"\1listen {listen} default_server;", conf, 1)
+    conf = replace(
+        r"^    server \{",
+        f"    upstream {KEEPALIVE_UPSTREAM} {{\n        server {upstream};\n        keepalive 32;\n    }}\n\n"
+        "    server {",
+        conf,
+        1,
+    )
+    # Upstream keep-alive needs HTTP/1.1 (the template sets it) and no "Connection: close" header; set next to
+    # the template's own proxy_set_header lines, which locations inherit.
+    conf = replace(
+        r"^(\s*)proxy_http_version 1\.1;",
+        r'\1proxy_http_version 1.1;\n\1proxy_set_header Connection "";',
+        conf,
+        1,
+    )
+    return replace(r"proxy_pass http://\$classifier;", f"proxy_pass http://{KEEPALIVE_UPSTREAM};", conf)
+
+
+@contextlib.contextmanager
+def nginx_keepalive_variant(
+    conf: Path, *, upstream_port: int, listen_port: int, cpus: str | None, workdir: Path
+) -> Iterator[Process]:
+    variant = keepalive_variant(
+        conf.read_text(encoding="utf-8"),
+        upstream=f"127.0.0.1:{upstream_port}",
+        listen=f"127.0.0.1:{listen_port}",
+        pid=str(conf.parent / "nginx-keepalive.pid"),
+    )
+    path = conf.parent / "nginx-keepalive.conf"
+    path.write_text(variant, encoding="utf-8")
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin") + ":/usr/sbin"}
+    process = Process(
+        "nginx (keep-alive variant)",
+        pinned(cpus, ["nginx", "-c", str(path)]),
+        env=env,
+        cwd=conf.parent,
+        log=workdir / "nginx-keepalive.log",
+    )
+    try:
+        process.wait_http(f"http://127.0.0.1:{listen_port}/healthz", timeout_s=20)
+        yield process
     finally:
         process.stop()

@@ -1,15 +1,20 @@
-"""The load generator's request bytes and response parsing, and the DNS stub's answers (no sockets)."""
+"""The load generator's request bytes and response parsing, the DNS stub's answers and the keep-alive
+variant of the nginx config (no sockets, no processes)."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import struct
+from pathlib import Path
 
 import pytest
 
 from bench.loadgen import Recorder, Response, multipart_request, read_response
-from bench.servers import TinyDNS
+from bench.servers import TinyDNS, keepalive_variant
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_multipart_request_is_one_complete_post() -> None:
@@ -92,3 +97,29 @@ def test_dns_stub_answers_its_name_only() -> None:
         assert dns.answer(b"\0\1") is None
     finally:
         dns.sock.close()
+
+
+def _render_template_naively() -> str:
+    """The project's nginx template with every ${VAR} filled in, as entrypoint.sh's envsubst would."""
+    template = (REPO / "services" / "nginx" / "nginx.conf.template").read_text()
+    values = {
+        "NGINX_LISTEN": "127.0.0.1:8080",
+        "NGINX_TEMP_DIR": "/tmp/n",
+        "NGINX_UPSTREAM": "classifier:8000",
+    }
+    return re.sub(r"\$\{(NGINX_[A-Z_]+)\}", lambda m: values.get(m.group(1), "x"), template)
+
+
+def test_keepalive_variant_of_the_real_template() -> None:
+    conf = _render_template_naively()
+    variant = keepalive_variant(conf, upstream="127.0.0.1:9000", listen="127.0.0.1:9001", pid="/tmp/ka.pid")
+    assert "pid /tmp/ka.pid;" in variant and "pid /tmp/n/nginx.pid;" not in variant
+    assert "listen 127.0.0.1:9001 default_server;" in variant and "127.0.0.1:8080" not in variant
+    assert (
+        "upstream bench_keepalive {\n        server 127.0.0.1:9000;\n        keepalive 32;\n    }" in variant
+    )
+    assert "$classifier;" not in variant.replace("set $classifier", "")
+    assert variant.count("proxy_pass http://bench_keepalive;") == conf.count("proxy_pass http://$classifier;")
+    assert 'proxy_set_header Connection "";' in variant
+    with pytest.raises(ValueError, match="template changed"):
+        keepalive_variant("events {}\n", upstream="a:1", listen="b:2", pid="/p")
