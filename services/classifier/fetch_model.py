@@ -263,6 +263,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     made: dict[str, Path] = {}
     converted = False
+    if args.tflite not in ("none", "float32") and not (
+        args.tflite.endswith(".tflite") and Path(args.tflite).is_file()
+    ):
+        raise FetchError(f"--tflite {args.tflite}: neither none, float32, nor an existing .tflite file")
     with tempfile.TemporaryDirectory(prefix="fetch_model-") as tmp:
         workdir = Path(tmp)
         kind, local = locate_source(args.source, workdir)
@@ -287,8 +291,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 converted = True
             elif args.tflite != "none":
                 given = Path(args.tflite)
-                if given.suffix != ".tflite" or not given.is_file():
-                    raise FetchError(f"--tflite {args.tflite}: no such .tflite file")
                 shutil.copyfile(given, tflite_path)
                 manifest["made"].append(f"model.tflite (copied from {args.tflite})")
                 manifest["files"]["model.tflite_source"] = describe_file(given)
