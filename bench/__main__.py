@@ -65,6 +65,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--server-cpu", default="1", help="core of the servers and the bare loops")
     parser.add_argument("--client-cpu", default="0", help="core of the load generator and nginx")
+    parser.add_argument(
+        "--max-interference",
+        type=float,
+        default=10.0,
+        help="%% of the measured core other processes may take before a measurement is repeated",
+    )
+    parser.add_argument("--retries", type=int, default=2, help="repeats of one disturbed measurement")
+    parser.add_argument(
+        "--retry-budget", type=int, help="repeats in the whole run (default 12, quick 4), bounds its length"
+    )
     parser.add_argument("--cache", type=Path, default=models.DEFAULT_CACHE, help="where the model is built")
     parser.add_argument("--report-only", type=Path, metavar="RESULTS_JSON", help="only render Markdown")
     parser.add_argument(
@@ -82,6 +92,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.batch_levels = _levels(args.batch_levels or ("4" if quick else "8,16"))
     args.keepalive_levels = _levels(args.keepalive_levels or ("1" if quick else "1,8"))
     args.bare_seconds = args.bare_seconds or (2.0 if quick else 8.0)
+    args.retry_budget = args.retry_budget if args.retry_budget is not None else (4 if quick else 12)
     return args
 
 
@@ -136,7 +147,30 @@ def image_info(path: Path) -> dict[str, Any]:
 # --- 1. bare backends ---
 
 
-def run_bare(model_dir: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+class Retries:
+    """Measurements disturbed by other processes (more than `limit` % of the measured core) are taken again,
+    up to `per_measurement` times each and `budget` times in the whole run, keeping the least disturbed."""
+
+    def __init__(self, limit: float, per_measurement: int, budget: int) -> None:
+        self.limit = limit
+        self.per_measurement = per_measurement
+        self.budget = budget
+        self.used = 0
+
+    def again(self, interference: float, attempt: int) -> bool:
+        if interference <= self.limit or attempt > self.per_measurement or self.used >= self.budget:
+            return False
+        self.used += 1
+        say(f"  others took {interference:.0f}% of the core: measuring again ({self.used}/{self.budget})")
+        return True
+
+
+def _interference(measurement: dict[str, Any]) -> float:
+    value = measurement.get("interference_percent", 0.0)
+    return 0.0 if value is None or math.isnan(value) else float(value)
+
+
+def run_bare(model_dir: Path, args: argparse.Namespace, retries: Retries) -> list[dict[str, Any]]:
     entries = [
         ("tf", "tf", model_dir / "saved_model", "TF SavedModel (stand-in, float32)"),
         ("litert", "litert", model_dir / "model.tflite", "LiteRT float32 (converted from it)"),
@@ -152,36 +186,47 @@ def run_bare(model_dir: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
         )
     results = []
     for label, backend, path, title in entries:
-        say(f"bare {label}: {args.bare_seconds:g} s per image on core {args.server_cpu}")
-        argv = [
-            sys.executable,
-            "-m",
-            "bench.bare",
-            "--backend",
-            backend,
-            "--model-path",
-            str(path),
-            "--labels",
-            str(model_dir / "labels.txt"),
-            "--seconds",
-            str(args.bare_seconds),
-            *([] if args.server_cpu is None else ["--cpu", args.server_cpu]),
-            *map(str, IMAGES),
-        ]
-        done = subprocess.run(
-            argv, cwd=REPO, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"bare {label} failed:\n{done.stderr[-3000:]}")
-        entry = json.loads(done.stdout.strip().splitlines()[-1])
-        entry.update(label=label, title=title)
-        for name, m in entry["images"].items():
-            say(
-                f"  {name}: {m['img_per_s']:.1f} img/s (cpu {m['cpu_percent']:.0f}%, others on the core "
-                f"{m['interference_percent']:.0f}%)"
-            )
+        attempt, entry = 1, bare_once(model_dir, args, backend, path)
+        while retries.again(max(_interference(m) for m in entry["images"].values()), attempt):
+            attempt += 1
+            again = bare_once(model_dir, args, backend, path)
+            for name, measured in again["images"].items():
+                if _interference(measured) < _interference(entry["images"][name]):
+                    entry["images"][name] = measured
+        entry.update(label=label, title=title, attempts=attempt)
         results.append(entry)
     return results
+
+
+def bare_once(model_dir: Path, args: argparse.Namespace, backend: str, path: Path) -> dict[str, Any]:
+    say(f"bare {backend} {path.name}: {args.bare_seconds:g} s per image on core {args.server_cpu}")
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.bare",
+        "--backend",
+        backend,
+        "--model-path",
+        str(path),
+        "--labels",
+        str(model_dir / "labels.txt"),
+        "--seconds",
+        str(args.bare_seconds),
+        *([] if args.server_cpu is None else ["--cpu", args.server_cpu]),
+        *map(str, IMAGES),
+    ]
+    done = subprocess.run(
+        argv, cwd=REPO, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"bare {backend} {path} failed:\n{done.stderr[-3000:]}")
+    entry = json.loads(done.stdout.strip().splitlines()[-1])
+    for name, m in entry["images"].items():
+        say(
+            f"  {name}: {m['img_per_s']:.1f} img/s (cpu {m['cpu_percent']:.0f}%, others on the core "
+            f"{m['interference_percent']:.0f}%)"
+        )
+    return entry
 
 
 # --- 2./3. over HTTP ---
@@ -190,17 +235,23 @@ def run_bare(model_dir: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
 class Sweep:
     """Runs load levels against one started server and records each as a point."""
 
-    def __init__(self, args: argparse.Namespace, points: list[dict[str, Any]]) -> None:
+    def __init__(self, args: argparse.Namespace, points: list[dict[str, Any]], retries: Retries) -> None:
         self.args = args
         self.points = points
+        self.retries = retries
 
     def run(
         self, url: str, server: servers.Process, extra: servers.Process | None, levels: list[int], **keys: Any
     ) -> None:
         for image in IMAGES:
             for level in levels:
-                point = self.level(url, image, level, server, extra)
-                point.update(keys, image=image.name)
+                attempt, point = 1, self.level(url, image, level, server, extra)
+                while self.retries.again(_interference(point), attempt):
+                    attempt += 1
+                    again = self.level(url, image, level, server, extra)
+                    if _interference(again) < _interference(point):
+                        point = again
+                point.update(keys, image=image.name, attempts=attempt)
                 self.points.append(point)
                 lat = point["latency_ms"]
                 say(
@@ -261,9 +312,11 @@ class Sweep:
         return point
 
 
-def run_http(model_dir: Path, args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
+def run_http(
+    model_dir: Path, args: argparse.Namespace, workdir: Path, retries: Retries
+) -> list[dict[str, Any]]:
     points: list[dict[str, Any]] = []
-    sweep = Sweep(args, points)
+    sweep = Sweep(args, points, retries)
     port, nginx_port, keepalive_port = servers.free_port(), servers.free_port(), servers.free_port()
     direct, proxied = f"http://127.0.0.1:{port}/predict", f"http://127.0.0.1:{nginx_port}/predict"
     keepalive = f"http://127.0.0.1:{keepalive_port}/predict"
@@ -428,6 +481,9 @@ def main(argv: list[str] | None = None) -> int:
             "levels": args.levels,
             "batch_levels": args.batch_levels,
             "keepalive_levels": args.keepalive_levels,
+            "max_interference_percent": args.max_interference,
+            "retries_per_measurement": args.retries,
+            "retry_budget": args.retry_budget,
             "duration_s": args.duration,
             "warmup_s": args.warmup,
             "description": describe_method(args, pinning),
@@ -441,8 +497,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         workdir = Path(tmp)
         workdir.chmod(0o755)
-        results["bare"] = run_bare(model_dir, args)
-        results["points"] = run_http(model_dir, args, workdir)
+        retries = Retries(args.max_interference, args.retries, args.retry_budget)
+        results["bare"] = run_bare(model_dir, args, retries)
+        results["points"] = run_http(model_dir, args, workdir, retries)
+        results["method"]["retries_used"] = retries.used
     finished = datetime.now(UTC)
     results["finished_at"] = finished.isoformat(timespec="seconds")
     results["duration_s"] = round((finished - started).total_seconds(), 1)

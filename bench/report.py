@@ -182,6 +182,12 @@ def derive_notes(results: Results) -> list[str]:
                 f"includes waiting for the shared core). Serving overhead (HTTP, multipart, event loop, "
                 f"thread hand-offs, metrics): about {per_request - bare_ms:.1f} ms per request. Server core "
                 f"busy {busy:.0f}%, of which the server {point.get('server_cpu_percent', math.nan):.0f}%."
+                + (
+                    f" Other processes took {_interference(point):.0f}% of the server's core at that level, "
+                    "which alone lowers its RPS by about as much."
+                    if _interference(point) > INTERFERENCE_LIMIT
+                    else ""
+                )
             )
         elif check["kind"] == "service_vs_baseline":
             base = peak(points, system="baseline", image=image)
@@ -291,6 +297,11 @@ def _median(values: list[float]) -> float:
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
+def _interference(measurement: dict[str, Any]) -> float:
+    value = measurement.get("interference_percent")
+    return 0.0 if value is None or math.isnan(value) else float(value)
+
+
 def _bare_entry(results: Results, label: str, image: str) -> dict[str, Any] | None:
     for entry in results.get("bare", []):
         if entry["label"] == label:
@@ -332,12 +343,23 @@ def _config_order(point: Point) -> tuple[int, str, int, int]:
     )
 
 
+DISTURBED = "†"
+
+
+def _mark(measurement: dict[str, Any], limit: float) -> str:
+    """A dagger on a number taken while other processes took more than `limit` % of its core."""
+    others = measurement.get("interference_percent")
+    return DISTURBED if others is not None and others > limit else ""
+
+
 def render_markdown(results: Results) -> str:
     points: list[Point] = results.get("points", [])
     images: dict[str, Any] = results.get("images", {})
     levels = sorted({p["concurrency"] for p in points})
     host = results.get("host", {})
     method = results.get("method", {})
+    limit = float(method.get("max_interference_percent", INTERFERENCE_LIMIT))
+    marked = False
     out: list[str] = [
         f"## Benchmark ({results.get('started_at', '?')[:10]}, `python3 -m bench"
         f"{' --quick' if method.get('quick') else ''}`)",
@@ -361,10 +383,12 @@ def render_markdown(results: Results) -> str:
         for name in names:
             m = entry.get("images", {}).get(name)
             cells.append(
-                f"**{_fmt(m['img_per_s'])}** ({_fmt(m['decode_ms']['mean'])} + {_fmt(m['infer_ms']['mean'])})"
+                f"**{_fmt(m['img_per_s'])}**{_mark(m, limit)} ({_fmt(m['decode_ms']['mean'])} + "
+                f"{_fmt(m['infer_ms']['mean'])})"
                 if m
                 else "-"
             )
+            marked = marked or bool(m and _mark(m, limit))
         out.append(f"| {entry['title']} | " + " | ".join(cells) + " |")
     for name in names:
         out += [
@@ -388,10 +412,17 @@ def render_markdown(results: Results) -> str:
                 lat = p["latency_ms"]
                 errors = f", **{p['errors']} err**" if p["errors"] else ""
                 cells.append(
-                    f"**{_fmt(p['rps'])}** ({_fmt(lat['p50'], 0)} / {_fmt(lat['p95'], 0)} / "
+                    f"**{_fmt(p['rps'])}**{_mark(p, limit)} ({_fmt(lat['p50'], 0)} / {_fmt(lat['p95'], 0)} / "
                     f"{_fmt(lat['p99'], 0)}){errors}"
                 )
+                marked = marked or bool(_mark(p, limit))
             out.append(f"| {label} | " + " | ".join(cells) + " |")
+    if marked:
+        out += [
+            "",
+            f"{DISTURBED} other processes took more than {limit:g}% of the measured core even after "
+            f"{method.get('retries_per_measurement', 0)} repeats: lower than on a quiet machine.",
+        ]
     checks = results.get("checks") or compute_checks(results)
     out += [
         "",

@@ -156,3 +156,27 @@ def test_nginx_and_interference_notes(results: dict[str, Any]) -> None:
     interference = next(n for n in notes if n.startswith("Other processes"))
     assert "bare loops up to 3%" in interference and "up to 25%" in interference
     assert "rerun on a quiet machine" in interference
+
+
+def test_disturbed_numbers_are_marked(results: dict[str, Any]) -> None:
+    results["method"].update(max_interference_percent=10.0, retries_per_measurement=2)
+    results["points"][0]["interference_percent"] = 30.0  # tf direct c=1: 30 RPS
+    results["points"][1]["interference_percent"] = 5.0
+    text = render_markdown(results)
+    assert "**30.0**† (20 / 40 / 48)" in text
+    assert "**36.0** (60 / 120 / 144)" in text
+    assert "† other processes took more than 10% of the measured core even after 2 repeats" in text
+    results["points"][0]["interference_percent"] = 3.0
+    assert "†" not in render_markdown(results)
+
+
+def test_retries_stop_at_the_limit_per_measurement_and_budget() -> None:
+    from bench.__main__ import Retries
+
+    retries = Retries(limit=10.0, per_measurement=2, budget=3)
+    assert not retries.again(9.0, attempt=1)  # quiet enough
+    assert retries.again(30.0, attempt=1) and retries.again(30.0, attempt=2)
+    assert not retries.again(30.0, attempt=3)  # two repeats of this measurement already
+    assert retries.again(50.0, attempt=1)
+    assert not retries.again(50.0, attempt=1)  # the run's budget is spent
+    assert retries.used == 3
