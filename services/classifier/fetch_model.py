@@ -120,31 +120,46 @@ def resolve_hub_model(handle: str, cache_dir: Path) -> Path:
     return path
 
 
-def make_standin(destination: Path) -> Path:
-    """MobileNetV2 with seeded random weights behind the TF Hub classification model's interface."""
-    import tensorflow as tf
+def make_standin(destination: Path, seed: int = 1234) -> Path:
+    """MobileNetV2 with seeded random weights behind the TF Hub classification model's interface.
 
-    say(f"building {STANDIN}: MobileNetV2 1.00 224, random weights (seed 0), TF Hub interface")
-    tf.keras.utils.set_random_seed(0)
-    net = tf.keras.applications.MobileNetV2(
+    Built with tf_keras (Keras 2, what TF Hub's models and hub.KerasLayer use): the TFLite converter leaves a
+    Keras 3 model's variables unfrozen (a 193 KB model that answers NaN), where Keras 2 converts to the
+    expected 14 MB float32 flatbuffer.
+    """
+    import numpy as np
+    import tensorflow as tf
+    import tf_keras
+
+    say(f"building {STANDIN}: MobileNetV2 1.00 224, random weights (seed {seed}), TF Hub interface")
+    tf_keras.utils.set_random_seed(seed)
+    net = tf_keras.applications.MobileNetV2(
         input_shape=(224, 224, 3), weights=None, classes=1001, classifier_activation=None
     )
+    # Fresh batch-norm statistics shrink activations layer after layer, down to denormal floats that CPUs
+    # compute far more slowly than a trained model's values: one training-mode pass with momentum 0 sets
+    # every layer's statistics from real activations, so timings match the trained model's.
+    for layer in net.layers:
+        if isinstance(layer, tf_keras.layers.BatchNormalization):
+            layer.momentum = 0.0
+    calibration = np.random.default_rng(seed).random((16, 224, 224, 3), dtype=np.float32)
+    net(calibration * 2.0 - 1.0, training=True)
 
     class HubInterface(tf.Module):
         def __init__(self) -> None:
             super().__init__()
             self.net = net
 
-        @tf.function(input_signature=[tf.TensorSpec([None, 224, 224, 3], tf.float32, name="inputs")])
-        def __call__(self, inputs: tf.Tensor) -> tf.Tensor:
+        @tf.function
+        def __call__(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
             # TF Hub image models take [0, 1]; Keras' MobileNetV2 wants [-1, 1].
-            return self.net(inputs * 2.0 - 1.0, training=False)
+            return self.net(inputs * 2.0 - 1.0, training=training)
 
     module = HubInterface()
-    serving = tf.function(
-        lambda inputs: {"logits": module(inputs)},
-        input_signature=[tf.TensorSpec([None, 224, 224, 3], tf.float32, name="inputs")],
-    )
+    spec = tf.TensorSpec([None, 224, 224, 3], tf.float32, name="inputs")
+    # Traced before saving: the restored __call__ (what hub.KerasLayer calls) exists only for traced inputs.
+    module.__call__.get_concrete_function(spec, training=False)
+    serving = tf.function(lambda inputs: {"logits": module(inputs, training=False)}, input_signature=[spec])
     tf.saved_model.save(module, str(destination), signatures={"serving_default": serving})
     return destination
 
