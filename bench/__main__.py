@@ -184,6 +184,9 @@ def run_bare(model_dir: Path, args: argparse.Namespace, retries: Retries) -> lis
                 "LiteRT uint8 (real ImageNet fixture)",
             )
         )
+    entries.append(
+        ("tutorial", "tutorial", model_dir / "saved_model", "Tutorial-style: PIL decode + Keras predict()")
+    )
     results = []
     for label, backend, path, title in entries:
         attempt, entry = 1, bare_once(model_dir, args, backend, path)
@@ -404,7 +407,8 @@ def describe_method(args: argparse.Namespace, pinning: bool) -> list[str]:
     return [
         f"Pinning: {where}.",
         f"Bare: the service's own decode_image + backend.predict, one image at a time, threads=1, "
-        f"{args.bare_seconds:g} s per image after 1 s warm-up.",
+        f"{args.bare_seconds:g} s per image after 1 s warm-up; the tutorial row times the baseline's own "
+        "work the same way (PIL decode + Keras predict(), TF's default threads).",
         "Service: gunicorn + services/classifier/gunicorn.conf.py, 1 worker, CLASSIFIER_THREADS=1, "
         "CLASSIFIER_INTER_OP_THREADS=1, other settings at their defaults; batching off = "
         f"CLASSIFIER_MAX_BATCH_SIZE=1, on = {args.batch_size} with {args.batch_delay_ms:g} ms delay.",
@@ -419,6 +423,9 @@ def describe_method(args: argparse.Namespace, pinning: bool) -> list[str]:
         "Load: bench/loadgen.py, closed loop, one keep-alive connection per concurrent user posting the JPEG "
         f"as multipart to /predict; {args.warmup:g} s warm-up, then {args.duration:g} s measured per level "
         f"({', '.join(map(str, args.levels))}); a request counts when it completes in the measured window.",
+        f"A measurement during which other processes took more than {args.max_interference:g}% of the "
+        f"measured core is repeated (up to {args.retries} times, {args.retry_budget} in the run). Ratios "
+        "within one run compare well; absolute numbers move between runs on a shared VM.",
     ]
 
 

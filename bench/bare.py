@@ -12,11 +12,13 @@ TensorFlow or LiteRT start their thread pools and each runtime's memory goes awa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,9 +78,67 @@ def measure_image(backend: object, data: bytes, seconds: float) -> dict[str, obj
     }
 
 
+def measure_tutorial(model: object, data: bytes, seconds: float) -> dict[str, object]:
+    """The baseline server's work without HTTP: PIL decode at full size + `model.predict(x)`, and for
+    comparison the same Keras model called directly (`model(x)`), which skips predict()'s per-call setup."""
+    from bench.servers import per_cpu_times
+    from bench.stats import core_busy_percent, cpu_share, summarize_ms
+    from bench.tutorial import preprocess
+
+    predict = model.predict  # type: ignore[attr-defined]
+    clock = time.perf_counter
+    # predict() prints a progress bar per call, as in the server (where it goes to the log): keep it off
+    # this process's stdout, which carries the JSON result.
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        end = clock() + WARMUP_S
+        while clock() < end:
+            predict(preprocess(data))
+        decode_s: list[float] = []
+        infer_s: list[float] = []
+        cpus = sorted(os.sched_getaffinity(0))
+        times0 = per_cpu_times()
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        cpu0 = usage.ru_utime + usage.ru_stime
+        started = now = clock()
+        while now < started + seconds:
+            x = preprocess(data)
+            decoded = clock()
+            predict(x)
+            finished = clock()
+            decode_s.append(decoded - now)
+            infer_s.append(finished - decoded)
+            now = finished
+        wall = now - started
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        times1 = per_cpu_times()
+        direct_s = []
+        end = clock() + seconds / 4
+        while clock() < end:
+            before = clock()
+            model(x, training=False).numpy()  # type: ignore[operator]
+            direct_s.append(clock() - before)
+    own = cpu_share(usage.ru_utime + usage.ru_stime - cpu0, wall)
+    busy = core_busy_percent(times0[cpus[0]], times1[cpus[0]]) if len(cpus) == 1 else float("nan")
+    return {
+        "images": len(infer_s),
+        "seconds": wall,
+        "img_per_s": len(infer_s) / wall,
+        "decode_ms": summarize_ms(decode_s),
+        "infer_ms": summarize_ms(infer_s),
+        "keras_call_ms": summarize_ms(direct_s),
+        "cpu_percent": own,
+        "interference_percent": max(0.0, busy - own),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Bare backend loop: decode + infer, one core, one thread.")
-    parser.add_argument("--backend", choices=("tf", "litert"), required=True)
+    parser.add_argument(
+        "--backend",
+        choices=("tf", "litert", "tutorial"),
+        required=True,
+        help="a service backend, or `tutorial`: the baseline's PIL decode + Keras predict()",
+    )
     parser.add_argument("--model-path", required=True)
     parser.add_argument("--labels", required=True)
     parser.add_argument("--cpu", type=int, default=None, help="the one core to run on")
@@ -88,13 +148,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     cpus = pin_to_cpu(args.cpu)  # before any runtime sizes its thread pools
-    sys.path.insert(0, str(CLASSIFIER))
-    from classifier.backends import load_backend
-
     loaded = time.perf_counter()
-    backend = load_backend(
-        args.backend, args.model_path, args.labels, threads=args.threads, inter_op_threads=args.threads
-    )
+    if args.backend == "tutorial":
+        from bench.tutorial import load_model
+
+        # Thread pools at TensorFlow's defaults, as in the baseline server.
+        model = load_model(args.model_path)
+        info: dict[str, object] = {"backend": "tutorial", "model_path": args.model_path}
+        measure = partial(measure_tutorial, model)
+    else:
+        sys.path.insert(0, str(CLASSIFIER))
+        from classifier.backends import load_backend
+
+        backend = load_backend(
+            args.backend, args.model_path, args.labels, threads=args.threads, inter_op_threads=args.threads
+        )
+        info = backend.info()
+        measure = partial(measure_image, backend)
     load_s = time.perf_counter() - loaded
     result = {
         "backend": args.backend,
@@ -102,10 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": cpus,
         "threads": args.threads,
         "load_s": load_s,
-        "info": backend.info(),
-        "images": {
-            path.name: measure_image(backend, path.read_bytes(), args.seconds) for path in args.images
-        },
+        "info": info,
+        "images": {path.name: measure(path.read_bytes(), args.seconds) for path in args.images},
     }
     json.dump(result, sys.stdout, default=str)
     print()

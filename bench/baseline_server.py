@@ -12,22 +12,16 @@ the comparison more lopsided.)
 
 from __future__ import annotations
 
-import io
 import os
 from typing import Annotated
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_hub as hub
-import tf_keras
 from fastapi import FastAPI, File, UploadFile
-from PIL import Image
 
-IMAGE_SHAPE = (224, 224)
+from bench.tutorial import load_model, preprocess
 
-model = tf_keras.Sequential(
-    [hub.KerasLayer(os.environ["BENCH_BASELINE_MODEL"], input_shape=(*IMAGE_SHAPE, 3))]
-)
+model = load_model(os.environ["BENCH_BASELINE_MODEL"])
 with open(os.environ["BENCH_BASELINE_LABELS"], encoding="utf-8") as labels_file:
     labels = labels_file.read().splitlines()
 
@@ -42,8 +36,7 @@ async def root() -> dict[str, str]:
 @app.post("/predict")
 async def predict(file: Annotated[UploadFile, File()]) -> dict[str, object]:
     contents = await file.read()
-    image = Image.open(io.BytesIO(contents)).convert("RGB").resize(IMAGE_SHAPE)
-    x = np.array(image, dtype=np.float32)[np.newaxis, ...] / 255.0
+    x = preprocess(contents)
     logits = model.predict(x)[0]
     probabilities = tf.nn.softmax(logits).numpy()
     top = int(np.argmax(probabilities))

@@ -222,6 +222,7 @@ def derive_notes(results: Results) -> list[str]:
                     else f": the runtimes allow {LITERT_VS_TF}x, the shared per-request work is the gap."
                 )
             )
+    notes += baseline_notes(results)
     notes += nginx_notes(results)
     notes += interference_notes(results)
     busiest = max(points, key=lambda p: p.get("generator_cpu_percent", 0.0), default=None)
@@ -233,6 +234,31 @@ def derive_notes(results: Results) -> list[str]:
             f"{busiest['system']} {busiest.get('backend') or ''} {busiest.get('path')} "
             f"c={busiest['concurrency']}): {verdict}."
         )
+    return notes
+
+
+def baseline_notes(results: Results) -> list[str]:
+    """Where the tutorial-style server's time goes, from its own loop without HTTP (bare `tutorial`)."""
+    notes = []
+    for image in results.get("images", {}):
+        tutorial, tf_bare = _bare_entry(results, "tutorial", image), _bare_entry(results, "tf", image)
+        if tutorial is None:
+            continue
+        decode, predict = tutorial["decode_ms"]["mean"], tutorial["infer_ms"]["mean"]
+        call = tutorial.get("keras_call_ms", {}).get("mean", math.nan)
+        text = (
+            f"{image}, why the baseline is slow (its own loop, no HTTP, {tutorial['img_per_s']:.1f} img/s): "
+            f"PIL decode at full size {decode:.1f} ms + model.predict() {predict:.1f} ms per request, where "
+            f"calling the same Keras model directly takes {call:.1f} ms: predict() sets up its data pipeline "
+            f"on every call (about {predict - call:.0f} ms)"
+        )
+        if tf_bare is not None:
+            text += (
+                f". The service decodes in draft mode ({tf_bare['decode_ms']['mean']:.1f} ms) and calls the "
+                f"SavedModel's function ({tf_bare['infer_ms']['mean']:.1f} ms, TF)"
+            )
+        text += f". The loop used {tutorial['cpu_percent']:.0f}% of its core: predict() also waits."
+        notes.append(text)
     return notes
 
 

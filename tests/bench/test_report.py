@@ -180,3 +180,20 @@ def test_retries_stop_at_the_limit_per_measurement_and_budget() -> None:
     assert retries.again(50.0, attempt=1)
     assert not retries.again(50.0, attempt=1)  # the run's budget is spent
     assert retries.used == 3
+
+
+def test_baseline_note_splits_decode_predict_and_the_direct_call(results: dict[str, Any]) -> None:
+    ms = {"mean": 0.0}
+    tutorial = {
+        "img_per_s": 7.0,
+        "decode_ms": {**ms, "mean": 40.0},
+        "infer_ms": {**ms, "mean": 100.0},
+        "keras_call_ms": {**ms, "mean": 25.0},
+        "cpu_percent": 80.0,
+    }
+    results["bare"].append({"label": "tutorial", "title": "Tutorial-style", "images": {IMAGE: tutorial}})
+    note = next(n for n in derive_notes(results) if "why the baseline is slow" in n)
+    assert "PIL decode at full size 40.0 ms + model.predict() 100.0 ms" in note
+    assert "directly takes 25.0 ms" in note and "(about 75 ms)" in note
+    assert "draft mode (12.5 ms)" in note and "used 80% of its core" in note
+    assert "| Tutorial-style | **7.0** (40.0 + 100.0) |" in render_markdown(results)
