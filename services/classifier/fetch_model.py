@@ -258,7 +258,7 @@ def verify(out: Path, made: dict[str, Path], *, converted: bool) -> dict[str, An
         diff = float(abs(answers["tf"] - answers["litert"]).max())
         result["max_probability_diff_tflite_vs_saved_model"] = diff
         say(f"  converted .tflite vs SavedModel: max probability difference {diff:.2e}")
-        if diff > MAX_CONVERSION_DIFF:
+        if not diff <= MAX_CONVERSION_DIFF:  # also catches NaN, which compares false with everything
             raise FetchError(
                 f"the converted .tflite disagrees with the SavedModel by {diff:.3g} (> {MAX_CONVERSION_DIFF})"
             )
