@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from classifier.backends import Backend, load_backend
+
 STANDIN_SIZE = (224, 224)
 STANDIN_CLASSES = 1001
 _POOL = 28  # 224 / 28 = 8 cells per side
@@ -164,3 +166,15 @@ def imagenet_dir_fixture() -> Path:
             f"real ImageNet fixtures not found at {IMAGENET_DIR.resolve()} (only on the lab's machines)"
         )
     return IMAGENET_DIR.resolve()
+
+
+@pytest.fixture(scope="session", name="litert_imagenet")
+def litert_imagenet_fixture(imagenet_dir: Path) -> Backend:
+    """The real ImageNet MobileNetV2 (quantized .tflite) in the LiteRT backend, loaded once per session."""
+    return load_backend(
+        "litert",
+        str(imagenet_dir / "mobilenet_v2_1.0_224_quant.tflite"),
+        str(imagenet_dir / "imagenet_labels.txt"),
+        threads=1,
+        inter_op_threads=1,
+    )

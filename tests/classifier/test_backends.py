@@ -24,6 +24,7 @@ from tests.classifier.model_fixtures import (
     build_standin_savedmodel,
     convert_to_quantized_tflite,
     imagenet_dir_fixture,  # noqa: F401 (pytest finds fixtures by name in this module)
+    litert_imagenet_fixture,  # noqa: F401
     standin_labels,
     standin_model_fixture,  # noqa: F401
     standin_reference,
@@ -58,17 +59,6 @@ def tf_standin(standin_model: StandinModel) -> Backend:
 def litert_standin(standin_model: StandinModel, standin_tflite: Path) -> Backend:
     return load_backend(
         "litert", str(standin_tflite), str(standin_model.labels_path), threads=1, inter_op_threads=1
-    )
-
-
-@pytest.fixture(scope="session")
-def litert_imagenet(imagenet_dir: Path) -> Backend:
-    return load_backend(
-        "litert",
-        str(imagenet_dir / "mobilenet_v2_1.0_224_quant.tflite"),
-        str(imagenet_dir / "imagenet_labels.txt"),
-        threads=1,
-        inter_op_threads=1,
     )
 
 

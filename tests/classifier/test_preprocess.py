@@ -11,9 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from classifier.backends import Backend, load_backend
+from classifier.backends import Backend
 from classifier.preprocess import MAX_PIXELS, ImageError, decode_image, to_rgb
-from tests.classifier.model_fixtures import imagenet_dir_fixture  # noqa: F401 (pytest finds fixtures by name)
+from tests.classifier.model_fixtures import (  # noqa: F401 (pytest finds fixtures by name)
+    imagenet_dir_fixture,
+    litert_imagenet_fixture,
+)
 
 SIZE = (224, 224)
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
@@ -201,33 +204,22 @@ def test_exif_orientation_is_applied(orientation: int) -> None:
     assert_colour(array[:, 70:], BLUE, 12)
 
 
-@pytest.fixture(scope="module")
-def imagenet_backend(imagenet_dir: Path) -> Backend:
-    return load_backend(
-        "litert",
-        str(imagenet_dir / "mobilenet_v2_1.0_224_quant.tflite"),
-        str(imagenet_dir / "imagenet_labels.txt"),
-        threads=1,
-        inter_op_threads=1,
-    )
-
-
 @pytest.mark.parametrize("orientation", [3, 6, 8])
 def test_an_exif_rotated_photo_is_classified_like_the_upright_one(
-    orientation: int, imagenet_dir: Path, imagenet_backend: Backend
+    orientation: int, imagenet_dir: Path, litert_imagenet: Backend
 ) -> None:
     upright = Image.open(imagenet_dir / "parrot.jpg")
     upright_data = encode(upright, "JPEG", quality=95)
     rotated_data = exif_rotated(upright, orientation)
-    upright_array = decode(upright_data, imagenet_backend.input_size)
-    rotated_array = decode(rotated_data, imagenet_backend.input_size)
+    upright_array = decode(upright_data, litert_imagenet.input_size)
+    rotated_array = decode(rotated_data, litert_imagenet.input_size)
     # Same picture up to JPEG re-encoding; without the EXIF step the arrays are far apart (checked below).
     assert np.abs(upright_array.astype(int) - rotated_array.astype(int)).mean() < 6
     sideways = np.asarray(Image.open(io.BytesIO(rotated_data)).convert("RGB").resize((224, 224)))
     assert np.abs(upright_array.astype(int) - sideways.astype(int)).mean() > 20
 
-    probabilities = imagenet_backend.predict(np.stack([upright_array, rotated_array]))
-    labels = [imagenet_backend.labels[i] for i in probabilities.argmax(axis=1)]
+    probabilities = litert_imagenet.predict(np.stack([upright_array, rotated_array]))
+    labels = [litert_imagenet.labels[i] for i in probabilities.argmax(axis=1)]
     assert labels == ["macaw", "macaw"]
 
 
