@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.nginx.fakes import FakeDNS, Replica
+from bench.dns import DNSStub
+from tests.nginx.fakes import Replica
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = ROOT / "services" / "nginx" / "entrypoint.sh"
@@ -123,7 +124,7 @@ def test_nginx_accepts_the_rendered_config(tmp_path: Path) -> None:
 @dataclass
 class Lab:
     port: int
-    dns: FakeDNS
+    dns: DNSStub
     replicas: dict[str, Replica]
     stdout: Path
     stderr: Path
@@ -176,7 +177,7 @@ def lab() -> Iterator[Lab]:
                 ("replica-c", "127.0.0.4"),
             ]
         }
-        dns = stack.enter_context(FakeDNS("classifier.lab.test", ["127.0.0.2", "127.0.0.3"]))
+        dns = stack.enter_context(DNSStub("classifier.lab.test", ["127.0.0.2", "127.0.0.3"]))
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin") + ":/usr/sbin",
             "CLASSIFIER_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
