@@ -13,7 +13,8 @@ import pytest
 
 from lab.compare import Driver
 from lab.grid import ExperimentSettings, StackConfig
-from lab.stack import ExternalStack, StackError, StackState
+from lab.stack import StackError, StackState
+from tests.lab.fakes import RecordingStack
 
 
 class FakeMaster(ThreadingHTTPServer):
@@ -70,7 +71,7 @@ def refusing_master() -> Iterator[FakeMaster]:
 def test_a_refused_swarm_fails_the_run_and_restores_the_stack(
     refusing_master: FakeMaster, tmp_path: Path
 ) -> None:
-    stack = ExternalStack(refusing_master.url, expect_workers=1)
+    stack = RecordingStack(refusing_master.url, expect_workers=1)
     settings = ExperimentSettings(replicas=[1, 2], users=[4], duration_s=5, warmup_s=0)
     result = Driver(settings, stack, tmp_path, project_dir=tmp_path, log=lambda _m: None).run()
     assert result.error == "POST /swarm refused: Missing or invalid user_count"
@@ -84,12 +85,12 @@ def test_a_refused_swarm_fails_the_run_and_restores_the_stack(
     assert refusing_master.posts == ["/swarm"]  # nothing started, so nothing to stop
 
 
-class BrokenStack(ExternalStack):
+class BrokenStack(RecordingStack):
     def apply(self, config: StackConfig, settings: ExperimentSettings) -> dict[str, str]:
         raise StackError("classifier not ready within 300s (want 2): loadlab-classifier-2: Up (unhealthy)")
 
 
-class BuggyStack(ExternalStack):
+class BuggyStack(RecordingStack):
     def describe(self) -> dict:
         raise KeyError("surprise")
 
@@ -99,7 +100,7 @@ class BuggyStack(ExternalStack):
     [(BrokenStack, "classifier not ready within 300s"), (BuggyStack, "KeyError: 'surprise'")],
 )
 def test_stack_failures_are_reported_and_the_stack_put_back(
-    refusing_master: FakeMaster, tmp_path: Path, stack_class: type[ExternalStack], message: str
+    refusing_master: FakeMaster, tmp_path: Path, stack_class: type[RecordingStack], message: str
 ) -> None:
     stack = stack_class(refusing_master.url, expect_workers=1)
     result = Driver(
