@@ -7,7 +7,6 @@ GET /server-timing), container CPU from docker_stats.jsonl, the machine's busy c
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 from lab.grid import ExperimentSettings
 from lab.limits import FELL_BEHIND_RATIO, GENERATOR_CPU_LIMIT_PCT, HOST_BUSY_FRACTION
 from lab.locust_csv import read_stats_csv
-from lab.samples import container_metrics, host_busy_cores, locust_worker_cpu_max, read_jsonl
+from lab.samples import container_metrics, host_busy_cores, locust_worker_cpu_max, read_json, read_jsonl
 from lab.server_timing import PARTS, ServerTiming, read_server_timing
 
 
@@ -81,15 +80,6 @@ class MeasurementMetrics:
         return asdict(self)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        return dict(json.loads(path.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, TypeError, ValueError):
-        return {}
-
-
 def _r(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -119,7 +109,7 @@ def _server_fields(timing: ServerTiming | None, client_avg_ms: float | None) -> 
 
 def measurement_metrics(mdir: Path, host_cpus: int) -> MeasurementMetrics:
     """Numbers of one measurement (a config, or a ramp step) from its raw files."""
-    meta = _read_json(mdir / "measurement.json")
+    meta = read_json(mdir / "measurement.json")
     fields: dict[str, Any] = {
         "dir": mdir.name,
         "users": meta.get("users"),
@@ -155,7 +145,7 @@ def measurement_metrics(mdir: Path, host_cpus: int) -> MeasurementMetrics:
         )
         if v is not None
     ]
-    served = _read_json(mdir / "served_by.json")
+    served = read_json(mdir / "served_by.json")
     counts = {str(k): int(v) for k, v in served.items() if isinstance(v, int | float)}
     return MeasurementMetrics(
         **fields,

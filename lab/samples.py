@@ -1,5 +1,6 @@
 """The samples taken during a measurement (docker stats, the Locust master's live view, the host's busy
-cores), read back from their JSON-lines files and reduced to per-measurement numbers."""
+cores), read back from their JSON-lines files and reduced to per-measurement numbers; and the reading of
+the run's raw JSON files."""
 
 from __future__ import annotations
 
@@ -26,6 +27,16 @@ _SIZE_UNITS = {
     "mb": 1e6 / 2**20,
     "gb": 1e9 / 2**20,
 }
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A raw JSON object file, or {} when it is missing or cut short (a run stopped while writing)."""
+    if not path.is_file():
+        return {}
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, TypeError, ValueError):
+        return {}
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

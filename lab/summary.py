@@ -3,7 +3,6 @@ judged against the SLO, the capacity analysis and the verdict. summary.json is `
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 from lab.capacity import CapacityAnalysis, analyse, verdict
 from lab.grid import ExperimentSettings
 from lab.metrics import ConfigResult, Thresholds, evaluate, measurement_metrics
+from lab.samples import read_json
 
 
 @dataclass(frozen=True)
@@ -67,15 +67,6 @@ class Summary:
         }
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        return dict(json.loads(path.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, TypeError, ValueError):
-        return {}
-
-
 def _measurement_dirs(cdir: Path) -> list[Path]:
     if (cdir / "measurement.json").is_file():
         return [cdir]
@@ -89,7 +80,7 @@ def _load_label(users: int | None, target_rps: float | None) -> str:
 def config_results(run_dir: Path, thresholds: Thresholds, host_cpus: int) -> list[ConfigResult]:
     results: list[ConfigResult] = []
     for cdir in sorted(p for p in run_dir.iterdir() if (p / "config.json").is_file()):
-        cfg = _read_json(cdir / "config.json")
+        cfg = read_json(cdir / "config.json")
         effective = cfg.get("effective", {})
         ramp = bool(cfg.get("ramp"))
         for step, mdir in enumerate(_measurement_dirs(cdir), start=1):
@@ -119,7 +110,7 @@ def config_results(run_dir: Path, thresholds: Thresholds, host_cpus: int) -> lis
 
 
 def build_summary(run_dir: Path, thresholds: Thresholds | None = None) -> Summary:
-    run = _read_json(run_dir / "run.json")
+    run = read_json(run_dir / "run.json")
     if not run:
         raise FileNotFoundError(f"{run_dir / 'run.json'} is missing: not a `lab compare` result folder")
     settings = ExperimentSettings.from_dict(run.get("settings", {}))
