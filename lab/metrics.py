@@ -13,7 +13,7 @@ from typing import Any
 
 from lab.grid import ExperimentSettings
 from lab.limits import FELL_BEHIND_RATIO, GENERATOR_CPU_LIMIT_PCT, HOST_BUSY_FRACTION
-from lab.locust_csv import read_stats_csv
+from lab.locust_csv import LocustStats, read_stats_csv
 from lab.samples import container_metrics, host_busy_cores, locust_worker_cpu_max, read_json, read_jsonl
 from lab.server_timing import PARTS, ServerTiming, read_server_timing
 
@@ -91,64 +91,74 @@ def _window(meta: dict[str, Any]) -> float | None:
     return None
 
 
-def _server_fields(timing: ServerTiming | None, client_avg_ms: float | None) -> dict[str, Any]:
-    if timing is None or timing.total is None:
-        return {}
-    total = timing.total.mean_ms
-    split = {p: v for p in PARTS if (v := timing.per_request_ms(p)) is not None}
-    out: dict[str, Any] = {f"server_{p}_ms": _r(timing.mean_ms(p), 3) for p in PARTS}
-    out["server_total_ms"] = _r(total, 3)
-    out["server_total_p95_ms"] = _r(timing.total.p95_ms, 3)
-    out["server_split_ms"] = {p: round(v, 3) for p, v in split.items()}
-    if total is not None:
-        out["server_other_ms"] = _r(max(0.0, total - sum(split.values())), 3)
-        if client_avg_ms is not None:
-            out["outside_server_ms"] = _r(max(0.0, client_avg_ms - total), 3)
-    return out
+@dataclass(frozen=True)
+class _ServerSplit:
+    stage_ms: dict[str, float | None]  # each part's mean over the responses that carried it
+    total_ms: float | None
+    total_p95_ms: float | None
+    split_ms: dict[str, float]
+    other_ms: float | None
+    outside_ms: float | None
+
+    @classmethod
+    def of(cls, timing: ServerTiming | None, client_avg_ms: float | None) -> _ServerSplit:
+        total = timing.total if timing is not None else None
+        if timing is None or total is None or total.mean_ms is None:
+            return cls({}, None, None, {}, None, None)
+        split = {p: round(v, 3) for p in PARTS if (v := timing.per_request_ms(p)) is not None}
+        return cls(
+            stage_ms={p: _r(timing.mean_ms(p), 3) for p in PARTS},
+            total_ms=_r(total.mean_ms, 3),
+            total_p95_ms=_r(total.p95_ms, 3),
+            split_ms=split,
+            other_ms=_r(max(0.0, total.mean_ms - sum(split.values())), 3),
+            outside_ms=_r(max(0.0, client_avg_ms - total.mean_ms), 3) if client_avg_ms is not None else None,
+        )
 
 
 def measurement_metrics(mdir: Path, host_cpus: int) -> MeasurementMetrics:
     """Numbers of one measurement (a config, or a ramp step) from its raw files."""
     meta = read_json(mdir / "measurement.json")
-    fields: dict[str, Any] = {
-        "dir": mdir.name,
-        "users": meta.get("users"),
-        "target_rps": meta.get("target_rps"),
-        "status": meta.get("status", "missing"),
-        "duration_s": _r(_window(meta), 2),
-    }
-    if (mdir / "stats.csv").is_file():
-        stats = read_stats_csv(mdir / "stats.csv")
-        fields.update(
-            requests=stats.requests,
-            failures=stats.failures,
-            failure_ratio=round(stats.failure_ratio, 6),
-            rps=round(stats.rps, 3),
-            avg_ms=_r(stats.avg_ms, 2),
-            p50_ms=_r(stats.percentile(0.5), 2),
-            p95_ms=_r(stats.percentile(0.95), 2),
-            p99_ms=_r(stats.percentile(0.99), 2),
-            requests_by_name={f"{r.type} {r.name}": r.requests for r in stats.rows},
-        )
-    fields.update(_server_fields(read_server_timing(mdir / "server_timing.json"), fields.get("avg_ms")))
-    target = fields["target_rps"]
-    if target:
-        fields["achieved_ratio"] = round(fields.get("rps", 0.0) / float(target), 4)
-        fields["fell_behind"] = fields["achieved_ratio"] < FELL_BEHIND_RATIO
+    stats = read_stats_csv(mdir / "stats.csv") if (mdir / "stats.csv").is_file() else LocustStats([], None)
+    avg_ms = _r(stats.avg_ms, 2)
+    rps = round(stats.rps, 3)
+    target = meta.get("target_rps")
+    achieved = round(rps / float(target), 4) if target else None
+    server = _ServerSplit.of(read_server_timing(mdir / "server_timing.json"), avg_ms)
     containers = container_metrics(read_jsonl(mdir / "docker_stats.jsonl"))
     host = host_busy_cores(read_jsonl(mdir / "host_cpu.jsonl"))
-    generator = [
-        v
-        for v in (
-            containers.generator_cpu_max_pct,
-            locust_worker_cpu_max(read_jsonl(mdir / "locust_live.jsonl")),
-        )
-        if v is not None
-    ]
+    worker_cpu = locust_worker_cpu_max(read_jsonl(mdir / "locust_live.jsonl"))
+    generator = max(
+        (v for v in (containers.generator_cpu_max_pct, worker_cpu) if v is not None), default=None
+    )
     served = read_json(mdir / "served_by.json")
     counts = {str(k): int(v) for k, v in served.items() if isinstance(v, int | float)}
     return MeasurementMetrics(
-        **fields,
+        dir=mdir.name,
+        users=meta.get("users"),
+        target_rps=target,
+        status=str(meta.get("status", "missing")),
+        duration_s=_r(_window(meta), 2),
+        requests=stats.requests,
+        failures=stats.failures,
+        failure_ratio=round(stats.failure_ratio, 6),
+        rps=rps,
+        avg_ms=avg_ms,
+        p50_ms=_r(stats.percentile(0.5), 2),
+        p95_ms=_r(stats.percentile(0.95), 2),
+        p99_ms=_r(stats.percentile(0.99), 2),
+        requests_by_name={f"{r.type} {r.name}": r.requests for r in stats.rows},
+        achieved_ratio=achieved,
+        fell_behind=achieved is not None and achieved < FELL_BEHIND_RATIO,
+        server_queue_ms=server.stage_ms.get("queue"),
+        server_fetch_ms=server.stage_ms.get("fetch"),
+        server_decode_ms=server.stage_ms.get("decode"),
+        server_infer_ms=server.stage_ms.get("infer"),
+        server_total_ms=server.total_ms,
+        server_total_p95_ms=server.total_p95_ms,
+        server_split_ms=server.split_ms,
+        server_other_ms=server.other_ms,
+        outside_server_ms=server.outside_ms,
         cpu_cores_used=containers.cpu_cores_used,
         total_cores_used=containers.total_cores_used,
         mem_mb=containers.mem_mb,
@@ -157,8 +167,8 @@ def measurement_metrics(mdir: Path, host_cpus: int) -> MeasurementMetrics:
         host_busy_cores=host,
         machine_cpu_saturated=containers.machine_saturated(host_cpus)
         or (host is not None and host >= HOST_BUSY_FRACTION * host_cpus),
-        generator_cpu_max_pct=_r(max(generator)) if generator else None,
-        generator_saturated=bool(generator) and max(generator) > GENERATOR_CPU_LIMIT_PCT,
+        generator_cpu_max_pct=_r(generator),
+        generator_saturated=generator is not None and generator > GENERATOR_CPU_LIMIT_PCT,
         served_by=counts,
         replicas_served=sum(1 for v in counts.values() if v > 0) if counts else None,
     )
