@@ -13,6 +13,7 @@ import pytest
 
 from lab.compare import Driver
 from lab.grid import ExperimentSettings, StackConfig
+from lab.locust_api import LocustAPI
 from lab.stack import StackError, StackState
 from tests.lab.fakes import RecordingStack
 
@@ -113,3 +114,13 @@ def test_stack_failures_are_reported_and_the_stack_put_back(
     assert result.error is not None and message in result.error
     assert [type(s) for s in stack.restored] == [StackState]
     assert json.loads((result.run_dir / "run.json").read_text())["status"] == "error"
+
+
+def test_an_older_master_without_the_locustfiles_routes_gives_no_file(refusing_master: FakeMaster) -> None:
+    # GET /served-by and GET /server-timing come from the locustfile: a master without them answers 404,
+    # and `lab compare` then saves no served_by.json / server_timing.json (the columns stay empty).
+    api = LocustAPI(refusing_master.url)
+    try:
+        assert api.served_by() is None and api.server_timing() is None
+    finally:
+        api.close()
