@@ -19,6 +19,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
+
 from bench.dns import DNSStub
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,20 +102,16 @@ class Process:
 
 
 def session_cpu_seconds(sid: int) -> float:
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
+    """User + system CPU seconds of the live processes in session `sid`."""
+    total = 0.0
+    for proc in psutil.process_iter():
         try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        # Fields after the parenthesised command name; session is field 6, utime/stime fields 14/15.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if int(fields[3]) == sid:
-            total += int(fields[11]) + int(fields[12])
-    return total / ticks
+            if os.getsid(proc.pid) == sid:
+                times = proc.cpu_times()
+                total += times.user + times.system
+        except (psutil.Error, OSError):
+            continue  # gone meanwhile, or not ours to read
+    return total
 
 
 def pinned(cpus: str | None, argv: list[str]) -> list[str]:
