@@ -26,6 +26,11 @@ class FuzzRun:
     seconds: float
     output: str
 
+    @property
+    def summary(self) -> str:
+        """The CLI's closing summary: phases, failures by kind, cases generated, seed."""
+        return self.output[self.output.rfind("SUMMARY") :]
+
 
 def run_schemathesis(schema_url: str, workdir: Path, *, max_examples: int, timeout_s: float) -> FuzzRun:
     """Every check, positive and negative data, no example database (a fixed seed decides every case)."""

@@ -79,6 +79,6 @@ def served_app(app_factory: AppFactory) -> Iterator[str]:
 
 def test_schemathesis_finds_no_disagreement(served_app: str, tmp_path: Path) -> None:
     run = run_schemathesis(f"{served_app}/openapi.json", tmp_path, max_examples=50, timeout_s=120)
-    print(f"schemathesis: {run.cases} cases in {run.seconds:.1f} s")
+    print(f"schemathesis: {run.cases} cases in {run.seconds:.1f} s\n{run.summary}")
     assert run.returncode == 0, run.output
     assert run.cases >= 150, run.output  # the run really generated cases for every operation
