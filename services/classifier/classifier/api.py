@@ -67,7 +67,7 @@ _ERROR_MEANINGS = {
     413: "Too large: the request body (`payload_too_large`, also nginx's own answer), the image's pixels "
     "(`image_too_large`) or the fetched image (`url_too_large`)",
     415: "A request Content-Type the endpoint does not take, or an image format it cannot decode",
-    422: "Not a usable image or request: not an image, truncated or corrupt, invalid JSON or URL, an URL "
+    422: "Not a usable image or request: not an image, truncated or corrupt, invalid JSON or URL, a URL "
     "that gave no image",
     503: "The model is still loading, or this worker is shutting down",
 }
@@ -196,7 +196,7 @@ async def model(request: Request) -> ModelInfo:
     openapi_extra=_UPLOAD_BODY,
 )
 async def predict_upload(request: Request) -> Response:
-    """Classify an uploaded image: multipart field `file`, or the raw bytes with an `image/*` Content-Type."""
+    """Classify an uploaded image: multipart field `file`, or the raw bytes as `image/*` or octet-stream."""
     timings = Timings()
     runtime = _runtime(request)
     predictor, _fetcher = _ready(runtime)
