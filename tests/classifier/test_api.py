@@ -140,6 +140,38 @@ async def test_model_runs_on_one_thread_and_never_blocks_the_event_loop(app_fact
     assert backend.overlapping_calls == 0
 
 
+@pytest.mark.parametrize(("max_batch_size", "decoded_on"), [(1, "infer"), (4, "decode")])
+async def test_batching_off_decodes_on_the_inference_thread_in_one_hand_off(
+    app_factory: AppFactory, monkeypatch: pytest.MonkeyPatch, max_batch_size: int, decoded_on: str
+) -> None:
+    import threading
+
+    import classifier.predictor as predictor_module
+
+    real_decode = predictor_module.decode_image
+    threads: list[str] = []
+
+    def recording_decode(data: bytes, size: tuple[int, int]) -> np.ndarray:
+        threads.append(threading.current_thread().name)
+        return real_decode(data, size)
+
+    monkeypatch.setattr(predictor_module, "decode_image", recording_decode)
+    backend = FakeBackend()
+    async with serve(app_factory(backend, max_batch_size=max_batch_size)) as client:
+        ok = await client.post("/predict", **upload(jpeg_bytes()))
+        bad = await client.post("/predict", **upload(b"not an image at all"))
+        metrics = (await client.get("/metrics")).text
+    assert ok.status_code == 200
+    assert set(parse_server_timing(ok.headers["server-timing"])) == {"queue", "decode", "infer", "total"}
+    # A bad image is still the client's fault (4xx), wherever it was decoded.
+    assert bad.status_code == 422 and bad.json()["error"] == "not_an_image"
+    # The request's decode (not the warm-up's) ran where this mode puts it; the model only on its thread.
+    assert threads[-1].startswith(decoded_on)
+    assert all(name.startswith("infer") for name in backend.threads)
+    assert re.search(r'classifier_stage_duration_seconds_count\{stage="decode"\} 1\.0', metrics)
+    assert re.search(r"classifier_batch_size_count 1\.0", metrics)
+
+
 async def test_lifespan_loads_with_the_settings_and_warms_up(app_factory: AppFactory) -> None:
     backend = FakeBackend()
     loader = RecordingLoader(backend)

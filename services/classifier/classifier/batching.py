@@ -78,6 +78,10 @@ class Batcher:
     def depth(self) -> int:
         return len(self._pending)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._consume(), name="batcher")
