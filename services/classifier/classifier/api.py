@@ -18,6 +18,7 @@ from starlette.formparsers import MultiPartException
 from classifier.errors import PAYLOAD_TOO_LARGE, ApiError, error_response
 from classifier.fetch import ImageFetcher
 from classifier.metrics import Metrics
+from classifier.multipart import boundary_of, single_file_part
 from classifier.predictor import Predictor
 from classifier.schemas import (
     BatchingInfo,
@@ -257,6 +258,13 @@ async def _read_upload(request: Request, max_bytes: int) -> bytes:
 
 
 async def _read_multipart_file(request: Request) -> bytes:
+    # The body is bounded by the BodyLimit middleware; the whole upload ends up in memory either way.
+    boundary = boundary_of(request.headers.get("content-type", ""))
+    if boundary is not None:
+        data = single_file_part(await request.body(), boundary)
+        if data is not None:
+            return data
+    # Any other shape: Starlette's parser (it reads the body kept by request.body() above).
     try:
         form = await request.form(max_files=1, max_fields=16)
     except (MultiPartException, StarletteHTTPException) as exc:

@@ -34,7 +34,8 @@ class Settings(BaseSettings):
     inter_op_threads: int = Field(1, ge=1)
     """TF inter-op threads per worker process (ignored by litert)."""
     decode_threads: int = Field(2, ge=1)
-    """Threads per worker process that decode and resize uploaded images (off the event loop)."""
+    """Threads per worker process that decode and resize uploaded images (off the event loop) when batching is
+    on; with batching off the inference thread decodes each image right before its model call."""
     top_k: int = Field(5, ge=1)
     """How many labels each answer lists in `top_k` (count)."""
 
