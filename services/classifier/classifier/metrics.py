@@ -8,6 +8,7 @@ aggregates all of them. Without it (tests, a plain `uvicorn` run) each Metrics o
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -100,6 +101,11 @@ class Metrics:
             multiprocess_mode="max",
             registry=registry,
         )
+        # Label children looked up once: `labels()` takes a lock and builds a key on every call. The keys are
+        # the metrics' own label values, so these hold no more entries than the metrics already do.
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._stage_children: dict[str, Any] = {}
+        self._worker_child: tuple[int, Any] | None = None
 
     # --- batching.BatchObserver ---
     def queue_depth(self, depth: int) -> None:
@@ -109,16 +115,32 @@ class Metrics:
         self.batch_size.observe(size)
 
     def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
-        code = str(status)
-        self.requests.labels(endpoint, method, code).inc()
-        self.request_seconds.labels(endpoint, code).observe(seconds)
+        key = (endpoint, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            code = str(status)
+            children = (
+                self.requests.labels(endpoint, method, code),
+                self.request_seconds.labels(endpoint, code),
+            )
+            self._request_children[key] = children
+        counter, histogram = children
+        counter.inc()
+        histogram.observe(seconds)
         if endpoint in PREDICT_ENDPOINTS:
-            self.worker_requests.labels(str(os.getpid())).inc()
+            pid = os.getpid()
+            if self._worker_child is None or self._worker_child[0] != pid:
+                self._worker_child = (pid, self.worker_requests.labels(str(pid)))
+            self._worker_child[1].inc()
 
     def observe_stages(self, stages: dict[str, float]) -> None:
         for stage, seconds in stages.items():
-            if stage != "total":
-                self.stage_seconds.labels(stage).observe(seconds)
+            if stage == "total":
+                continue
+            child = self._stage_children.get(stage)
+            if child is None:
+                child = self._stage_children[stage] = self.stage_seconds.labels(stage)
+            child.observe(seconds)
 
     def render(self) -> tuple[bytes, str]:
         if self._registry is not None:
