@@ -142,3 +142,6 @@ class LocustAPI:
 
     def server_timing(self) -> dict[str, Any] | None:
         return self._optional_json("/server-timing")
+
+    def timeline(self) -> dict[str, Any] | None:
+        return self._optional_json("/timeline")
