@@ -286,11 +286,12 @@ def chart_timeline(entry: ConfigResult) -> str:
     fig, (ax_rps, ax_lat, ax_n) = plt.subplots(
         3, 1, figsize=(8, 5.2), sharex=True, gridspec_kw={"height_ratios": [2, 2, 1]}
     )
-    ax_rps.bar(tl.t_s, tl.rps, width=0.9, color="#6baed6", label="requests/s")
-    ax_rps.bar(tl.t_s, tl.failures, width=0.9, color="#cb181d", label="failures/s")
+    # Each point is the second [t, t + 1): bars span it, lines sit at its middle.
+    ax_rps.bar(tl.t_s, tl.rps, width=0.95, align="edge", color="#6baed6", label="requests/s")
+    ax_rps.bar(tl.t_s, tl.failures, width=0.95, align="edge", color="#cb181d", label="failures/s")
     ax_rps.set_ylabel("req/s")
     for key, color, values in (("p50", "#41ab5d", tl.p50_ms), ("p95", "#084594", tl.p95_ms)):
-        points = [(t, v) for t, v in zip(tl.t_s, values, strict=True) if v is not None]
+        points = [(t + 0.5, v) for t, v in zip(tl.t_s, values, strict=True) if v is not None]
         ax_lat.plot([t for t, _ in points], [v for _, v in points], color=color, linewidth=1.2, label=key)
     ax_lat.set_ylabel("ms (per second)")
     ax_lat.set_ylim(bottom=0)
