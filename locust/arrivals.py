@@ -23,7 +23,10 @@ gives `λ x latency` users busy on average, and the lab gives `λ x max(1 s, 4 x
 
 The tally counts late and dropped arrivals and keeps the send times (Locust's `start_time`) for the
 achieved rate and the inter-arrival CV of the whole swarm, as deltas from workers to the master like
-`servedby.py`. Kept free of Locust imports so tests can use it without gevent monkey-patching.
+`servedby.py`. It also times the generator itself: a send that starts more than 10 ms after its time
+(with a user free for it) means the generator's process did not get the CPU when it needed it, which
+bunches arrivals that the stream had spaced. Kept free of Locust imports so tests can use it without
+gevent monkey-patching.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ REPORT_KEY = "arrivals"  # key of the tally in the worker -> master stats report
 # Send times kept for the rate and CV: the most recent ones (100k = 55 min at 30 req/s, ~1 MB).
 MAX_STARTS = 100_000
 WINDOW_S = 0.1  # the burst check: most sends in one 100 ms window
+SEND_LAG_LIMIT_S = 0.010  # a send this much behind its time is counted as lagging
 # Grid arithmetic on wall-clock times (~1.8e9 s) loses ~1e-7 s; a point this close (in periods) to the
 # previous intended time counts as that time, so an arrival is never scheduled twice.
 _GRID_SLACK = 1e-3
@@ -156,11 +160,19 @@ class ArrivalTally:
     dropped: int = 0
     late_s: float = 0.0  # total lateness of the late arrivals
     max_late_s: float = 0.0
+    lagging: int = 0  # sends that started more than SEND_LAG_LIMIT_S after the time they were due
+    max_lag_s: float = 0.0
     starts: deque[float] = field(default_factory=lambda: deque(maxlen=MAX_STARTS))
 
-    def add_start(self, t: float) -> None:
+    def add_start(self, t: float, due: float | None = None) -> None:
+        """A request started at `t`; `due` is when it should have (open model), to time the generator."""
         self.sent += 1
         self.starts.append(t)
+        if due is not None:
+            lag = t - due
+            self.max_lag_s = max(self.max_lag_s, lag)
+            if lag > SEND_LAG_LIMIT_S:
+                self.lagging += 1
 
     def add_claim(self, claim: Claim) -> None:
         self.dropped += claim.dropped
@@ -177,6 +189,8 @@ class ArrivalTally:
             "dropped": self.dropped,
             "late_s": self.late_s,
             "max_late_s": self.max_late_s,
+            "lagging": self.lagging,
+            "max_lag_s": self.max_lag_s,
             "starts": list(self.starts),
         }
         self.reset()
@@ -186,8 +200,8 @@ class ArrivalTally:
         """Add a worker's delta; ignores a missing or malformed report (an older worker image)."""
         if not isinstance(delta, Mapping):
             return
-        counts = [delta.get(k) for k in ("sent", "late", "dropped")]
-        seconds = [delta.get(k) for k in ("late_s", "max_late_s")]
+        counts = [delta.get(k) for k in ("sent", "late", "dropped", "lagging")]
+        seconds = [delta.get(k) for k in ("late_s", "max_late_s", "max_lag_s")]
         starts = delta.get("starts")
         if not (
             all(isinstance(v, int) and v >= 0 for v in counts)
@@ -195,17 +209,19 @@ class ArrivalTally:
             and isinstance(starts, list)
         ):
             return
-        sent, late, dropped = counts
+        sent, late, dropped, lagging = counts
         self.sent += sent
         self.late += late
         self.dropped += dropped
+        self.lagging += lagging
         self.late_s += float(seconds[0])
         self.max_late_s = max(self.max_late_s, float(seconds[1]))
+        self.max_lag_s = max(self.max_lag_s, float(seconds[2]))
         self.starts.extend(float(t) for t in starts if isinstance(t, int | float))
 
     def reset(self) -> None:
-        self.sent = self.late = self.dropped = 0
-        self.late_s = self.max_late_s = 0.0
+        self.sent = self.late = self.dropped = self.lagging = 0
+        self.late_s = self.max_late_s = self.max_lag_s = 0.0
         self.starts.clear()
 
     def summary(self) -> dict[str, Any]:
@@ -219,5 +235,7 @@ class ArrivalTally:
             "late_share": (self.late + self.dropped) / intended if intended else 0.0,
             "mean_late_ms": 1000 * self.late_s / self.late if self.late else 0.0,
             "max_late_ms": 1000 * self.max_late_s,
+            "lagging_sends": self.lagging,
+            "max_send_lag_ms": 1000 * self.max_lag_s,
             **interarrival_stats(self.starts),
         }

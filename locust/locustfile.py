@@ -45,6 +45,7 @@ from stagestats import ServerTimingStats
 from webui import Tab, add_tab
 
 PACING_MESSAGE = "lab_pacing_total_users"
+SEND_AT_KEY = "lab_send_at"  # in a request's context: when the open model wanted it sent
 
 log = logging.getLogger("locustfile")
 
@@ -228,6 +229,7 @@ def start_arrivals(environment: Environment) -> None:
 class LabUser(FastHttpUser):
     abstract = True
     _claimed_at: float = 0.0  # intended time of the arrival this user waits to send
+    _send_at: float | None = None  # when it should start: that time, or at once if it has passed
 
     def on_start(self) -> None:
         if state.stream is not None:
@@ -251,7 +253,11 @@ class LabUser(FastHttpUser):
         claim = stream.claim(now, rate * local / users, bound_s=users / rate)
         arrival_tally.add_claim(claim)
         self._claimed_at = claim.at
-        return max(claim.at - now, 0.0)
+        self._send_at = max(claim.at, now)
+        return self._send_at - now
+
+    def context(self) -> dict[str, Any]:
+        return {SEND_AT_KEY: self._send_at} if state.stream is not None else {}
 
     def check(self, resp: Any) -> None:
         if resp.status_code != 200:
@@ -310,10 +316,11 @@ def on_request(
     response: Any = None,
     exception: BaseException | None = None,
     start_time: float | None = None,
+    context: dict[str, Any] | None = None,
     **_: Any,
 ) -> None:
     if start_time is not None:  # every arrival sent, answered or not
-        arrival_tally.add_start(start_time)
+        arrival_tally.add_start(start_time, due=(context or {}).get(SEND_AT_KEY))
     # Only successful requests: an error answer's timings would mix into the server-side split.
     if exception is not None or response is None:
         return
@@ -362,6 +369,8 @@ def _arrival_rows() -> list[dict[str, Any]]:
         ("Late (no user free at its time)", str(s["late"])),
         ("Dropped (later than users/rate)", str(s["dropped"])),
         ("Mean / max lateness (ms)", f"{s['mean_late_ms']:.1f} / {s['max_late_ms']:.1f}"),
+        ("Sends > 10 ms behind time (busy generator)", str(s["lagging_sends"])),
+        ("Max send lag (ms)", f"{s['max_send_lag_ms']:.1f}"),
     ]
     return [{"metric": k, "value": v} for k, v in rows]
 

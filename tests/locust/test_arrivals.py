@@ -179,20 +179,25 @@ def test_worker_deltas_add_up_on_the_master() -> None:
     worker_b.add_start(0.12)
     worker_b.add_start(0.36)
     worker_b.add_claim(arrivals.Claim(at=0.25, late=0.05, dropped=1))
+    worker_b.add_start(0.6, due=0.58)  # the generator itself 20 ms behind
+    worker_a.add_start(0.72, due=0.715)
     master.merge(worker_a.drain())
     master.merge(worker_b.drain())
     assert worker_a.drain()["sent"] == 0 and worker_a.drain()["starts"] == []
     s = master.summary()
-    assert (s["sent"], s["late"], s["dropped"], s["intended"]) == (5, 1, 1, 6)
+    assert (s["sent"], s["late"], s["dropped"], s["intended"]) == (7, 1, 1, 8)
+    assert s["lagging_sends"] == 1 and s["max_send_lag_ms"] == pytest.approx(20.0)
     # The swarm's sends are evenly spaced although each worker's are not alone.
-    assert s["achieved_rps"] == pytest.approx(4 / 0.48)
+    assert s["achieved_rps"] == pytest.approx(6 / 0.72)
     assert s["interarrival_cv"] == pytest.approx(0.0, abs=1e-9)
-    assert s["max_per_100ms"] == 1 and s["first_start"] == 0.0 and s["last_start"] == 0.48
+    assert s["max_per_100ms"] == 1 and s["first_start"] == 0.0 and s["last_start"] == 0.72
 
     master.merge(None)  # a worker without the tally (older image)
-    master.merge({"sent": "3", "late": 0, "dropped": 0, "late_s": 0, "max_late_s": 0, "starts": []})
-    master.merge({"sent": 1, "late": 0, "dropped": 0, "late_s": -1.0, "max_late_s": 0, "starts": [9.0]})
-    assert master.summary()["sent"] == 5
+    good = worker_a.drain()
+    master.merge({**good, "sent": "3"})
+    master.merge({**good, "late_s": -1.0, "starts": [9.0]})
+    master.merge({**good, "starts": None})
+    assert master.summary()["sent"] == 7 and master.summary()["last_start"] == 0.72
     master.reset()
     assert master.summary()["intended"] == 0 and master.summary()["achieved_rps"] is None
 
