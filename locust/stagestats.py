@@ -153,7 +153,7 @@ class ServerTimingStats:
                 "name": name,
                 "stage": stage,
                 "count": s["count"],
-                "mean": s["mean_ms"],
+                "mean": None if s["mean_ms"] is None else round(s["mean_ms"], 2),
                 "p50": s["p50_ms"],
                 "p95": s["p95_ms"],
                 "p99": s["p99_ms"],
