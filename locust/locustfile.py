@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import quote
 
 import imageset
-from arrivals import PROCESSES, ArrivalStream, ArrivalTally
+from arrivals import PROCESSES, ArrivalStream, ArrivalTally, check_process
 from arrivals import REPORT_KEY as ARRIVALS_KEY
 from flask import Response, jsonify
 from locust import FastHttpUser, events, task
@@ -222,8 +222,13 @@ def start_arrivals(environment: Environment) -> None:
     index = max(runner.worker_index, 0) if isinstance(runner, WorkerRunner) else 0
     seed = int(options.arrivals_seed)
     rng = random.Random(f"{seed}:{index}") if seed > 0 else random.Random()
+    try:
+        process = check_process(options.arrivals)
+    except ValueError as e:  # argparse checks the CLI and env; a hand-made web UI request gets here
+        log.error("%s; using %s", e, PROCESSES[0])
+        process = PROCESSES[0]
     # With `even`, worker k's grid starts k arrivals after worker 0's: equal workers interleave.
-    state.stream = ArrivalStream(options.arrivals, rng, grid_offset_s=index / rate)
+    state.stream = ArrivalStream(process, rng, grid_offset_s=index / rate)
 
 
 class LabUser(FastHttpUser):
@@ -434,9 +439,9 @@ def on_test_start(environment: Environment, **_: Any) -> None:
     if _counts_totals(environment):
         apply_weights(environment.parsed_options)
         log.info("user weights: UploadUser=%d UrlUser=%d", *state.weights)
-        # target_user_count is set before test_start fires; workers learn it from this message, which
-        # the master sends before the spawn messages (a worker's test_start comes with the first spawn
-        # message, so it must not clear the count), so their first users are paced right.
+        # target_user_count is set before test_start fires. Workers learn it from this message, which the
+        # master sends before the spawn messages, so their first users are paced right; a worker's own
+        # test_start comes with the first spawn message, after it, so only here is the count cleared.
         state.total_users = 0
         set_total_users(runner.target_user_count)
         if isinstance(runner, MasterRunner):
