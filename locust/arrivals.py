@@ -18,8 +18,10 @@ next arrival nobody has claimed and sleeps until its time. An arrival is *late* 
 its time (all were waiting for answers): the first user to become free sends it at once. It is
 *dropped*, never sent, when that happens more than `users / λ` seconds after its time (the mean gap of
 one user's share of the arrivals): past that bound the swarm has fallen more than one arrival per user
-behind, and catching up would send the backlog as a burst. Enough users make both rare: Little's law
-gives `λ x latency` users busy on average, and the lab gives `λ x max(1 s, 4 x expected latency)`.
+behind, and catching up would send the backlog as a burst. Arrivals nobody claimed are also dropped by a
+periodic sweep, so that they are counted while every user is stuck waiting, not only afterwards. Enough
+users make both rare: Little's law gives `λ x latency` users busy on average, and the lab gives `λ x
+max(1 s, 4 x expected latency)`.
 
 The tally counts late and dropped arrivals and keeps the send times (Locust's `start_time`) for the
 achieved rate and the inter-arrival CV of the whole swarm, as deltas from workers to the master like
@@ -118,6 +120,27 @@ class ArrivalStream:
                 return Claim(at=t, late=max(late, 0.0), dropped=dropped)
             dropped += 1
 
+    def expire(self, now: float, rate: float, bound_s: float) -> int:
+        """Drop the arrivals nobody claimed that are more than `bound_s` old; return how many."""
+        if rate <= 0:
+            return 0
+        dropped = 0
+        while self._returned and now - self._returned[0] > bound_s:
+            heapq.heappop(self._returned)
+            dropped += 1
+        if self._returned or self._last is None or now - self._last <= bound_s:
+            # Every later arrival is younger than one already waiting (or the stream has not started).
+            return dropped
+        while True:
+            t = self.following(self._last, rate)
+            if now - t <= bound_s:
+                # Not due for dropping: hand this very time out next. A Poisson gap is drawn once.
+                heapq.heappush(self._returned, t)
+                self._last = t
+                return dropped
+            self._last = t
+            dropped += 1
+
     def give_back(self, t: float) -> None:
         """A user stopped while waiting to send at `t`: the next free user takes that arrival."""
         heapq.heappush(self._returned, t)
@@ -173,6 +196,9 @@ class ArrivalTally:
             self.max_lag_s = max(self.max_lag_s, lag)
             if lag > SEND_LAG_LIMIT_S:
                 self.lagging += 1
+
+    def add_dropped(self, n: int) -> None:
+        self.dropped += n
 
     def add_claim(self, claim: Claim) -> None:
         self.dropped += claim.dropped

@@ -231,6 +231,23 @@ def start_arrivals(environment: Environment) -> None:
     state.stream = ArrivalStream(process, rng, grid_offset_s=index / rate)
 
 
+def stream_rate(environment: Environment) -> tuple[float, float]:
+    """This process's share of the arrivals per second, and the dropping bound in seconds."""
+    rate = target_rps(environment.parsed_options)
+    runner = environment.runner
+    users = state.total_users or max(runner.user_count, 1)
+    # The share follows the users dispatched here (this process's target), so a worker's rate does not
+    # lag behind while its users are still starting.
+    local = min(max(runner.target_user_count, runner.user_count, 1), users)
+    return rate * local / users, users / rate
+
+
+def expire_arrivals(environment: Environment) -> None:
+    """Count the arrivals nobody claimed in time as dropped now, not when some user gets free."""
+    if state.stream is not None:
+        arrival_tally.add_dropped(state.stream.expire(time.time(), *stream_rate(environment)))
+
+
 class LabUser(FastHttpUser):
     abstract = True
     _claimed_at: float = 0.0  # intended time of the arrival this user waits to send
@@ -245,17 +262,11 @@ class LabUser(FastHttpUser):
             state.stream.give_back(self._claimed_at)  # stopped before its send: another user takes it
 
     def wait_time(self) -> float:
-        rate = target_rps(self.environment.parsed_options)
         stream = state.stream
-        if rate <= 0 or stream is None:
+        if stream is None:  # closed model
             return 0.0
-        runner = self.environment.runner
-        users = state.total_users or max(runner.user_count, 1)
-        # This process's share follows the users dispatched to it (its target), so a worker's rate does
-        # not lag behind while its users are still starting.
-        local = min(max(runner.target_user_count, runner.user_count, 1), users)
         now = time.time()
-        claim = stream.claim(now, rate * local / users, bound_s=users / rate)
+        claim = stream.claim(now, *stream_rate(self.environment))
         arrival_tally.add_claim(claim)
         self._claimed_at = claim.at
         self._send_at = max(claim.at, now)
@@ -345,7 +356,10 @@ def _reset_tallies() -> None:
 
 
 def arrivals_summary() -> dict[str, Any]:
-    options = state.environment.parsed_options if state.environment else None
+    env = state.environment
+    if env is not None and _runs_users(env):
+        expire_arrivals(env)  # a local run: its users' stream is here
+    options = env.parsed_options if env else None
     rate = target_rps(options)
     return {
         "model": "open" if rate > 0 else "closed",
@@ -468,6 +482,8 @@ def on_reset_stats(**_: Any) -> None:
 
 @events.report_to_master.add_listener
 def on_report_to_master(client_id: str, data: dict[str, Any], **_: Any) -> None:
+    if state.environment is not None:
+        expire_arrivals(state.environment)
     data[SERVED_BY_KEY] = served_by.drain()
     data[SERVER_TIMING_KEY] = server_timing.drain()
     data[ARRIVALS_KEY] = arrival_tally.drain()
@@ -482,6 +498,9 @@ def on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
 
 @events.test_stop.add_listener
 def on_test_stop(environment: Environment, **_: Any) -> None:
+    if _runs_users(environment):
+        expire_arrivals(environment)  # those every user was too busy to claim up to the stop
+    state.stream = None  # no more arrivals: none is dropped after the users stopped
     if _counts_totals(environment):
         # On a master the workers' last report (up to 3 s of counts) may still be on its way; the line
         # logged at exit and GET /served-by have it.

@@ -136,6 +136,27 @@ def test_late_then_dropped_past_one_gap_per_user() -> None:
     assert s["mean_late_ms"] == pytest.approx(50.0) and s["max_late_ms"] == pytest.approx(50.0)
 
 
+def test_arrivals_nobody_claims_are_dropped_by_the_sweep() -> None:
+    # Every user stuck waiting: without the sweep, nothing would count the arrivals passing by.
+    stream = arrivals.ArrivalStream(arrivals.EVEN)
+    rate, bound = 10.0, 0.1
+    assert stream.expire(1000.0, rate, bound) == 0  # not started: no user has claimed yet
+    assert stream.claim(1000.0, rate, bound).at == pytest.approx(1000.1)
+    assert stream.expire(1000.15, rate, bound) == 0  # nothing older than the bound
+    assert stream.expire(1000.49, rate, bound) == 2  # 1000.2 and 1000.3; 1000.4 is only 90 ms old
+    assert stream.expire(1000.49, rate, bound) == 0  # swept once, counted once
+    claim = stream.claim(1000.49, rate, bound)
+    assert claim.at == pytest.approx(1000.4) and claim.late == pytest.approx(0.09) and claim.dropped == 0
+    assert stream.claim(1000.49, rate, bound).at == pytest.approx(1000.5)
+    assert stream.claim(1000.49, rate, bound).at == pytest.approx(1000.6)  # the grid, nothing twice
+
+    poisson_stream = poisson(8)
+    start = poisson_stream.claim(1000.0, rate, 0.5).at
+    dropped = poisson_stream.expire(start + 5.0, rate, 0.5)
+    assert 45 - 3 * math.sqrt(45) < dropped < 45 + 3 * math.sqrt(45)  # 4.5 s of arrivals at 10/s
+    assert poisson_stream.claim(start + 5.0, rate, 0.5).at >= start + 4.5
+
+
 def test_too_few_users_drop_arrivals_and_count_them() -> None:
     # 3 users, 200 ms answers: at most 15 req/s of the 30 asked for. The shortfall is counted, not hidden.
     tally = arrivals.ArrivalTally()
