@@ -262,6 +262,15 @@ class TinyDNS:
         return header + question + record
 
 
+def env_default(name: str) -> str:
+    """A knob's default as `.env` documents it (the compose file passes the same to the stack)."""
+    for line in (REPO / ".env").read_text(encoding="utf-8").splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == name:
+            return value.strip()
+    raise KeyError(f"{name} is not in .env")
+
+
 @contextlib.contextmanager
 def nginx(
     *, upstream_port: int, listen_port: int, dns: TinyDNS, cpus: str | None, workdir: Path, max_upload: int
@@ -273,6 +282,8 @@ def nginx(
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin") + ":/usr/sbin",
         "CLASSIFIER_MAX_UPLOAD_BYTES": str(max_upload),
+        # The classifier runs with its defaults, so nginx gets the same allowance, from the one place.
+        "CLASSIFIER_MULTIPART_OVERHEAD_BYTES": env_default("CLASSIFIER_MULTIPART_OVERHEAD_BYTES"),
         "NGINX_RESOLVER": f"127.0.0.1:{dns.port}",
         "NGINX_UPSTREAM": f"{dns.name}:{upstream_port}",
         "NGINX_LISTEN": f"127.0.0.1:{listen_port}",
