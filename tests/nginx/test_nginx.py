@@ -25,8 +25,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.dns import DNSStub
 from classifier.errors import PAYLOAD_TOO_LARGE
-from tests.nginx.fakes import FakeDNS, Replica
+from tests.nginx.fakes import Replica
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = ROOT / "services" / "nginx" / "entrypoint.sh"
@@ -131,7 +132,7 @@ def test_nginx_accepts_the_rendered_config(tmp_path: Path) -> None:
 @dataclass
 class Lab:
     port: int
-    dns: FakeDNS
+    dns: DNSStub
     replicas: dict[str, Replica]
     stdout: Path
     stderr: Path
@@ -184,7 +185,7 @@ def lab() -> Iterator[Lab]:
                 ("replica-c", "127.0.0.4"),
             ]
         }
-        dns = stack.enter_context(FakeDNS("classifier.lab.test", ["127.0.0.2", "127.0.0.3"]))
+        dns = stack.enter_context(DNSStub("classifier.lab.test", ["127.0.0.2", "127.0.0.3"]))
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin") + ":/usr/sbin",
             **LIMITS,
