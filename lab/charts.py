@@ -276,7 +276,7 @@ def chart_efficiency(summary: Summary) -> str:
 
 
 def chart_timeline(entry: ConfigResult) -> str:
-    """One measurement over time: throughput and failures, p50/p95, users and running replicas; each
+    """One measurement over time: throughput and failures, p50/p95, users and healthy replicas; each
     fault marked where it was applied (shaded while it lasted) and where the traffic recovered."""
     m = entry.metrics
     title = f"{entry.label} over time"
@@ -300,7 +300,7 @@ def chart_timeline(entry: ConfigResult) -> str:
                   label="Locust users")  # fmt: skip
     if tl.replicas:
         ax_n.step([t for t, _ in tl.replicas], [n for _, n in tl.replicas], where="post", color="#2171b5",
-                  label="running replicas")  # fmt: skip
+                  label="healthy replicas")  # fmt: skip
     ax_n.set_ylabel("count")
     ax_n.set_ylim(bottom=0)
     ax_n.set_xlabel("seconds from the start of the measurement")

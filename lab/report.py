@@ -317,7 +317,9 @@ def _raw_links(summary: Summary) -> str:
             f'<a href="{escape(base)}/stats.csv">stats.csv</a>, '
             f'<a href="{escape(base)}/server_timing.json">server_timing.json</a>, '
             f'<a href="{escape(base)}/arrivals.json">arrivals.json</a>, '
-            f'<a href="{escape(base)}/docker_stats.jsonl">docker_stats.jsonl</a>'
+            f'<a href="{escape(base)}/docker_stats.jsonl">docker_stats.jsonl</a>, '
+            f'<a href="{escape(base)}/timeline.json">timeline.json</a>'
+            + (f', <a href="{escape(base)}/faults.json">faults.json</a>' if entry.metrics.faults else "")
             + (f" — served by: {escape(json.dumps(served))}" if served else "")
             + "</li>"
         )

@@ -271,6 +271,8 @@ class ComposeStack:
         if not rows:
             return []
         service_of = {r["Name"]: r["Service"] for r in rows}
+        # Health too: a replica Docker restarted after a crash runs, but serves only once healthy again.
+        health_of = {r["Name"]: r.get("Health", "") for r in rows}
         # One call for all containers: `docker stats --no-stream` takes about a second to measure CPU.
         out = self._run(
             [self.docker, "stats", "--no-stream", "--format", "{{json .}}", *[r["Name"] for r in rows]],
@@ -278,7 +280,10 @@ class ComposeStack:
         ).stdout
         samples = []
         for raw in parse_json_records(out):
-            samples.append({"service": service_of.get(raw.get("Name", ""), ""), "raw": raw})
+            name = raw.get("Name", "")
+            samples.append(
+                {"service": service_of.get(name, ""), "health": health_of.get(name, ""), "raw": raw}
+            )
         return samples
 
     def describe(self) -> dict[str, Any]:

@@ -97,7 +97,7 @@ def window(by_t: dict[int, Second], start: int, seconds: int) -> Window:
 @dataclass(frozen=True)
 class Series:
     """What the timeline chart draws, t in seconds from the measurement's start: one point per whole
-    second from timeline.json; users and running replicas at each sampling time."""
+    second from timeline.json; users and healthy replicas at each sampling time."""
 
     t_s: list[float]
     rps: list[int]
@@ -128,11 +128,12 @@ def series(
     for row in live or []:
         if isinstance(row.get("t"), int | float) and isinstance(row.get("user_count"), int):
             out.users.append((round(row["t"] - t_start, 2), row["user_count"]))
-    running: Counter[float] = Counter()
+    healthy: Counter[float] = Counter()
     for row in docker_samples or []:
         if isinstance(row.get("t"), int | float) and row.get("service") == "classifier":
-            running[row["t"]] += 1
-    out.replicas.extend((round(t - t_start, 2), n) for t, n in sorted(running.items()))
+            # No health recorded (an older sample, or no healthcheck): running is all we know.
+            healthy[row["t"]] += row.get("health", "") in ("healthy", "")
+    out.replicas.extend((round(t - t_start, 2), n) for t, n in sorted(healthy.items()))
     return out
 
 
