@@ -194,9 +194,13 @@ def test_series_and_soak_drift(tmp_path: Path) -> None:
     (tmp_path / "timeline.json").write_text(json.dumps({"seconds": rows}))
     seconds = read_timeline(tmp_path / "timeline.json")
     assert seconds == _seconds()
-    docker = [{"t": T0 + 4.0, "service": "classifier"}, {"t": T0 + 4.0, "service": "classifier"},
-              {"t": T0 + 4.0, "service": "nginx"}, {"t": T0 + 16.0, "service": "classifier", "health": "healthy"},
-              {"t": T0 + 16.0, "service": "classifier", "health": "starting"}]  # fmt: skip
+    docker = [
+        {"t": T0 + 4.0, "service": "classifier"},
+        {"t": T0 + 4.0, "service": "classifier"},
+        {"t": T0 + 4.0, "service": "nginx"},
+        {"t": T0 + 16.0, "service": "classifier", "health": "healthy"},
+        {"t": T0 + 16.0, "service": "classifier", "health": "starting"},  # restarted, not serving yet
+    ]
     s = series(seconds, T0 + 0.5, T0 + 29.5, [{"t": T0 + 1.0, "user_count": 8}], docker)
     assert s.t_s[0] == 0.5 and len(s.t_s) == 28  # whole seconds inside the window
     assert s.rps[14] == 8 and s.failures[14] == 2  # second T0+15
