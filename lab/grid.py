@@ -6,6 +6,9 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from lab.arrivals import PROCESSES
+from lab.faults import FaultSpec, check_fits
+
 BACKENDS = ("tf", "litert")
 BATCHING = ("off", "on")
 
@@ -44,8 +47,8 @@ class StackConfig:
 
 @dataclass(frozen=True)
 class LoadLevel:
-    """Closed model: `users` loop without pause. Open model: `target_rps` arrivals per second spread over
-    `users` paced users (Locust's constant_throughput), so arrivals do not wait for responses."""
+    """Closed model: `users` loop without pause. Open model: `target_rps` arrivals per second over the
+    swarm, sent by a pool of `users` whatever the answers take (the locustfile's --target-rps)."""
 
     users: int
     target_rps: float | None = None
@@ -101,11 +104,18 @@ class ExperimentSettings:
     need_rps: float | None = None  # the traffic to serve: a config must reach it within the SLO
     repeat: int = 1
     expected_latency_ms: float = 250.0
+    arrivals: str = PROCESSES[0]  # the open model's arrival process (the locustfile's --arrivals)
     max_batch_size: int = 8
     max_batch_delay_ms: float | None = None
     locust_workers: int | None = None
     host: str | None = None
     locust_options: dict[str, str] = field(default_factory=dict)
+    faults: list[str] = field(default_factory=list)  # --fault specs, applied in every measurement
+    soak: bool = False  # sample every replica's RSS and open files, and report their drift
+
+    @property
+    def fault_specs(self) -> list[FaultSpec]:
+        return [FaultSpec.parse(text) for text in self.faults]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -161,17 +171,26 @@ class ExperimentSettings:
             errors.append("--repeat must be >= 1")
         if self.expected_latency_ms <= 0:
             errors.append("--expected-latency-ms must be > 0")
+        if self.arrivals not in PROCESSES:
+            errors.append(f"--arrivals: choose from {', '.join(PROCESSES)}")
         if "on" in self.batching and self.max_batch_size < 2:
             errors.append("--max-batch-size must be >= 2 when batching is on")
         if self.locust_workers is not None and self.locust_workers < 1:
             errors.append("--locust-workers must be >= 1")
+        if self.faults and self.ramp:
+            errors.append("--fault goes with a fixed load, not --ramp")
+        try:
+            check_fits(self.fault_specs, self.duration_s)
+        except ValueError as err:
+            errors.append(str(err))
         if errors:
             raise ValueError("; ".join(errors))
 
 
 def users_for_rate(rate: float, expected_latency_ms: float) -> int:
-    """Enough paced users to hold `rate` arrivals/s: each user can start at most one request per
-    max(1 s, 4 x expected latency), so a slower answer does not make arrivals wait."""
+    """Enough users to send `rate` arrivals/s on time: on average `rate x latency` of them wait for an
+    answer (Little's law); max(1 s, 4 x expected latency) worth of arrivals leaves room for the tail, so
+    that an arrival rarely finds every user busy (counted as late or dropped, in arrivals.json)."""
     window_s = max(1.0, 4.0 * expected_latency_ms / 1000.0)
     return max(1, math.ceil(rate * window_s))
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 GENERATOR_CPU_LIMIT_PCT = 90.0
 # Open model: achieved / target throughput below this means the arrivals did not happen as asked.
 FELL_BEHIND_RATIO = 0.95
+# Open model: above this share of arrivals late or dropped (no user free at their time), too few users.
+LATE_ARRIVALS_SHARE = 0.01
 # The classifiers using this share of the machine's cores: the machine, not the replica count, was the limit.
 MACHINE_CPU_FRACTION = 0.85
 # Every container together using this share of the machine's cores: no core left to scale into.
@@ -18,3 +20,10 @@ GOOD_SCALING_EFFICIENCY = 0.75
 # A ramp without --need-rps recommends among configurations within this fraction of the best capacity,
 # so a configuration is not chosen for being cheap at a light load.
 NEAR_BEST_CAPACITY = 0.95
+# After a fault, a TIMELINE_WINDOW_S-second window is back to the level before it when its RPS is within
+# RECOVERY_RPS_TOLERANCE below that level and its p95 within RECOVERY_P95_TOLERANCE above it.
+TIMELINE_WINDOW_S = 5
+RECOVERY_RPS_TOLERANCE = 0.10
+RECOVERY_P95_TOLERANCE = 0.20
+# A soak flags growth of a replica's RSS or open files, or of p95, above this fraction.
+SOAK_GROWTH_LIMIT = 0.10
