@@ -250,11 +250,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=1.5)
     parser.add_argument("--server-cpu", default="1")
     parser.add_argument("--client-cpu", default="0")
+    parser.add_argument("--cache", type=Path, default=models.DEFAULT_CACHE, help="where the model is built")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--native", action="store_true", help="py-spy --native: C frames too (slower)")
     parser.add_argument("--raw-dir", type=Path, help="keep py-spy's raw stacks (one file per level) here")
     args = parser.parse_args(argv)
-    model_dir = models.ensure_model_dir(models.DEFAULT_CACHE)
+    model_dir = models.ensure_model_dir(args.cache)
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
         workdir = Path(tmp)
