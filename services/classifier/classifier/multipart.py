@@ -1,8 +1,9 @@
 """The one shape of multipart body nearly every client sends: a single file part named `file`, found with two
 byte searches instead of a streaming parser.
 
-Starlette's parser (python-multipart callbacks, a spooled temporary file, then a read) took about 300 µs of
-event-loop CPU for a 200 KB upload here, this about 50 µs (bench/README.md). Anything else (a preamble, more
+Starlette's parser (python-multipart callbacks, a spooled temporary file, then a read) took 290-300 µs of
+event-loop CPU for a 204 KB upload here and 190 µs for 62 KB; this path, the body's read included, 115 and
+55 µs (bench/README.md). Anything else (a preamble, more
 parts, other part names, unusual quoting, no final delimiter) returns None and goes to Starlette's parser,
 which accepts what it accepts and names what is wrong, so the answers do not change.
 """
