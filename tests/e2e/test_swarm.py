@@ -87,6 +87,8 @@ def swarm(stack: Stack) -> Iterator[dict[str, str]]:
         try:
             swarm_script("down", env=env)
             left = replicas()
+            stack_label = "label=com.docker.stack.namespace=loadlab"
+            left_containers = docker("ps", "-aq", "--filter", stack_label).split()
         finally:
             for label in added:
                 docker("node", "update", "--label-rm", label, node, check=False)
@@ -95,6 +97,7 @@ def swarm(stack: Stack) -> Iterator[dict[str, str]]:
                 if not had_gwbridge:
                     docker("network", "rm", "docker_gwbridge", check=False)
     assert not left, f"the stack is still there: {left}"
+    assert not left_containers, f"task containers left behind: {left_containers}"
 
 
 def test_photo_classified_through_nginx(swarm: dict[str, str]) -> None:
