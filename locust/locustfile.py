@@ -1,12 +1,16 @@
 """Load for the lab's classifier, through nginx: uploads (POST /predict) and image URLs (POST /predict/tf).
 
 Options (flag / env var / web UI field, defaults in `add_options`): --upload-weight, --url-weight,
---images-dir, --image-glob, --image-base-url, --target-rps, --served-by-file. Set them on the master:
-Locust forwards custom options to the workers with every spawn message, replacing the workers' own values.
+--images-dir, --image-glob, --image-base-url, --target-rps, --served-by-file, --server-timing-file. Set
+them on the master: Locust forwards custom options to the workers with every spawn message, replacing the
+workers' own values.
 
-Besides the two request entries, every response's `Server-Timing` metrics become entries of type SERVER
-(name = metric, response time = its `dur` in ms), and `X-Served-By` is counted per replica: GET /served-by
-on the master's web UI, logged as JSON at test stop, optionally written to --served-by-file at exit.
+Locust's stats hold only the real requests. Beside them, from every successful response:
+- its `Server-Timing` stages go into per-name histograms (`stagestats`): GET /server-timing and the
+  "Server timing" tab on the master's web UI, optionally --server-timing-file at exit;
+- its `X-Served-By` is counted per replica: GET /served-by on the master's web UI, logged as JSON at test
+  stop, optionally written to --served-by-file at exit.
+Workers send both as deltas with their stats reports; the master adds them up.
 """
 
 from __future__ import annotations
@@ -25,15 +29,33 @@ from flask import Response, jsonify
 from locust import FastHttpUser, constant_throughput, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
-from servedby import REPORT_KEY, ServedByCounter
+from servedby import REPORT_KEY as SERVED_BY_KEY
+from servedby import ServedByCounter
 from servertiming import parse_server_timing
+from stagestats import REPORT_KEY as SERVER_TIMING_KEY
+from stagestats import ServerTimingStats
+from webui import Tab, add_tab
 
-SERVER_REQUEST_TYPE = "SERVER"  # the contract in docs/architecture.md
 PACING_MESSAGE = "lab_pacing_total_users"
 
 log = logging.getLogger("locustfile")
 
 served_by = ServedByCounter()
+server_timing = ServerTimingStats()
+SERVER_TIMING_TAB = Tab(
+    key="server-timing",
+    title="Server timing",
+    columns=(
+        ("name", "Request"),
+        ("stage", "Stage"),
+        ("count", "Count"),
+        ("mean", "Mean (ms)"),
+        ("p50", "p50 (ms)"),
+        ("p95", "p95 (ms)"),
+        ("p99", "p99 (ms)"),
+    ),
+    rows=server_timing.table_rows,
+)
 
 
 @dataclass
@@ -101,6 +123,14 @@ def add_options(parser: Any) -> None:
         env_var="LOCUST_SERVED_BY_FILE",
         include_in_web_ui=False,
         help="If set, the master (or a local run) writes the X-Served-By counts as JSON here at exit.",
+    )
+    parser.add_argument(
+        "--server-timing-file",
+        default="",
+        env_var="LOCUST_SERVER_TIMING_FILE",
+        include_in_web_ui=False,
+        help="If set, the master (or a local run) writes the Server-Timing split (GET /server-timing) "
+        "as JSON here at exit.",
     )
 
 
@@ -203,28 +233,22 @@ def _header(headers: Any, name: str) -> str | list[str] | None:
 
 
 @events.request.add_listener
-def on_request(
-    request_type: str, response: Any = None, exception: BaseException | None = None, **_: Any
-) -> None:
-    # Only successful real requests: an error answer's timings would mix into the server-side split.
-    if request_type == SERVER_REQUEST_TYPE or exception is not None or response is None:
+def on_request(name: str, response: Any = None, exception: BaseException | None = None, **_: Any) -> None:
+    # Only successful requests: an error answer's timings would mix into the server-side split.
+    if exception is not None or response is None:
         return
     headers = getattr(response, "headers", None)
-    for metric, dur_ms in parse_server_timing(_header(headers, "Server-Timing")):
-        events.request.fire(
-            request_type=SERVER_REQUEST_TYPE,
-            name=metric,
-            response_time=dur_ms,
-            response_length=0,
-            exception=None,
-            context={},
-            response=None,
-        )
+    server_timing.add(name, parse_server_timing(_header(headers, "Server-Timing")))
     host = _header(headers, "X-Served-By")
     if isinstance(host, list):
         host = host[0]
     if host:
         served_by.add(host.strip())
+
+
+def _reset_tallies() -> None:
+    served_by.reset()
+    server_timing.reset()
 
 
 def _runs_users(environment: Environment) -> bool:
@@ -252,17 +276,25 @@ def on_init(environment: Environment, **_: Any) -> None:
         )
     if _counts_totals(environment):
         apply_weights(options)
-    if environment.web_ui:
+    web_ui = environment.web_ui
+    if web_ui:
 
-        @environment.web_ui.app.route("/served-by")
-        @environment.web_ui.auth_required_if_enabled
+        @web_ui.app.route("/served-by")
+        @web_ui.auth_required_if_enabled
         def served_by_route() -> Response:
             return jsonify(served_by.snapshot())
+
+        @web_ui.app.route("/server-timing")
+        @web_ui.auth_required_if_enabled
+        def server_timing_route() -> Response:
+            return jsonify(server_timing.snapshot())
+
+        add_tab(web_ui, SERVER_TIMING_TAB)
 
 
 @events.test_start.add_listener
 def on_test_start(environment: Environment, **_: Any) -> None:
-    served_by.reset()
+    _reset_tallies()
     state.total_users = 0
     runner = environment.runner
     if _counts_totals(environment):
@@ -284,22 +316,24 @@ def on_spawning_complete(user_count: int, **_: Any) -> None:
     set_total_users(user_count)
     env = state.environment
     if env is not None and env.reset_stats and _counts_totals(env):
-        served_by.reset()  # mirror --reset-stats, which resets the request stats at this point
+        _reset_tallies()  # mirror --reset-stats, which resets the request stats at this point
 
 
 @events.reset_stats.add_listener
 def on_reset_stats(**_: Any) -> None:
-    served_by.reset()
+    _reset_tallies()
 
 
 @events.report_to_master.add_listener
 def on_report_to_master(client_id: str, data: dict[str, Any], **_: Any) -> None:
-    data[REPORT_KEY] = served_by.drain()
+    data[SERVED_BY_KEY] = served_by.drain()
+    data[SERVER_TIMING_KEY] = server_timing.drain()
 
 
 @events.worker_report.add_listener
 def on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
-    served_by.merge(data.get(REPORT_KEY))
+    served_by.merge(data.get(SERVED_BY_KEY))
+    server_timing.merge(data.get(SERVER_TIMING_KEY))
 
 
 @events.test_stop.add_listener
@@ -318,7 +352,14 @@ def on_quit(exit_code: int, **_: Any) -> None:
     counts = served_by.snapshot()
     # Same "served-by: {json}" shape as at test stop, so a log reader can take the last such line.
     log.info("served-by: %s (final, with the workers' last reports)", json.dumps(counts))
-    path = env.parsed_options.served_by_file if env.parsed_options else ""
+    options = env.parsed_options
+    if options is None:
+        return
+    _write_json(options.served_by_file, counts)
+    _write_json(options.server_timing_file, server_timing.snapshot())
+
+
+def _write_json(path: str, data: dict[str, Any]) -> None:
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(counts, indent=2) + "\n")
+        Path(path).write_text(json.dumps(data, indent=2) + "\n")

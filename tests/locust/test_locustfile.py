@@ -59,10 +59,8 @@ GLUE = textwrap.dedent(
     from geventhttpclient.header import Headers
     from locust import events
 
-    server_events = []
-    events.request.add_listener(
-        lambda request_type, name, response_time, response_length, **kw: server_events.append(
-            [name, response_time, response_length]) if request_type == "SERVER" else None)
+    fired = []
+    events.request.add_listener(lambda request_type, name, **kw: fired.append([request_type, name]))
 
     class Response:
         def __init__(self, **headers):
@@ -77,12 +75,14 @@ GLUE = textwrap.dedent(
     fire(ok, exception=RuntimeError("HTTP 503"))  # failures are neither timed nor counted
     fire(None, exception=ConnectionError("refused"))
 
+    before_report = lf.server_timing.snapshot()
     report = {}
     events.report_to_master.fire(client_id="w1", data=report)   # worker side: hands over its delta
-    after_drain = lf.served_by.snapshot()
+    after_drain = [lf.served_by.snapshot(), lf.server_timing.snapshot()]
     events.worker_report.fire(client_id="w1", data=report)      # master side: adds it up
     events.worker_report.fire(client_id="w2", data={"served_by": {"replica-b": 5}})
     merged = lf.served_by.snapshot()
+    merged_timing = lf.server_timing.snapshot()
     events.reset_stats.fire()
 
     bad = []
@@ -92,8 +92,9 @@ GLUE = textwrap.dedent(
         except ValueError:
             bad.append(weights)
     print(json.dumps({
-        "server_events": server_events, "report": report, "after_drain": after_drain, "merged": merged,
-        "after_reset": lf.served_by.snapshot(), "bad_weights": bad,
+        "fired": fired, "before_report": before_report, "report": report, "after_drain": after_drain,
+        "merged": merged, "merged_timing": merged_timing,
+        "after_reset": [lf.served_by.snapshot(), lf.server_timing.snapshot()], "bad_weights": bad,
         "weights_ok": lf.weights_from(argparse.Namespace(upload_weight=0, url_weight=2)),
     }))
     """
@@ -107,11 +108,21 @@ def test_listeners_record_server_timing_and_served_by() -> None:
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout.strip().splitlines()[-1])
-    assert out["server_events"] == [["queue", 0.5, 0], ["infer", 3.0, 0], ["total", 4.0, 0]]
-    assert out["report"] == {"served_by": {"replica-a": 1, "replica-b": 1}}
-    assert out["after_drain"] == {}
+    # Only the four real requests: no synthetic request events for the server-side split.
+    assert out["fired"] == [["POST", "/predict"]] * 4
+    one = {"count": 1, "p50_ms": None, "p95_ms": None, "p99_ms": None, "mean_ms": None}
+    expected = {
+        stage: one | {"mean_ms": ms, "p50_ms": ms, "p95_ms": ms, "p99_ms": ms}
+        for stage, ms in (("queue", 0.5), ("infer", 3.0), ("total", 4.0))
+    }
+    assert out["before_report"] == {"stages": expected, "by_name": {"/predict": expected}}
+    assert out["report"]["served_by"] == {"replica-a": 1, "replica-b": 1}
+    assert set(out["report"]["server_timing"]["/predict"]) == {"queue", "infer", "total"}
+    empty = {"stages": {}, "by_name": {}}
+    assert out["after_drain"] == [{}, empty]
     assert out["merged"] == {"replica-a": 1, "replica-b": 6}
-    assert out["after_reset"] == {}
+    assert out["merged_timing"] == out["before_report"]
+    assert out["after_reset"] == [{}, empty]
     assert out["bad_weights"] == [[-1, 1], [0, 0]]
     assert out["weights_ok"] == [0, 2]
 
@@ -125,12 +136,13 @@ def test_bad_weights_stop_locust_at_start(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_headless_run_records_server_rows_without_failures(standin: StandIn, tmp_path: Path) -> None:
+def test_headless_run_records_server_timing_without_failures(standin: StandIn, tmp_path: Path) -> None:
     cmd = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", "4", "-r", "4", "-t", "8s",
         "--host", standin.base_url, "--images-dir", str(IMAGES_DIR), "--image-base-url", URL_PREFIX,
         "--csv", str(tmp_path / "run"), "--json-file", str(tmp_path / "run"),
-        "--served-by-file", str(tmp_path / "served_by.json"), "--only-summary",
+        "--served-by-file", str(tmp_path / "served_by.json"),
+        "--server-timing-file", str(tmp_path / "server_timing.json"), "--only-summary",
     ]  # fmt: skip
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=90, env=_env(), cwd=tmp_path)
     log = run.stdout + run.stderr
@@ -138,17 +150,21 @@ def test_headless_run_records_server_rows_without_failures(standin: StandIn, tmp
 
     with (tmp_path / "run_stats.csv").open() as f:
         rows = {(row["Type"], row["Name"]): row for row in csv.DictReader(f)}
-    assert {("SERVER", m) for m in METRICS} <= set(rows), sorted(rows)
+    assert set(rows) == {("POST", "/predict"), ("POST", "/predict/tf"), ("", "Aggregated")}, sorted(rows)
     assert int(rows[("POST", "/predict")]["Request Count"]) > 0
     assert int(rows[("POST", "/predict/tf")]["Request Count"]) > 0
     assert all(int(row["Failure Count"]) == 0 for row in rows.values())
-    assert float(rows[("SERVER", "infer")]["Average Response Time"]) == pytest.approx(3.0)
-    assert float(rows[("SERVER", "decode")]["Average Response Time"]) == pytest.approx(1.25)
 
     # The JSON file has the exact totals (the single-process CSV is a per-second snapshot).
     stats = {(s["method"], s["name"]): s for s in json.loads((tmp_path / "run.json").read_text())}
+    assert set(stats) == {("POST", "/predict"), ("POST", "/predict/tf")}
     real = stats[("POST", "/predict")]["num_requests"] + stats[("POST", "/predict/tf")]["num_requests"]
-    assert all(stats[("SERVER", m)]["num_requests"] == real for m in METRICS)
+    timing = json.loads((tmp_path / "server_timing.json").read_text())
+    assert {m: timing["stages"][m]["count"] for m in METRICS} == dict.fromkeys(METRICS, real)
+    assert timing["stages"]["infer"]["mean_ms"] == pytest.approx(3.0)
+    assert timing["stages"]["decode"]["mean_ms"] == pytest.approx(1.25)
+    for name in ("/predict", "/predict/tf"):
+        assert timing["by_name"][name]["total"]["count"] == stats[("POST", name)]["num_requests"]
     served = json.loads((tmp_path / "served_by.json").read_text())
     assert sum(served.values()) == real
     assert set(served) == set(REPLICAS)
@@ -184,6 +200,7 @@ def test_distributed_run_takes_options_from_master_and_totals_served_by(
             "--expect-workers", "2", "-u", str(users), "-r", str(users), "-t", "10s",
             "--host", standin.base_url,
             "--json-file", str(tmp_path / "run"), "--served-by-file", str(tmp_path / "served_by.json"),
+            "--server-timing-file", str(tmp_path / "server_timing.json"),
         ],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=master_env, cwd=tmp_path,
     )  # fmt: skip
@@ -196,12 +213,22 @@ def test_distributed_run_takes_options_from_master_and_totals_served_by(
     ]
     try:
         live: dict[str, int] = {}
+        live_timing: dict = {}
+        tab: list = []
         deadline = time.monotonic() + 30
-        while not live and time.monotonic() < deadline and master.poll() is None:
+        while not (live and live_timing.get("stages") and tab) and time.monotonic() < deadline:
+            if master.poll() is not None:
+                break
             time.sleep(0.5)
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/served-by", timeout=2) as reply:
-                    live = json.loads(reply.read())
+                web = f"http://127.0.0.1:{web_port}"
+                live, live_timing, requests_view = (
+                    _http("GET", f"{web}/{path}") for path in ("served-by", "server-timing", "stats/requests")
+                )
+                assert isinstance(live, dict) and isinstance(live_timing, dict)
+                assert isinstance(requests_view, dict)
+                tab = [t for t in requests_view.get("extended_stats", []) if t["key"] == "server-timing"]
+                tab = tab if tab and tab[0]["data"] else []
             except OSError:
                 pass
         log, _ = master.communicate(timeout=90)
@@ -212,13 +239,22 @@ def test_distributed_run_takes_options_from_master_and_totals_served_by(
             proc.wait(timeout=30)
     assert master.returncode == 0, log[-3000:]
     assert live and set(live) <= set(REPLICAS), f"GET /served-by during the run gave {live}"
+    assert set(live_timing["stages"]) == {"queue", "decode", "infer", "total"}, live_timing
+    # The web UI's "Server timing" tab: one row per stage over all requests, then per request name.
+    rows = {(r["name"], r["stage"]): r for r in tab[0]["data"]}
+    assert rows[("All requests", "infer")]["p95"] == 3.0, rows
+    assert rows[("/predict/tf", "total")]["count"] > 0
 
     assert '"UploadUser": 2, "UrlUser": 6' in log, log[-3000:]
     stats = {(s["method"], s["name"]): s for s in json.loads((tmp_path / "run.json").read_text())}
     upload, url = stats[("POST", "/predict")], stats[("POST", "/predict/tf")]
     assert upload["num_failures"] == url["num_failures"] == 0
     real = upload["num_requests"] + url["num_requests"]
-    assert stats[("SERVER", "total")]["num_requests"] == real
+    assert set(stats) == {("POST", "/predict"), ("POST", "/predict/tf")}
+    # Every worker's histograms reached the master, the last report included.
+    timing = json.loads((tmp_path / "server_timing.json").read_text())
+    assert {stage: s["count"] for stage, s in timing["stages"].items()} == dict.fromkeys(METRICS, real)
+    assert timing["by_name"]["/predict"]["decode"]["count"] == upload["num_requests"]
 
     served = json.loads((tmp_path / "served_by.json").read_text())
     assert sum(served.values()) == real and set(served) == set(REPLICAS)
@@ -279,9 +315,11 @@ def test_web_ui_options_apply_per_test_and_served_by_resets(standin: StandIn, tm
         swarm(upload=1, url=0)  # a new test: new weights, counts from zero
         _http("POST", f"{web}/stop")
         served = _http("GET", f"{web}/served-by")
+        timing = _http("GET", f"{web}/server-timing")
         second = {k: v - first.get(k, 0) for k, v in standin.requests.items()}
         assert _http("POST", f"{web}/stats/reset") == "ok"
         after_reset = _http("GET", f"{web}/served-by")
+        timing_after_reset = _http("GET", f"{web}/server-timing")
     finally:
         proc.terminate()
         log, _ = proc.communicate(timeout=30)
@@ -290,4 +328,8 @@ def test_web_ui_options_apply_per_test_and_served_by_resets(standin: StandIn, tm
     assert isinstance(kept, dict) and sum(kept.values()) >= first["/predict/tf 200"] - 2  # 2 users in flight
     assert isinstance(served, dict) and 0 < sum(served.values()) <= second["/predict 200"]
     assert after_reset == {}
+    # The second test's split only: its uploads carry decode, and no URL fetches were timed.
+    assert isinstance(timing, dict) and set(timing["by_name"]) == {"/predict"}, timing
+    assert timing["stages"]["total"]["count"] == sum(served.values())
+    assert timing_after_reset == {"stages": {}, "by_name": {}}
     assert '"UploadUser": 0, "UrlUser": 2' in log and '"UploadUser": 2, "UrlUser": 0' in log, log[-2000:]
