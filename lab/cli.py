@@ -17,6 +17,7 @@ from lab.progress import RichProgress
 from lab.report import CAPACITY_HEADER, capacity_rows, write_report
 from lab.stack import ComposeStack, ExternalStack, Stack, StackError, find_project_dir
 from lab.summary import Thresholds, unmet_reason
+from lab.swarm_stack import SwarmStack
 from lab.units import format_duration, parse_duration, parse_list
 
 T = TypeVar("T")
@@ -103,7 +104,11 @@ def compare(
         str | None, typer.Option(help="Compose project name (default: COMPOSE_PROJECT_NAME or the file's).")
     ] = None,
     stack: Annotated[
-        str, typer.Option(help="compose: scale the compose stack; external: Locust and target are yours.")
+        str,
+        typer.Option(
+            help="compose: scale the compose stack; swarm: the Swarm stack loadlab (scripts/swarm); "
+            "external: Locust and target are yours."
+        ),
     ] = "compose",
     locust_url: Annotated[
         str | None, typer.Option(help="Locust master web UI (default: from `docker compose port`).")
@@ -146,10 +151,10 @@ def compare(
     except ValueError as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(EXIT_USAGE) from None
-    if stack not in ("compose", "external"):
-        console.print("[red]error:[/red] --stack must be compose or external")
+    if stack not in ("compose", "swarm", "external"):
+        console.print("[red]error:[/red] --stack must be compose, swarm or external")
         raise typer.Exit(EXIT_USAGE)
-    estimates = estimate_seconds(settings, plan, 45.0 if stack == "compose" else 0.0)
+    estimates = estimate_seconds(settings, plan, 45.0 if stack in ("compose", "swarm") else 0.0)
     console.print(
         f"{len(plan)} configuration(s), {settings.mode} model, estimated {format_duration(sum(estimates))}"
         + (" at most (ramps stop early)" if settings.ramp else "")
@@ -163,6 +168,8 @@ def compare(
         the_stack: Stack
         if stack == "compose":
             the_stack = ComposeStack(directory, ready_timeout_s=timeout_s, project_name=project_name)
+        elif stack == "swarm":
+            the_stack = SwarmStack(directory, ready_timeout_s=timeout_s)
         else:
             if not locust_url:
                 raise StackError("--stack external needs --locust-url")

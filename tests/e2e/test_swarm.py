@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -157,3 +159,36 @@ def test_master_counts_workers_and_a_short_run_has_no_failures(swarm: dict[str, 
     assert {row["name"] for row in real} == {"/predict", "/predict/tf"}
     assert requests > 0
     assert failures == 0
+
+
+def test_lab_compare_on_the_swarm(swarm: dict[str, str], tmp_path: Path) -> None:
+    """`lab compare --stack swarm --replicas 1,2`: scaled by Docker's service commands, then put back."""
+    before = replicas()
+    cmd = [
+        sys.executable, "-m", "lab.cli", "compare", "--stack", "swarm", "--replicas", "1,2", "--users", "4",
+        "--duration", "10s", "--warmup", "3s", "--out", str(tmp_path),
+    ]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, env=swarm, capture_output=True, text=True, timeout=900)
+    print(done.stdout[-3000:], done.stderr[-3000:])
+    assert done.returncode == 0, (
+        f"lab compare exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    )
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["stack_kind"] == "swarm"
+    assert len(run["stack_before"]["nodes"]) == 1
+    summary = json.loads((run_dir / "summary.json").read_text())
+    configs = summary["configs"]
+    assert [c["replicas"] for c in configs] == [1, 2]
+    for config in configs:
+        print(
+            f"swarm lab compare r{config['replicas']}: {config['requests']} requests, {config['rps']} req/s"
+        )
+        assert config["requests"] > 0 and config["failures"] == 0
+        # Per-task CPU of the classifier tasks on this node, from docker stats.
+        assert config["cpu_cores_used"] is not None and config["cpu_cores_used"] > 0
+    folders = sorted(p for p in run_dir.iterdir() if p.is_dir())
+    for config, folder in zip(configs, folders, strict=True):
+        served = json.loads((folder / "served_by.json").read_text())
+        assert len(served) == config["replicas"], served
+    assert replicas() == before, "lab compare did not put the stack back"
