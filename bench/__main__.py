@@ -27,8 +27,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from bench import models, report, servers
-from bench.stats import core_busy_percent, cpu_share
+from bench.dns import DNSStub
+from bench.stats import cpu_share
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -186,10 +189,8 @@ class Retries:
             return
         started = time.monotonic()
         while time.monotonic() - started < self.max_wait_s:
-            before = servers.per_cpu_times()[self.cpu]
-            time.sleep(self.PROBE_S)
             # Between measurements our own server idles: what keeps the core busy is someone else.
-            if core_busy_percent(before, servers.per_cpu_times()[self.cpu]) <= self.limit:
+            if psutil.cpu_percent(self.PROBE_S, percpu=True)[self.cpu] <= self.limit:
                 break
         self.waited_s += time.monotonic() - started
 
@@ -319,11 +320,14 @@ class Sweep:
         )
         # Server-side counters over the measured window only (the generator's start-up and warm-up excluded).
         time.sleep(args.warmup + 0.3)
-        wall0, cpus0 = time.perf_counter(), servers.per_cpu_times()
+        wall0 = time.perf_counter()
+        psutil.cpu_percent(percpu=True)  # starts this thread's window for the per-core busy shares below
         server0, extra0 = server.cpu_seconds(), extra.cpu_seconds() if extra else 0.0
         stdout, stderr = generator.communicate(timeout=args.duration + args.warmup + 120)
         wall = time.perf_counter() - wall0
-        cpus1 = servers.per_cpu_times()
+        # Idle and iowait are not busy; everything else (steal included: time the hypervisor gave another
+        # guest, which our processes could not use) is.
+        busy = psutil.cpu_percent(percpu=True)
         if generator.returncode != 0:
             raise RuntimeError(f"load generator failed: {stderr.decode(errors='replace')[-2000:]}")
         point = json.loads(stdout)
@@ -331,9 +335,9 @@ class Sweep:
         if extra is not None:
             point["nginx_cpu_percent"] = cpu_share(extra.cpu_seconds() - extra0, wall)
         point["core_busy_percent"] = {
-            role: core_busy_percent(cpus0[int(cpu)], cpus1[int(cpu)])
+            role: busy[int(cpu)]
             for role, cpu in (("server", args.server_cpu), ("client", args.client_cpu))
-            if cpu is not None and int(cpu) in cpus0
+            if cpu is not None and int(cpu) < len(busy)
         }
         if "server" in point["core_busy_percent"]:
             # Other processes (or the hypervisor, as steal) on the server's core: they make RPS lower.
@@ -353,7 +357,7 @@ def run_http(
     direct, proxied = f"http://127.0.0.1:{port}/predict", f"http://127.0.0.1:{nginx_port}/predict"
     keepalive = f"http://127.0.0.1:{keepalive_port}/predict"
     with (
-        servers.TinyDNS() as dns,
+        DNSStub(servers.DNS_NAME, ["127.0.0.1"]) as dns,
         servers.nginx(
             upstream_port=port,
             listen_port=nginx_port,

@@ -33,8 +33,9 @@ def pin_to_cpu(cpu: int | None) -> list[int]:
 
 
 def measure_image(backend: object, data: bytes, seconds: float) -> dict[str, object]:
-    from bench.servers import per_cpu_times
-    from bench.stats import core_busy_percent, cpu_share, summarize_ms
+    import psutil
+
+    from bench.stats import cpu_share, summarize_ms
     from classifier.preprocess import decode_image
 
     size = backend.input_size  # type: ignore[attr-defined]
@@ -46,7 +47,7 @@ def measure_image(backend: object, data: bytes, seconds: float) -> dict[str, obj
     decode_s: list[float] = []
     infer_s: list[float] = []
     cpus = sorted(os.sched_getaffinity(0))
-    times0 = per_cpu_times()
+    psutil.cpu_percent(percpu=True)  # starts the window of the core's busy share below
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu0 = usage.ru_utime + usage.ru_stime
     started = clock()
@@ -62,9 +63,9 @@ def measure_image(backend: object, data: bytes, seconds: float) -> dict[str, obj
         now = finished
     wall = now - started
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    times1 = per_cpu_times()
+    busy_by_core = psutil.cpu_percent(percpu=True)
     own = cpu_share(usage.ru_utime + usage.ru_stime - cpu0, wall)
-    busy = core_busy_percent(times0[cpus[0]], times1[cpus[0]]) if len(cpus) == 1 else float("nan")
+    busy = busy_by_core[cpus[0]] if len(cpus) == 1 else float("nan")
     return {
         "images": len(infer_s),
         "seconds": wall,
@@ -81,8 +82,9 @@ def measure_image(backend: object, data: bytes, seconds: float) -> dict[str, obj
 def measure_tutorial(model: object, data: bytes, seconds: float) -> dict[str, object]:
     """The baseline server's work without HTTP: PIL decode at full size + `model.predict(x)`, and for
     comparison the same Keras model called directly (`model(x)`), which skips predict()'s per-call setup."""
-    from bench.servers import per_cpu_times
-    from bench.stats import core_busy_percent, cpu_share, summarize_ms
+    import psutil
+
+    from bench.stats import cpu_share, summarize_ms
     from bench.tutorial import preprocess
 
     predict = model.predict  # type: ignore[attr-defined]
@@ -96,7 +98,7 @@ def measure_tutorial(model: object, data: bytes, seconds: float) -> dict[str, ob
         decode_s: list[float] = []
         infer_s: list[float] = []
         cpus = sorted(os.sched_getaffinity(0))
-        times0 = per_cpu_times()
+        psutil.cpu_percent(percpu=True)  # starts the window of the core's busy share below
         usage = resource.getrusage(resource.RUSAGE_SELF)
         cpu0 = usage.ru_utime + usage.ru_stime
         started = now = clock()
@@ -110,7 +112,7 @@ def measure_tutorial(model: object, data: bytes, seconds: float) -> dict[str, ob
             now = finished
         wall = now - started
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        times1 = per_cpu_times()
+        busy_by_core = psutil.cpu_percent(percpu=True)
         direct_s = []
         end = clock() + seconds / 4
         while clock() < end:
@@ -118,7 +120,7 @@ def measure_tutorial(model: object, data: bytes, seconds: float) -> dict[str, ob
             model(x, training=False).numpy()  # type: ignore[operator]
             direct_s.append(clock() - before)
     own = cpu_share(usage.ru_utime + usage.ru_stime - cpu0, wall)
-    busy = core_busy_percent(times0[cpus[0]], times1[cpus[0]]) if len(cpus) == 1 else float("nan")
+    busy = busy_by_core[cpus[0]] if len(cpus) == 1 else float("nan")
     return {
         "images": len(infer_s),
         "seconds": wall,

@@ -7,6 +7,7 @@ saved file alone, and the tests feed them small hand-made results.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterable
 from typing import Any
 
@@ -302,9 +303,10 @@ def interference_notes(results: Results) -> list[str]:
     if not shares and not bare:
         return []
     worst = max(shares + bare)
+    median = statistics.median(shares) if shares else math.nan
     text = (
         f"Other processes on the server core (CPU not used by the measured process): bare loops up to "
-        f"{max(bare, default=math.nan):.0f}%, HTTP levels median {_median(shares):.0f}% and up to "
+        f"{max(bare, default=math.nan):.0f}%, HTTP levels median {median:.0f}% and up to "
         f"{max(shares, default=math.nan):.0f}%."
     )
     if worst >= INTERFERENCE_LIMIT:
@@ -313,14 +315,6 @@ def interference_notes(results: Results) -> list[str]:
             "on a quiet machine for absolute numbers."
         )
     return [text]
-
-
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return math.nan
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def _interference(measurement: dict[str, Any]) -> float:

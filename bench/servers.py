@@ -10,16 +10,18 @@ import os
 import re
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+import psutil
+
+from bench.dns import DNSStub
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSIFIER_DIR = REPO / "services" / "classifier"
@@ -100,30 +102,16 @@ class Process:
 
 
 def session_cpu_seconds(sid: int) -> float:
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
+    """User + system CPU seconds of the live processes in session `sid`."""
+    total = 0.0
+    for proc in psutil.process_iter():
         try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        # Fields after the parenthesised command name; session is field 6, utime/stime fields 14/15.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if int(fields[3]) == sid:
-            total += int(fields[11]) + int(fields[12])
-    return total / ticks
-
-
-def per_cpu_times() -> dict[int, list[int]]:
-    rows = {}
-    with open("/proc/stat", encoding="ascii") as stat:
-        for line in stat:
-            name, *values = line.split()
-            if name.startswith("cpu") and name != "cpu":
-                rows[int(name[3:])] = [int(v) for v in values]
-    return rows
+            if os.getsid(proc.pid) == sid:
+                times = proc.cpu_times()
+                total += times.user + times.system
+        except (psutil.Error, OSError):
+            continue  # gone meanwhile, or not ours to read
+    return total
 
 
 def pinned(cpus: str | None, argv: list[str]) -> list[str]:
@@ -202,69 +190,18 @@ def start_baseline(
     return process
 
 
-class TinyDNS:
-    """Answers A queries for one name with 127.0.0.1 (NXDOMAIN otherwise): Docker's DNS, for nginx's resolver.
-
-    A thread in the benchmark's own process (pinned with the load generator); nginx asks it about once a
-    second (`valid=1s`), so its cost is nil.
-    """
-
-    def __init__(self, name: str = DNS_NAME, address: str = "127.0.0.1") -> None:
-        self.name = name.lower()
-        self.address = socket.inet_aton(address)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = int(self.sock.getsockname()[1])
-        self.queries = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="tiny-dns", daemon=True)
-
-    def __enter__(self) -> TinyDNS:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.sock.close()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                query, peer = self.sock.recvfrom(512)
-            except TimeoutError:
-                continue
-            reply = self.answer(query)
-            if reply is not None:
-                self.sock.sendto(reply, peer)
-
-    def answer(self, query: bytes) -> bytes | None:
-        if len(query) < 17:
-            return None
-        qid, _flags, qdcount = struct.unpack("!HHH", query[:6])
-        if qdcount != 1:
-            return None
-        labels, pos = [], 12
-        while pos < len(query) and query[pos]:
-            length = query[pos]
-            labels.append(query[pos + 1 : pos + 1 + length].decode("ascii", "replace"))
-            pos += 1 + length
-        if pos + 5 > len(query):
-            return None
-        qtype = struct.unpack("!H", query[pos + 1 : pos + 3])[0]
-        question = query[12 : pos + 5]
-        self.queries += 1
-        known = ".".join(labels).lower() == self.name
-        answers = known and qtype == 1
-        header = struct.pack("!HHHHHH", qid, 0x8180 | (0 if known else 3), 1, int(answers), 0, 0)
-        record = struct.pack("!HHHIH", 0xC00C, 1, 1, 1, 4) + self.address if answers else b""
-        return header + question + record
+def env_default(name: str) -> str:
+    """A knob's default as `.env` documents it (the compose file passes the same to the stack)."""
+    for line in (REPO / ".env").read_text(encoding="utf-8").splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == name:
+            return value.strip()
+    raise KeyError(f"{name} is not in .env")
 
 
 @contextlib.contextmanager
 def nginx(
-    *, upstream_port: int, listen_port: int, dns: TinyDNS, cpus: str | None, workdir: Path, max_upload: int
+    *, upstream_port: int, listen_port: int, dns: DNSStub, cpus: str | None, workdir: Path, max_upload: int
 ) -> Iterator[tuple[Process, Path]]:
     """nginx from the project's template, rendered by its entrypoint.sh, in front of the upstream port."""
     # nginx's workers run as `nobody`: their temp dir must be reachable by them.
@@ -273,6 +210,8 @@ def nginx(
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin") + ":/usr/sbin",
         "CLASSIFIER_MAX_UPLOAD_BYTES": str(max_upload),
+        # The classifier runs with its defaults, so nginx gets the same allowance, from the one place.
+        "CLASSIFIER_MULTIPART_OVERHEAD_BYTES": env_default("CLASSIFIER_MULTIPART_OVERHEAD_BYTES"),
         "NGINX_RESOLVER": f"127.0.0.1:{dns.port}",
         "NGINX_UPSTREAM": f"{dns.name}:{upstream_port}",
         "NGINX_LISTEN": f"127.0.0.1:{listen_port}",

@@ -1,40 +1,29 @@
-"""Pure numbers: percentiles, latency summaries, CPU shares. No I/O, so the tests can pin them down."""
+"""Pure numbers: latency summaries and CPU shares. No I/O, so the tests can pin them down."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100) with linear interpolation between closest ranks (numpy's default).
-
-    NaN for no values, so an empty level shows as missing rather than as a fake 0 ms.
-    """
-    if not 0.0 <= q <= 100.0:
-        raise ValueError(f"percentile {q} is outside 0..100")
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100.0
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+import numpy as np
 
 
 def summarize_ms(seconds: Iterable[float]) -> dict[str, float]:
-    """Latency summary in milliseconds of durations given in seconds."""
-    ms = sorted(s * 1000.0 for s in seconds)
-    if not ms:
+    """Latency summary in milliseconds of durations given in seconds; percentiles interpolate linearly
+    between closest ranks (numpy's default). NaN when empty, so an empty level shows as missing rather
+    than as a fake 0 ms."""
+    ms = np.fromiter(seconds, dtype=float) * 1000.0
+    if not ms.size:
         nan = math.nan
         return {"count": 0, "mean": nan, "p50": nan, "p95": nan, "p99": nan, "max": nan}
+    p50, p95, p99 = (float(v) for v in np.percentile(ms, [50, 95, 99]))
     return {
-        "count": len(ms),
-        "mean": sum(ms) / len(ms),
-        "p50": percentile(ms, 50),
-        "p95": percentile(ms, 95),
-        "p99": percentile(ms, 99),
-        "max": ms[-1],
+        "count": int(ms.size),
+        "mean": float(ms.mean()),
+        "p50": p50,
+        "p95": p95,
+        "p99": p99,
+        "max": float(ms.max()),
     }
 
 
@@ -45,17 +34,3 @@ def cpu_share(cpu_seconds: float, wall_seconds: float) -> float:
 
 def ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator and not math.isnan(denominator) else math.nan
-
-
-def core_busy_percent(before: Sequence[int], after: Sequence[int]) -> float:
-    """Busy share of one CPU between two /proc/stat rows (user nice system idle iowait irq softirq steal...).
-
-    Idle and iowait count as not busy; everything else (including steal, time the hypervisor gave to
-    another guest) counts as busy, because it was time our processes could not use.
-    """
-    deltas = [b - a for a, b in zip(before, after, strict=True)]
-    total = sum(deltas)
-    if total <= 0:
-        return math.nan
-    idle = deltas[3] + (deltas[4] if len(deltas) > 4 else 0)
-    return 100.0 * (total - idle) / total

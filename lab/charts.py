@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import matplotlib
@@ -12,6 +13,10 @@ import matplotlib
 matplotlib.use("Agg")  # before pyplot: no display, and the same output in CI as on a laptop
 
 import matplotlib.pyplot as plt
+
+from lab.limits import GOOD_SCALING_EFFICIENCY
+from lab.metrics import ConfigResult, MeasurementMetrics
+from lab.summary import Summary
 
 matplotlib.rcParams.update(
     {
@@ -24,13 +29,9 @@ matplotlib.rcParams.update(
 )
 
 FLAT_COLORS = {"nginx": "#9e9ac8", "locust-master": "#bdbdbd"}
-SPLIT_PARTS = (
-    ("server_queue_ms", "queue", "#9ecae1"),
-    ("server_decode_ms", "decode", "#6baed6"),
-    ("server_infer_ms", "infer", "#2171b5"),
-    ("server_other_ms", "other (server)", "#c6dbef"),
-    ("outside_server_ms", "outside the server (nginx, network, client)", "#fdae6b"),
-)
+# Server-Timing stages (lab.server_timing.PARTS) and what is left of the client's time.
+SPLIT_COLORS = {"queue": "#9ecae1", "fetch": "#bcbddc", "decode": "#6baed6", "infer": "#2171b5"}
+OTHER_COLOR, OUTSIDE_COLOR = "#c6dbef", "#fdae6b"
 
 
 def _to_svg(fig: Any) -> str:
@@ -52,66 +53,71 @@ def _empty(title: str, why: str) -> str:
     return _to_svg(fig)
 
 
-def representative(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def representative(configs: list[ConfigResult]) -> list[ConfigResult]:
     """One entry per measured configuration: every measurement of a fixed-load run, and for a ramp the
     last step that met the SLO (its knee), or its first step when none did."""
-    chosen: list[dict[str, Any]] = []
-    ramps: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    chosen: list[ConfigResult] = []
+    ramps: dict[tuple[str, int], list[ConfigResult]] = defaultdict(list)
     for entry in configs:
-        if entry.get("step") is None:
+        if entry.step is None:
             chosen.append(entry)
         else:
-            ramps[(entry["stack_label"], int(entry.get("repeat") or 1))].append(entry)
+            ramps[(entry.stack_label, entry.repeat)].append(entry)
     for steps in ramps.values():
-        passed = [s for s in steps if s["slo_met"]]
+        passed = [s for s in steps if s.slo_met]
         chosen.append(passed[-1] if passed else steps[0])
-    return [c for c in chosen if c.get("requests")]
+    return [c for c in chosen if c.metrics.requests]
 
 
-def _series_key(entry: dict[str, Any]) -> str:
+def _series_key(entry: ConfigResult) -> str:
     parts = []
-    if entry.get("workers_per_replica") is not None:
-        parts.append(f"w{entry['workers_per_replica']}")
-    for key in ("backend", "batching"):
-        if entry.get(key) is not None:
-            parts.append(str(entry[key]) if key == "backend" else f"batch {entry[key]}")
-    if entry.get("step") is None:
-        load = f"{entry['target_rps']:g} req/s" if entry.get("target_rps") else f"{entry.get('users')} users"
-        parts.append(load)
+    if entry.workers_per_replica is not None:
+        parts.append(f"w{entry.workers_per_replica}")
+    if entry.backend is not None:
+        parts.append(entry.backend)
+    if entry.batching is not None:
+        parts.append(f"batch {entry.batching}")
+    if entry.step is None:
+        m = entry.metrics
+        parts.append(f"{m.target_rps:g} req/s" if m.target_rps else f"{m.users} users")
     else:
         parts.append("knee")
     return ", ".join(parts)
 
 
-def _mean_at(points: dict[int, list[dict[str, Any]]], xs: list[int], key: str) -> list[float]:
-    """Mean of `key` over the repeats at each x (NaN where none: matplotlib leaves a gap)."""
+def _mean_at(
+    points: dict[int, list[ConfigResult]], xs: list[int], value: Callable[[MeasurementMetrics], float | None]
+) -> list[float]:
+    """Mean of `value` over the repeats at each x (NaN where none: matplotlib leaves a gap)."""
     out = []
     for x in xs:
-        values = [e[key] for e in points[x] if e.get(key) is not None]
+        values = [v for e in points[x] if (v := value(e.metrics)) is not None]
         out.append(sum(values) / len(values) if values else float("nan"))
     return out
 
 
-def chart_vs_replicas(summary: dict[str, Any]) -> str:
+def chart_vs_replicas(summary: Summary) -> str:
     title = "Throughput and latency vs replicas"
-    entries = representative(summary["configs"])
+    entries = representative(summary.configs)
     if not entries:
         return _empty(title, "no completed measurement")
-    series: dict[str, dict[int, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    series: dict[str, dict[int, list[ConfigResult]]] = defaultdict(lambda: defaultdict(list))
     for entry in entries:
-        series[_series_key(entry)][int(entry["replicas"])].append(entry)
+        series[_series_key(entry)][entry.replicas].append(entry)
     fig, (ax_rps, ax_lat) = plt.subplots(1, 2, figsize=(9.5, 3.4))
     for name, points in series.items():
         xs = sorted(points)
-        ax_rps.plot(xs, _mean_at(points, xs, "rps"), marker="o", label=name)
-        line = ax_lat.plot(xs, _mean_at(points, xs, "p95_ms"), marker="o", label=f"{name} p95")[0]
+        ax_rps.plot(xs, _mean_at(points, xs, lambda m: m.rps), marker="o", label=name)
+        line = ax_lat.plot(xs, _mean_at(points, xs, lambda m: m.p95_ms), marker="o", label=f"{name} p95")[0]
         color = line.get_color()
-        ax_lat.plot(xs, _mean_at(points, xs, "p50_ms"), ":", marker=".", color=color, label=f"{name} p50")
-        ax_lat.plot(xs, _mean_at(points, xs, "p99_ms"), "--", marker="^", color=color, label=f"{name} p99")
-    slo = summary["thresholds"].get("slo_p95_ms")
+        p50 = _mean_at(points, xs, lambda m: m.p50_ms)
+        p99 = _mean_at(points, xs, lambda m: m.p99_ms)
+        ax_lat.plot(xs, p50, ":", marker=".", color=color, label=f"{name} p50")
+        ax_lat.plot(xs, p99, "--", marker="^", color=color, label=f"{name} p99")
+    slo = summary.thresholds.slo_p95_ms
     if slo is not None:
         ax_lat.axhline(slo, color="#cc0000", linewidth=1, linestyle="-.", label=f"SLO p95 {slo:g} ms")
-    replicas = sorted({int(e["replicas"]) for e in entries})
+    replicas = sorted({e.replicas for e in entries})
     for ax in (ax_rps, ax_lat):
         ax.set_xticks(replicas)
         ax.set_xlabel("classifier replicas")
@@ -128,29 +134,27 @@ def chart_vs_replicas(summary: dict[str, Any]) -> str:
     return _to_svg(fig)
 
 
-def chart_throughput_vs_p95(summary: dict[str, Any]) -> str:
+def chart_throughput_vs_p95(summary: Summary) -> str:
     title = "Throughput vs p95 latency, per configuration (each point one load level)"
-    curves: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for entry in summary["configs"]:
-        if entry.get("requests") and entry.get("p95_ms") is not None:
-            curves[entry["stack_label"]].append(entry)
+    curves: dict[str, list[MeasurementMetrics]] = defaultdict(list)
+    failed: dict[str, list[MeasurementMetrics]] = defaultdict(list)
+    for entry in summary.configs:
+        m = entry.metrics
+        if m.requests and m.p95_ms is not None:
+            curves[entry.stack_label].append(m)
+            if not entry.slo_met:
+                failed[entry.stack_label].append(m)
     if not curves:
         return _empty(title, "no completed measurement")
     fig, ax = plt.subplots(figsize=(7.5, 3.8))
-    for label, entries in curves.items():
-        entries.sort(key=lambda e: (e.get("target_rps") or 0, e.get("users") or 0, e.get("repeat") or 1))
-        line = ax.plot([e["rps"] for e in entries], [e["p95_ms"] for e in entries], marker="o", label=label)[
-            0
-        ]
-        failed = [e for e in entries if not e["slo_met"]]
+    for label, points in curves.items():
+        points.sort(key=lambda m: (m.target_rps or 0, m.users or 0))
+        line = ax.plot([m.rps for m in points], [m.p95_ms for m in points], marker="o", label=label)[0]
+        missed = failed[label]
         ax.scatter(
-            [e["rps"] for e in failed],
-            [e["p95_ms"] for e in failed],
-            marker="x",
-            s=60,
-            color=line.get_color(),
+            [m.rps for m in missed], [m.p95_ms for m in missed], marker="x", s=60, color=line.get_color()
         )
-    slo = summary["thresholds"].get("slo_p95_ms")
+    slo = summary.thresholds.slo_p95_ms
     if slo is not None:
         ax.axhline(slo, color="#cc0000", linewidth=1, linestyle="-.", label=f"SLO p95 {slo:g} ms")
     ax.set_xlabel("throughput (req/s)")
@@ -163,16 +167,25 @@ def chart_throughput_vs_p95(summary: dict[str, Any]) -> str:
     return _to_svg(fig)
 
 
-def chart_server_split(summary: dict[str, Any]) -> str:
+def chart_server_split(summary: Summary) -> str:
     title = "Where the time goes: mean server-side split (Server-Timing) and time outside the server"
-    entries = [e for e in representative(summary["configs"]) if e.get("server_total_ms") is not None]
+    entries = [e for e in representative(summary.configs) if e.metrics.server_total_ms is not None]
     if not entries:
-        return _empty(title, "no Server-Timing entries (SERVER rows) in the Locust stats")
+        return _empty(title, "no server timing (server_timing.json) for these measurements")
     fig, ax = plt.subplots(figsize=(8, 0.5 + 0.42 * len(entries)))
-    labels = [e["label"] for e in entries]
+    labels = [e.label for e in entries]
     left = [0.0] * len(entries)
-    for key, name, color in SPLIT_PARTS:
-        values = [float(e.get(key) or 0.0) for e in entries]
+    parts: list[tuple[str, str, Callable[[MeasurementMetrics], float | None]]] = [
+        (stage, color, lambda m, stage=stage: m.server_split_ms.get(stage))
+        for stage, color in SPLIT_COLORS.items()
+        if any(stage in e.metrics.server_split_ms for e in entries)
+    ]
+    parts.append(("other (server)", OTHER_COLOR, lambda m: m.server_other_ms))
+    parts.append(
+        ("outside the server (nginx, network, client)", OUTSIDE_COLOR, lambda m: m.outside_server_ms)
+    )
+    for name, color, value in parts:
+        values = [value(e.metrics) or 0.0 for e in entries]
         ax.barh(labels, values, left=left, color=color, label=name)
         left = [a + b for a, b in zip(left, values, strict=True)]
     ax.invert_yaxis()
@@ -184,21 +197,21 @@ def chart_server_split(summary: dict[str, Any]) -> str:
     return _to_svg(fig)
 
 
-def chart_cpu(summary: dict[str, Any]) -> str:
+def chart_cpu(summary: Summary) -> str:
     title = "CPU per container (mean cores during the measurement)"
-    entries = [e for e in representative(summary["configs"]) if e.get("cpu_by_container")]
+    entries = [e for e in representative(summary.configs) if e.metrics.cpu_by_container]
     if not entries:
         return _empty(title, "no container statistics (docker stats) for these measurements")
-    host_cpus = summary["host_cpus"]
+    host_cpus = summary.host_cpus
     fig, ax = plt.subplots(figsize=(8, 0.6 + 0.45 * len(entries)))
-    labels = [e["label"] for e in entries]
+    labels = [e.label for e in entries]
     palette = {"classifier": plt.get_cmap("Blues"), "locust-worker": plt.get_cmap("Oranges")}
     seen: set[str] = set()
     for row, entry in enumerate(entries):
         left = 0.0
-        services = entry.get("service_by_container", {})
+        services = entry.metrics.service_by_container
         containers = sorted(
-            entry["cpu_by_container"].items(), key=lambda kv: (services.get(kv[0], ""), kv[0])
+            entry.metrics.cpu_by_container.items(), key=lambda kv: (services.get(kv[0], ""), kv[0])
         )
         per_service: dict[str, int] = defaultdict(int)
         for name, pct in containers:
@@ -220,7 +233,9 @@ def chart_cpu(summary: dict[str, Any]) -> str:
                 ax.text(left + cores / 2, row, short, fontsize=6, ha="center", va="center")
             left += cores
     busy = [
-        (row, e["host_busy_cores"]) for row, e in enumerate(entries) if e.get("host_busy_cores") is not None
+        (row, e.metrics.host_busy_cores)
+        for row, e in enumerate(entries)
+        if e.metrics.host_busy_cores is not None
     ]
     if busy:
         # What the containers do not show: the whole machine's busy cores (other processes included).
@@ -236,15 +251,20 @@ def chart_cpu(summary: dict[str, Any]) -> str:
     return _to_svg(fig)
 
 
-def chart_efficiency(summary: dict[str, Any]) -> str:
+def chart_efficiency(summary: Summary) -> str:
     title = "Scaling efficiency: RPS with N replicas / (N x RPS with the fewest replicas)"
-    eff = {k: v for k, v in summary.get("scaling_efficiency", {}).items() if v.get("efficiency") is not None}
+    eff = {
+        label: e.efficiency
+        for label, e in summary.analysis.scaling_efficiency.items()
+        if e.efficiency is not None
+    }
     if len(eff) < 2:
         return _empty(title, "needs at least two replica counts with the same other settings")
     fig, ax = plt.subplots(figsize=(7, 0.6 + 0.4 * len(eff)))
     labels = list(eff)
-    values = [eff[k]["efficiency"] * 100 for k in labels]
-    ax.barh(labels, values, color=["#31a354" if v >= 75 else "#fd8d3c" for v in values])
+    values = [eff[k] * 100 for k in labels]
+    colors = ["#31a354" if eff[k] >= GOOD_SCALING_EFFICIENCY else "#fd8d3c" for k in labels]
+    ax.barh(labels, values, color=colors)
     for i, v in enumerate(values):
         ax.text(v, i, f" {v:.0f} %", va="center", fontsize=7)
     ax.axvline(100, color="#444444", linewidth=1, linestyle=":")
@@ -255,7 +275,7 @@ def chart_efficiency(summary: dict[str, Any]) -> str:
     return _to_svg(fig)
 
 
-def all_charts(summary: dict[str, Any]) -> list[tuple[str, str]]:
+def all_charts(summary: Summary) -> list[tuple[str, str]]:
     return [
         ("Throughput and latency vs replicas", chart_vs_replicas(summary)),
         ("Throughput vs p95 (load levels / ramp steps)", chart_throughput_vs_p95(summary)),

@@ -12,11 +12,11 @@ from rich.console import Console
 from rich.table import Table
 
 from lab.compare import Driver
-from lab.grid import ExperimentSettings, estimate_seconds, expand
+from lab.grid import ExperimentSettings, estimate_seconds, expand, stack_change_seconds
+from lab.metrics import Thresholds
 from lab.progress import RichProgress
 from lab.report import CAPACITY_HEADER, capacity_rows, write_report
 from lab.stack import ComposeStack, ExternalStack, Stack, StackError, find_project_dir
-from lab.summary import Thresholds, unmet_reason
 from lab.swarm_stack import SwarmStack
 from lab.units import format_duration, parse_duration, parse_list
 
@@ -154,7 +154,7 @@ def compare(
     if stack not in ("compose", "swarm", "external"):
         console.print("[red]error:[/red] --stack must be compose, swarm or external")
         raise typer.Exit(EXIT_USAGE)
-    estimates = estimate_seconds(settings, plan, 45.0 if stack in ("compose", "swarm") else 0.0)
+    estimates = estimate_seconds(settings, plan, stack_change_seconds(stack))
     console.print(
         f"{len(plan)} configuration(s), {settings.mode} model, estimated {format_duration(sum(estimates))}"
         + (" at most (ramps stop early)" if settings.ramp else "")
@@ -186,6 +186,7 @@ def compare(
         run_id=run_id,
         progress=RichProgress(console),
         log=lambda message: console.print(message),
+        plan=plan,
     )
     result = driver.run()
     code = _finish(result.run_dir, None)
@@ -223,22 +224,16 @@ def report(
 def _finish(run_dir: Path, overrides: Thresholds | None) -> int:
     """Write the reports, print the capacity table, and return the exit code for the thresholds."""
     summary = write_report(run_dir, overrides)
-    table = Table(title=f"run {summary['run_id']}")
+    table = Table(title=f"run {summary.run_id}")
     for column in CAPACITY_HEADER:
         table.add_column(column)
     for row in capacity_rows(summary):
-        table.add_row(*row)
+        table.add_row(*row.cells)
     console.print(table)
-    console.print(summary["verdict"])
+    console.print(summary.verdict)
     console.print(f"report: {run_dir / 'report.html'}  summary: {run_dir / 'summary.json'}")
-    settings = json.loads((run_dir / "run.json").read_text()).get("settings", {})
-    given = (
-        overrides is not None
-        or settings.get("slo_p95_ms") is not None
-        or settings.get("failure_ratio_given")
-        or settings.get("need_rps") is not None
-    )
-    reason = unmet_reason(summary)
+    given = overrides is not None or ExperimentSettings.from_dict(summary.settings).thresholds_given
+    reason = summary.unmet_reason()
     if given and reason:
         console.print(f"[red]SLO not met:[/red] {reason}")
         return EXIT_SLO_UNMET

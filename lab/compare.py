@@ -27,12 +27,13 @@ from lab.grid import (
     estimate_seconds,
     expand,
     ramp_levels,
+    stack_change_seconds,
 )
 from lab.locust_api import FLUSH_WAIT_S, LocustAPI, LocustError, format_option
+from lab.metrics import Thresholds, evaluate, measurement_metrics
 from lab.progress import NullProgress, RunProgress
 from lab.sampler import HostCpu, Sampler
 from lab.stack import Stack, StackError, StackState, git_sha
-from lab.summary import Thresholds, evaluate, measurement_metrics
 
 SPAWN_RATE_PER_WORKER_MAX = 100.0  # Locust warns above this many users/s per worker
 SAFETY_RUN_TIME_S = 60.0  # the master stops a test by itself this long after it should have ended
@@ -102,7 +103,7 @@ class Driver:
         log: Any = None,
         flush_wait_s: float = FLUSH_WAIT_S,
         sample_interval_s: float = 2.0,
-        stack_change_s: float | None = None,
+        plan: list[PlannedConfig] | None = None,
     ) -> None:
         self.settings = settings
         self.stack = stack
@@ -114,11 +115,9 @@ class Driver:
         self.log = log or (lambda message: print(message, file=sys.stderr))
         self.flush_wait_s = flush_wait_s
         self.sample_interval_s = sample_interval_s
-        self.stack_change_s = (
-            stack_change_s if stack_change_s is not None else (45.0 if stack.kind == "compose" else 0)
-        )
-        self.plan = expand(settings)
-        self.estimates = estimate_seconds(settings, self.plan, self.stack_change_s)
+        # The caller may have expanded the grid already (to print it): measure exactly that plan.
+        self.plan = plan if plan is not None else expand(settings)
+        self.estimates = estimate_seconds(settings, self.plan, stack_change_seconds(stack.kind))
         self.thresholds = Thresholds.from_settings(settings)
         self._locust: LocustAPI | None = None
         self._workers: int | None = None
@@ -294,8 +293,8 @@ class Driver:
                     "target_rps": level.target_rps,
                     "passed": ok,
                     "reasons": reasons,
-                    "rps": metrics["rps"],
-                    "p95_ms": metrics["p95_ms"],
+                    "rps": metrics.rps,
+                    "p95_ms": metrics.p95_ms,
                 }
             )
             _write_json(cdir / "config.json", cfg)
@@ -437,10 +436,14 @@ class Driver:
                 _history_window(body.decode("utf-8", "replace"), meta["t_start"], meta["t_end"]),
                 encoding="utf-8",
             )
-        served = self._locust.served_by()
-        saved["served_by.json"] = 200 if served is not None else 404
-        if served is not None:
-            _write_json(mdir / "served_by.json", served)
+        # Sent by the workers with the same reports as the stats, so after the flush wait both are complete.
+        for name, answer in (
+            ("served_by.json", self._locust.served_by()),
+            ("server_timing.json", self._locust.server_timing()),
+        ):
+            saved[name] = 200 if answer is not None else 404
+            if answer is not None:
+                _write_json(mdir / name, answer)
         final = self._locust.stats()
         meta["locust_final"] = {k: final.get(k) for k in ("state", "user_count", "worker_count", "total_rps")}
         meta["downloads"] = saved

@@ -16,6 +16,11 @@ MEASUREMENT_OVERHEAD_S = 6.0
 STACK_CHANGE_S = 45.0
 
 
+def stack_change_seconds(stack_kind: str) -> float:
+    """Only a compose stack is changed by `lab`; an external stack's configurations are labels."""
+    return STACK_CHANGE_S if stack_kind == "compose" else 0.0
+
+
 @dataclass(frozen=True)
 class StackConfig:
     """What a configuration asks of the serving stack. None means: leave the stack's current setting."""

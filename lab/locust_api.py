@@ -4,7 +4,7 @@ Endpoints, as defined in locust/web.py 2.47: POST /swarm (form: user_count, spaw
 any custom option the locustfile declared), POST /stop, GET /stats/requests (JSON, cached 2 s by the
 master), GET /worker-count, GET /stats/requests/csv, GET /stats/failures/csv,
 GET /stats/requests_full_history/csv (404 unless the master runs with --csv and --csv-full-history),
-GET /stats/report?download=1. The locustfile adds GET /served-by.
+GET /stats/report?download=1. The locustfile adds GET /served-by and GET /server-timing.
 """
 
 from __future__ import annotations
@@ -130,8 +130,15 @@ class LocustAPI:
             raise LocustError(f"GET {self.url}{path}: {err}") from err
         return response.status_code, response.content
 
-    def served_by(self) -> dict[str, Any] | None:
-        status, body = self.download("/served-by")
+    def _optional_json(self, path: str) -> dict[str, Any] | None:
+        """A route the locustfile adds: None when the master does not have it (404 from an older one)."""
+        status, body = self.download(path)
         if status != 200:
             return None
         return dict(json.loads(body))
+
+    def served_by(self) -> dict[str, Any] | None:
+        return self._optional_json("/served-by")
+
+    def server_timing(self) -> dict[str, Any] | None:
+        return self._optional_json("/server-timing")

@@ -54,15 +54,11 @@ class RichProgress:
 
 
 class NullProgress:
-    def __init__(self) -> None:
-        self.updates: list[str] = []
-
     def start(self, total_s: float) -> None:
         return None
 
     def update(self, description: str, done_s: float, left_s: float) -> None:
-        if not self.updates or self.updates[-1] != description:
-            self.updates.append(description)
+        return None
 
     def stop(self) -> None:
         return None

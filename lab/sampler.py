@@ -1,4 +1,5 @@
-"""Background sampling during a measurement: container CPU/memory and the Locust master's live view.
+"""Background sampling during a measurement: container CPU/memory, the Locust master's live view and the
+machine's busy cores.
 
 Each sample is one JSON line with its wall-clock time, so the report can line samples up with the
 measurement window. Sampling errors are recorded as lines too, never raised into the measurement.
@@ -12,6 +13,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
+
+import psutil
 
 
 class Sampler:
@@ -62,42 +65,18 @@ class Sampler:
 
 
 class HostCpu:
-    """Busy cores of the whole machine from /proc/stat (Linux), between successive calls: what the
-    containers' own CPU misses (other processes on a shared machine). Empty where /proc/stat is absent,
-    e.g. Docker Desktop, whose containers run in a VM with its own cores."""
+    """Busy cores of the whole machine between successive calls (psutil; idle and iowait are not busy):
+    what the containers' own CPU misses, other processes on a shared machine. Call it from one thread
+    (its Sampler's): psutil keeps the previous reading per thread, so the first call only starts the
+    count. On Docker Desktop the containers run in a VM with its own cores, so this says nothing there."""
 
-    def __init__(self, stat_path: Path = Path("/proc/stat")) -> None:
-        self.stat_path = stat_path
-        self._last = self._read()
-
-    def _read(self) -> tuple[float, float, int] | None:
-        try:
-            lines = self.stat_path.read_text().splitlines()
-        except OSError:
-            return None
-        fields = [float(x) for x in lines[0].split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
-        cores = sum(1 for line in lines if line.startswith("cpu") and line[3:4].isdigit())
-        return sum(fields[:8]), idle, cores
+    def __init__(self) -> None:
+        self._started = False
 
     def __call__(self) -> list[dict[str, Any]]:
-        now = self._read()
-        last, self._last = self._last, now
-        if now is None or last is None or now[0] <= last[0]:
+        percent = psutil.cpu_percent(interval=None)
+        if not self._started:
+            self._started = True
             return []
-        busy = 1.0 - (now[1] - last[1]) / (now[0] - last[0])
-        return [{"busy_cores": round(busy * now[2], 3), "cores": now[2]}]
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line:
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line cut by Ctrl-C
-    return rows
+        cores = psutil.cpu_count() or 1
+        return [{"busy_cores": round(percent / 100.0 * cores, 3), "cores": cores}]

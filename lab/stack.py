@@ -356,8 +356,6 @@ class ExternalStack:
     def __init__(self, url: str | None = None, expect_workers: int | None = None) -> None:
         self._url = url
         self._expect_workers = expect_workers
-        self.applied: list[StackConfig] = []
-        self.restored: list[StackState] = []
 
     def capture(self) -> StackState:
         return StackState(details={"stack": "external"})
@@ -366,7 +364,6 @@ class ExternalStack:
         return None
 
     def apply(self, config: StackConfig, settings: ExperimentSettings) -> dict[str, str]:
-        self.applied.append(config)
         return {}
 
     def scale_locust_workers(self, workers: int) -> None:
@@ -391,7 +388,7 @@ class ExternalStack:
         return self._url
 
     def restore(self, state: StackState) -> None:
-        self.restored.append(state)
+        return None
 
 
 def git_sha(directory: Path) -> str | None:

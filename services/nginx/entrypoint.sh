@@ -10,9 +10,14 @@ die() {
     exit 1
 }
 
-# Required, and in step with the classifier: compose passes the same .env value to both.
+# Required, and in step with the classifier: compose passes the same .env values to both.
 : "${CLASSIFIER_MAX_UPLOAD_BYTES:?must be set: the classifier's upload limit in bytes}"
-case $CLASSIFIER_MAX_UPLOAD_BYTES in '' | *[!0-9]*) die "CLASSIFIER_MAX_UPLOAD_BYTES must be a byte count" ;; esac
+: "${CLASSIFIER_MULTIPART_OVERHEAD_BYTES:?must be set: the room for multipart framing in bytes}"
+byte_count() {
+    case $2 in '' | *[!0-9]*) die "$1 must be a byte count, not '$2'" ;; esac
+}
+byte_count CLASSIFIER_MAX_UPLOAD_BYTES "$CLASSIFIER_MAX_UPLOAD_BYTES"
+byte_count CLASSIFIER_MULTIPART_OVERHEAD_BYTES "$CLASSIFIER_MULTIPART_OVERHEAD_BYTES"
 
 # Defaults fit the compose stack; tests override them to run nginx on the host.
 : "${NGINX_WORKER_PROCESSES:=auto}"
@@ -27,8 +32,9 @@ case $CLASSIFIER_MAX_UPLOAD_BYTES in '' | *[!0-9]*) die "CLASSIFIER_MAX_UPLOAD_B
 : "${NGINX_CONF:=$NGINX_TEMP_DIR/nginx.conf}"
 : "${NGINX_STATUS_ALLOW:=}"
 
-# Multipart framing (boundaries, part headers) around a file of the maximum size.
-NGINX_MAX_BODY_BYTES=$((CLASSIFIER_MAX_UPLOAD_BYTES + 65536))
+# The classifier's own body limit for uploads (classifier/api.py: body_limit), so that it answers every
+# oversize upload that fits under it itself; nginx answers the rest with the same error code.
+NGINX_MAX_BODY_BYTES=$((CLASSIFIER_MAX_UPLOAD_BYTES + CLASSIFIER_MULTIPART_OVERHEAD_BYTES))
 
 case $NGINX_ACCESS_LOG in
 on) NGINX_ACCESS_LOG_DIRECTIVE="access_log /dev/stdout lab;" ;;

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.dns import DNSStub
 from bench.loadgen import Recorder, Response, multipart_request, read_response
-from bench.servers import TinyDNS, keepalive_variant
+from bench.servers import keepalive_variant
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -81,7 +82,7 @@ def _query(name: str, qtype: int = 1) -> bytes:
 
 
 def test_dns_stub_answers_its_name_only() -> None:
-    dns = TinyDNS("classifier.bench.test", "127.0.0.1")
+    dns = DNSStub("classifier.bench.test", ["127.0.0.1"])
     try:
         reply = dns.answer(_query("Classifier.Bench.Test"))
         assert reply is not None

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import httpx
 import numpy as np
 import pytest
 
+from classifier.errors import PAYLOAD_TOO_LARGE
 from classifier.main import create_app
+from classifier.schemas import MAX_URL_LENGTH
 from tests.classifier.fake_backend import FakeBackend, RecordingLoader
 from tests.classifier.helpers import AppFactory, jpeg_bytes, make_settings, parse_server_timing, serve
 from tests.classifier.image_server import image_server
@@ -245,3 +248,88 @@ async def test_unknown_paths_share_one_metrics_label(client: httpx.AsyncClient) 
     text = (await client.get("/metrics")).text
     assert 'classifier_requests_total{endpoint="other",method="GET",status="404"} 3.0' in text
     assert "wp-admin" not in text
+
+
+async def test_index_names_the_service_and_links_its_pages(client: httpx.AsyncClient) -> None:
+    response = await client.get("/")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["service"] == "mlserve-loadlab classifier"
+    assert body["ready"] is True and body["backend"] == "litert"
+    assert body["model"].endswith("model.tflite")
+    assert body["links"] == {
+        "docs": "/docs",
+        "openapi": "/openapi.json",
+        "model": "/model",
+        "predict": "/predict",
+        "predict_tf": "/predict/tf",
+    }
+    for path in body["links"].values():
+        assert (await client.get(path)).status_code != 404, path
+
+
+async def test_index_answers_while_the_model_loads(app_factory: AppFactory) -> None:
+    transport = httpx.ASGITransport(app=app_factory())
+    async with httpx.AsyncClient(transport=transport, base_url="http://classifier") as client:
+        response = await client.get("/")
+    assert response.status_code == 200
+    assert response.json()["ready"] is False and response.json()["model"] is None
+
+
+async def test_predictions_carry_the_tutorials_status_code(app_factory: AppFactory) -> None:
+    image = jpeg_bytes()
+    with image_server(image) as server:
+        async with serve(app_factory(url_allowlist=["127.0.0.1"])) as client:
+            # The tutorial's client: trailing slash, JSON body, Accept header.
+            by_url = await client.post(
+                "/predict/tf/",
+                json={"img_url": server.url("/image.jpg")},
+                headers={"Accept": "application/json"},
+            )
+            by_upload = await client.post("/predict", **upload(image))
+    for response in (by_url, by_upload):
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["status_code"] == 200
+        assert {"predicted_label", "probability", "top_k", "backend", "batch_size"} <= set(body)
+
+
+async def test_the_multipart_allowance_is_the_setting(app_factory: AppFactory) -> None:
+    # A body over max_upload_bytes + multipart_overhead_bytes is refused from its Content-Length alone.
+    async with serve(app_factory(max_upload_bytes=1000, multipart_overhead_bytes=500)) as client:
+        refused = await client.post("/predict", **upload(b"\xff" * 1600))
+        # Under the body limit but over the image limit: the same code, from the image check.
+        image_over = await client.post("/predict", **upload(b"\xff" * 1200))
+    assert refused.status_code == 413
+    assert refused.json()["error"] == PAYLOAD_TOO_LARGE and "1500 bytes" in refused.json()["detail"]
+    assert image_over.status_code == 413
+    assert image_over.json()["error"] == PAYLOAD_TOO_LARGE and "1000 bytes" in image_over.json()["detail"]
+
+
+async def test_the_schema_states_what_the_code_enforces(client: httpx.AsyncClient) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    paths = schema["paths"]
+
+    img_url = paths["/predict/tf"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    img_url = img_url["properties"]["img_url"]
+    assert img_url["format"] == "uri" and img_url["maxLength"] == MAX_URL_LENGTH
+    assert re.match(img_url["pattern"], "HTTPS://nginx/a.jpg") and not re.match(img_url["pattern"], "ftp://x")
+    too_long = await client.post("/predict/tf", json={"img_url": "http://nginx/" + "a" * MAX_URL_LENGTH})
+    assert too_long.status_code == 422
+
+    upload_body = paths["/predict"]["post"]["requestBody"]["content"]
+    assert upload_body["multipart/form-data"]["schema"]["properties"]["file"]["minLength"] == 1
+    assert upload_body["multipart/form-data"]["encoding"]["file"]["contentType"] == "image/*"
+    assert set(upload_body) == {"multipart/form-data", "image/*", "application/octet-stream"}
+
+    assert list(paths["/metrics"]["get"]["responses"]["200"]["content"]) == ["text/plain"]
+    assert set(paths["/predict"]["post"]["responses"]) == {"200", "400", "413", "415", "422", "503"}
+    assert set(paths["/predict/tf"]["post"]["responses"]) == {"200", "400", "403", "413", "415", "422", "503"}
+    for path in ("/predict", "/predict/tf"):
+        for status, answer in paths[path]["post"]["responses"].items():
+            ref = answer["content"]["application/json"]["schema"]["$ref"]
+            assert ref.endswith("/Prediction" if status == "200" else "/ErrorBody"), (path, status)
+    prediction = schema["components"]["schemas"]["Prediction"]["properties"]
+    assert (
+        prediction["status_code"]["const"] == 200 and "tutorial" in prediction["status_code"]["description"]
+    )

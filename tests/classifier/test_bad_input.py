@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from classifier.errors import PAYLOAD_TOO_LARGE
 from tests.classifier.helpers import AppFactory, jpeg_bytes, serve
 from tests.classifier.image_server import ImageServer, image_server
 
@@ -93,10 +94,13 @@ UPLOAD_CASES: dict[str, Case] = {
     "no content type": Case(415, "unsupported_media_type", kwargs={"content": JPEG}),
     "unsupported image format": Case(415, "unsupported_type", kwargs=multipart(image_bytes("TIFF"))),
     "decompression bomb": Case(413, "image_too_large", kwargs=multipart(bomb_png(), ctype="image/png")),
-    "over size, declared": Case(413, "too_large", kwargs=multipart(big_noise_jpeg(MAX_UPLOAD + 70_000))),
+    # Over the upload limit plus the multipart allowance (64 KiB by default).
+    "over size, declared": Case(
+        413, PAYLOAD_TOO_LARGE, kwargs=multipart(big_noise_jpeg(MAX_UPLOAD + 70_000))
+    ),
     # Under the body limit (which leaves room for multipart framing) but over the image limit.
     "over size, raw body just over": Case(
-        413, "too_large", kwargs=raw(NOISE_JPEG[: MAX_UPLOAD + 1], "image/jpeg")
+        413, PAYLOAD_TOO_LARGE, kwargs=raw(NOISE_JPEG[: MAX_UPLOAD + 1], "image/jpeg")
     ),
 }
 
@@ -109,7 +113,7 @@ URL_CASES: dict[str, Case] = {
     "empty body": Case(400, "empty_body", "/predict/tf", raw(b"", "application/json")),
     "form instead of json": Case(415, "unsupported_media_type", "/predict/tf", {"data": {"img_url": "x"}}),
     "huge json": Case(
-        413, "too_large", "/predict/tf", {"json": {"img_url": "http://nginx/" + "a" * 100_000}}
+        413, PAYLOAD_TOO_LARGE, "/predict/tf", {"json": {"img_url": "http://nginx/" + "a" * 100_000}}
     ),
     "host not allowed": Case(
         403, "url_not_allowed", "/predict/tf", {"json": {"img_url": "http://example.com/a.jpg"}}
@@ -186,7 +190,7 @@ async def test_oversized_chunked_upload_is_cut_off(app_factory: AppFactory) -> N
     async with serve(app_factory(max_upload_bytes=MAX_UPLOAD)) as client:
         response = await client.post("/predict", content=chunks(body), headers={"content-type": "image/jpeg"})
         assert response.status_code == 413, response.text
-        assert response.json()["error"] == "too_large"
+        assert response.json()["error"] == PAYLOAD_TOO_LARGE
         assert (await client.get("/readyz")).status_code == 200
 
 

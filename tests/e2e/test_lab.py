@@ -22,16 +22,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ARTIFACTS = ROOT / "artifacts" / "e2e"
 
 
-def _locust_totals(stats_csv: Path) -> tuple[int, int]:
-    """Requests and failures of the real endpoints, straight from Locust's CSV."""
-    requests = failures = 0
+def _locust_rows(stats_csv: Path) -> tuple[list[dict[str, str]], dict[str, str]]:
+    """The request rows and Locust's own Aggregated row, straight from its CSV (no lab code)."""
     with stats_csv.open() as f:
-        for row in csv.DictReader(f):
-            if row["Type"] in {"SERVER", ""} or row["Name"] == "Aggregated":
-                continue
-            requests += int(row["Request Count"])
-            failures += int(row["Failure Count"])
-    return requests, failures
+        rows = list(csv.DictReader(f))
+    (aggregated,) = [row for row in rows if row["Type"] == "" and row["Name"] == "Aggregated"]
+    return [row for row in rows if row is not aggregated], aggregated
 
 
 def _chromium() -> str | None:
@@ -73,10 +69,19 @@ def test_summary_agrees_with_locusts_csvs(run_dir: Path) -> None:
     folders = sorted(p for p in run_dir.iterdir() if p.is_dir())
     assert len(folders) == len(configs)
     for config, folder in zip(configs, folders, strict=True):
-        requests, failures = _locust_totals(folder / "stats.csv")
-        assert requests > 0
+        rows, aggregated = _locust_rows(folder / "stats.csv")
+        # Only real HTTP requests in Locust's stats, so its Aggregated row is their exact total.
+        assert {row["Type"] for row in rows} <= {"GET", "POST"}, rows
+        requests = int(aggregated["Request Count"])
+        assert requests == sum(int(row["Request Count"]) for row in rows) > 0
         assert config["requests"] == requests, (folder.name, config["requests"], requests)
-        assert config["failures"] == failures == 0
+        assert config["failures"] == int(aggregated["Failure Count"]) == 0
+        for key, column in (("p50_ms", "50%"), ("p95_ms", "95%"), ("p99_ms", "99%")):
+            assert config[key] == pytest.approx(float(aggregated[column]), abs=0.005), key
+        timing = json.loads((folder / "server_timing.json").read_text())
+        # Every answer carries Server-Timing: the master's merged count is the requests Locust counted.
+        assert timing["stages"]["total"]["count"] == requests
+        assert config["server_total_ms"] == pytest.approx(timing["stages"]["total"]["mean_ms"], abs=0.001)
         for key in (
             "rps",
             "p50_ms",

@@ -57,20 +57,41 @@ def row_with(
     return Row(name, requests, failures, round(p50 * 1.1, 3), round(p50 / 3, 3), pct[-1], rps, pct)
 
 
-def stats_csv(traffic: list[Row], server_ms: dict[str, float] | None) -> str:
-    lines = [STATS_HEADER]
+def aggregated_row(traffic: list[Row], percentiles: list[float] | None = None) -> Row:
+    """Locust's Aggregated row over `traffic`: summed counts and rates, the request-weighted mean, and
+    `percentiles` (Locust's merged histogram; a test with several rows gives them, one row: its own)."""
+    if percentiles is None:
+        if len(traffic) != 1:
+            raise ValueError("several rows: give the Aggregated percentiles Locust would have merged")
+        percentiles = traffic[0].percentiles
     requests = sum(r.requests for r in traffic)
-    rps = sum(r.rps for r in traffic)
-    for row in sorted(traffic, key=lambda r: (r.method, r.name)):
-        lines.append(row.csv())
-    for name, ms in sorted((server_ms or {}).items()):
-        # Locust rounds percentiles to whole milliseconds here: that is what a real SERVER row looks like.
-        cells = ["SERVER", name, requests, 0, ms, ms, ms, ms, 0.0, rps, 0.0, *[round(ms)] * 11]
-        lines.append(",".join(str(c) for c in cells))
-    # Locust's Aggregated row counts the SERVER rows too: the summary must not use it.
-    n_all = requests * (1 + len(server_ms or {}))
-    lines.append(f",Aggregated,{n_all},0,3,5.0,0.5,999.0,19.8,{rps * 5},0.0,3,5,5,7,48,52,53,56,420,450,999")
+    avg = sum(r.avg_ms * r.requests for r in traffic) / requests if requests else 0.0
+    return Row(
+        "Aggregated", requests, sum(r.failures for r in traffic), avg, min(r.min_ms for r in traffic),
+        max(r.max_ms for r in traffic), sum(r.rps for r in traffic), list(percentiles), method="",
+    )  # fmt: skip
+
+
+def stats_csv(traffic: list[Row], aggregated: list[float] | None = None) -> str:
+    """A stats CSV as Locust 2.47 writes it: the rows by (method, name), then the Aggregated row."""
+    lines = [STATS_HEADER]
+    lines += [row.csv() for row in sorted(traffic, key=lambda r: (r.method, r.name))]
+    lines.append(aggregated_row(traffic, aggregated).csv())
     return "\n".join(lines) + "\n"
+
+
+def server_timing_json(traffic: list[Row], stage_ms: dict[str, float]) -> dict[str, Any]:
+    """The master's GET /server-timing for responses whose stages all took `stage_ms` on average
+    (p50 = mean, p95 = 1.5 x, p99 = 2 x), every request carrying every stage."""
+
+    def stage(count: int, ms: float) -> dict[str, Any]:
+        return {"count": count, "mean_ms": ms, "p50_ms": ms, "p95_ms": 1.5 * ms, "p99_ms": 2 * ms}
+
+    total = sum(r.requests for r in traffic)
+    return {
+        "stages": {name: stage(total, ms) for name, ms in stage_ms.items()},
+        "by_name": {r.name: {name: stage(r.requests, ms) for name, ms in stage_ms.items()} for r in traffic},
+    }
 
 
 @dataclass
@@ -78,9 +99,12 @@ class Measurement:
     users: int
     traffic: list[Row]
     target_rps: float | None = None
+    # Server-Timing stage means; None: no server_timing.json (a master without GET /server-timing).
     server_ms: dict[str, float] | None = field(
         default_factory=lambda: {"queue": 1.5, "decode": 4.0, "infer": 12.0, "total": 19.0}
     )
+    server_timing: dict[str, Any] | None = None  # the raw answer, instead of one made from server_ms
+    aggregated: list[float] | None = None  # the Aggregated row's percentiles (required for several rows)
     # Per sampling time: (service, container name, CPU %, memory as docker prints it).
     docker: list[list[tuple[str, str, float, str]]] = field(default_factory=list)
     worker_cpu: list[float] = field(default_factory=list)  # Locust's own heartbeat CPU of the worker
@@ -102,7 +126,12 @@ def write_measurement(mdir: Path, m: Measurement, t_start: float = 1_795_600_000
         "t_end": t_start + m.duration_s,
     }
     (mdir / "measurement.json").write_text(json.dumps(meta))
-    (mdir / "stats.csv").write_text(stats_csv(m.traffic, m.server_ms))
+    (mdir / "stats.csv").write_text(stats_csv(m.traffic, m.aggregated))
+    timing = m.server_timing
+    if timing is None and m.server_ms is not None:
+        timing = server_timing_json(m.traffic, m.server_ms)
+    if timing is not None:
+        (mdir / "server_timing.json").write_text(json.dumps(timing))
     (mdir / "failures.csv").write_text(m.failures_csv)
     lines = []
     for i, sample in enumerate(m.docker):

@@ -13,7 +13,9 @@ import pytest
 
 from lab.compare import Driver
 from lab.grid import ExperimentSettings, StackConfig
-from lab.stack import ExternalStack, StackError, StackState
+from lab.locust_api import LocustAPI
+from lab.stack import StackError, StackState
+from tests.lab.fakes import RecordingStack
 
 
 class FakeMaster(ThreadingHTTPServer):
@@ -70,7 +72,7 @@ def refusing_master() -> Iterator[FakeMaster]:
 def test_a_refused_swarm_fails_the_run_and_restores_the_stack(
     refusing_master: FakeMaster, tmp_path: Path
 ) -> None:
-    stack = ExternalStack(refusing_master.url, expect_workers=1)
+    stack = RecordingStack(refusing_master.url, expect_workers=1)
     settings = ExperimentSettings(replicas=[1, 2], users=[4], duration_s=5, warmup_s=0)
     result = Driver(settings, stack, tmp_path, project_dir=tmp_path, log=lambda _m: None).run()
     assert result.error == "POST /swarm refused: Missing or invalid user_count"
@@ -84,12 +86,12 @@ def test_a_refused_swarm_fails_the_run_and_restores_the_stack(
     assert refusing_master.posts == ["/swarm"]  # nothing started, so nothing to stop
 
 
-class BrokenStack(ExternalStack):
+class BrokenStack(RecordingStack):
     def apply(self, config: StackConfig, settings: ExperimentSettings) -> dict[str, str]:
         raise StackError("classifier not ready within 300s (want 2): loadlab-classifier-2: Up (unhealthy)")
 
 
-class BuggyStack(ExternalStack):
+class BuggyStack(RecordingStack):
     def describe(self) -> dict:
         raise KeyError("surprise")
 
@@ -99,7 +101,7 @@ class BuggyStack(ExternalStack):
     [(BrokenStack, "classifier not ready within 300s"), (BuggyStack, "KeyError: 'surprise'")],
 )
 def test_stack_failures_are_reported_and_the_stack_put_back(
-    refusing_master: FakeMaster, tmp_path: Path, stack_class: type[ExternalStack], message: str
+    refusing_master: FakeMaster, tmp_path: Path, stack_class: type[RecordingStack], message: str
 ) -> None:
     stack = stack_class(refusing_master.url, expect_workers=1)
     result = Driver(
@@ -112,3 +114,13 @@ def test_stack_failures_are_reported_and_the_stack_put_back(
     assert result.error is not None and message in result.error
     assert [type(s) for s in stack.restored] == [StackState]
     assert json.loads((result.run_dir / "run.json").read_text())["status"] == "error"
+
+
+def test_an_older_master_without_the_locustfiles_routes_gives_no_file(refusing_master: FakeMaster) -> None:
+    # GET /served-by and GET /server-timing come from the locustfile: a master without them answers 404,
+    # and `lab compare` then saves no served_by.json / server_timing.json (the columns stay empty).
+    api = LocustAPI(refusing_master.url)
+    try:
+        assert api.served_by() is None and api.server_timing() is None
+    finally:
+        api.close()

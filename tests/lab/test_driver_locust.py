@@ -23,9 +23,9 @@ import pytest
 from lab.compare import Driver
 from lab.grid import ExperimentSettings, StackConfig
 from lab.locust_csv import read_stats_csv
-from lab.progress import NullProgress
 from lab.report import write_report
 from lab.stack import ExternalStack
+from tests.lab.fakes import RecordingProgress, RecordingStack
 from tests.locust.standin import StandIn, running_standin
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,7 +110,7 @@ def _locust_processes(server: StandIn, logs: Path) -> Iterator[LocustCluster]:
                 proc.wait()
 
 
-class FakeStack(ExternalStack):
+class FakeStack(RecordingStack):
     """No containers: the Locust processes and the test process (which runs the stand-in) play them,
     sampled with psutil and reported in `docker stats`' JSON shape."""
 
@@ -139,7 +139,7 @@ def test_driver_measures_each_config_and_summary_matches_locust(
     )
     settings = ExperimentSettings(replicas=[1, 2], users=[3], duration_s=3, warmup_s=0, slo_p95_ms=1000)
     served_before = cluster.served()
-    progress = NullProgress()
+    progress = RecordingProgress()
     result = Driver(
         settings,
         stack,
@@ -157,27 +157,37 @@ def test_driver_measures_each_config_and_summary_matches_locust(
 
     run = json.loads((result.run_dir / "run.json").read_text())
     assert run["status"] == "complete" and run["locust_workers"] == 1 and run["git_sha"]
-    summary = write_report(result.run_dir)
+    summary = write_report(result.run_dir).to_dict()
     assert [c["label"] for c in summary["configs"]] == ["r1-u3", "r2-u3"]
     locust_total = 0
     for entry in summary["configs"]:
         mdir = result.run_dir / entry["config_dir"]
-        for name in ("stats.csv", "failures.csv", "locust_report.html", "served_by.json", "measurement.json"):
+        for name in (
+            "stats.csv", "failures.csv", "locust_report.html", "served_by.json", "server_timing.json",
+            "measurement.json",
+        ):  # fmt: skip
             assert (mdir / name).is_file(), name
         stats = read_stats_csv(mdir / "stats.csv")
-        traffic = stats.traffic
-        assert {r.name for r in traffic} == {"/predict", "/predict/tf"}
-        # The summary's numbers are the CSV's, without the SERVER rows and the Aggregated row.
-        assert entry["requests"] == sum(r.requests for r in traffic) > 20
-        assert entry["failures"] == 0 == sum(r.failures for r in traffic)
-        assert entry["rps"] == round(sum(r.rps for r in traffic), 3)
-        assert stats.aggregated is not None and stats.aggregated.requests == 5 * entry["requests"]
-        assert stats.server("total").requests == entry["requests"]  # every answer had Server-Timing
+        # Only real requests: Locust's own Aggregated row is exact, and the summary is that row.
+        assert {(r.type, r.name) for r in stats.rows} == {("POST", "/predict"), ("POST", "/predict/tf")}
+        total = stats.aggregated
+        assert total is not None and total.requests == sum(r.requests for r in stats.rows)
+        assert entry["requests"] == total.requests > 20
+        assert entry["failures"] == 0 == total.failures
+        assert entry["rps"] == round(total.rps, 3)
+        assert (entry["p50_ms"], entry["p95_ms"], entry["p99_ms"]) == tuple(
+            total.percentile(q) for q in (0.5, 0.95, 0.99)
+        )
+        assert entry["p50_ms"] is not None and entry["p95_ms"] >= entry["p50_ms"]
+        # The master's merged Server-Timing histograms: every answer carried the stand-in's header.
+        timing = json.loads((mdir / "server_timing.json").read_text())
+        assert timing["stages"]["total"]["count"] == entry["requests"]
+        assert set(timing["by_name"]) == {"/predict", "/predict/tf"}
         assert entry["server_infer_ms"] == 3.0 and entry["server_queue_ms"] == 0.5  # the stand-in's header
+        assert entry["server_total_ms"] == 4.75 and entry["server_other_ms"] == 0.0
         # Workers' last stats arrived before the download: X-Served-By counts (sent with the same reports)
         # add up to exactly the requests Locust counted.
         assert sum(entry["served_by"].values()) == entry["requests"]
-        assert entry["p50_ms"] is not None and entry["p95_ms"] >= entry["p50_ms"]
         assert entry["slo_met"] and entry["status"] == "complete"
         meta = json.loads((mdir / "measurement.json").read_text())
         assert meta["options"] == {"target_rps": "0"} and meta["downloads"]["stats.csv"] == 200
@@ -260,7 +270,7 @@ def test_open_model_ramp_paces_arrivals_and_records_each_step(cluster: LocustClu
         ("step-02", 30, 30.0, True),
     ]
     assert cfg["knee"]["dir"] == "step-02"
-    summary = write_report(result.run_dir)
+    summary = write_report(result.run_dir).to_dict()
     steps = summary["configs"]
     assert [(c["label"], c["step"]) for c in steps] == [("r1-rate15-u15", 1), ("r1-rate30-u30", 2)]
     for entry in steps:

@@ -1,74 +1,49 @@
-"""Reading Locust 2.47 CSVs: SERVER rows and the Aggregated row kept out of the traffic totals."""
+"""Reading Locust 2.47 CSVs: the totals and percentiles are Locust's own Aggregated row."""
 
 from __future__ import annotations
 
 import pytest
 
-from lab.locust_csv import mixture_percentile, parse_failures_csv, parse_stats_csv
+from lab.locust_csv import parse_failures_csv, parse_stats_csv
 from tests.lab.golden import FAILURES_HEADER, STATS_HEADER, Row, row_with, stats_csv
 
-# Rows as a real master answered /stats/requests/csv (Locust 2.47.0, the lab's locustfile, a stand-in server).
+# A real master's /stats/requests/csv (Locust 2.47.0, the lab's locustfile, the stand-in server, 3 users),
+# saved by `lab compare` in tests/lab/test_driver_locust.py: only real requests, so Aggregated is exact.
 REAL = """\
-POST,/predict,1948,0,2,5.023512251026079,0.44189899995217274,86.65928700020231,99.0,477.91682023013465,0.0,2,3,5,7,14,20,28,35,70,87,87
-POST,/predict/tf,995,0,1,3.135601482411325,0.3900429999248445,125.30720900008419,99.0,244.11049082596713,0.0,1,2,2,3,8,16,24,30,130,130,130
-SERVER,decode,2943,0,1.25,1.25,1.25,1.25,0.0,722.0273110561018,0.0,1,1,1,1,1,1,1,1,1,1,1
-SERVER,infer,2943,0,3,3.0,3.0,3.0,0.0,722.0273110561018,0.0,3,3,3,3,3,3,3,3,3,3,3
-SERVER,queue,2943,0,0.5,0.5,0.5,0.5,0.0,722.0273110561018,0.0,0,0,0,0,0,0,0,0,0,0,0
-SERVER,total,2943,0,4.75,4.75,4.75,4.75,0.0,722.0273110561018,0.0,5,5,5,5,5,5,5,5,5,5,5
-,Aggregated,14715,0,2,2.7770455548758446,0.3900429999248445,125.30720900008419,19.8,3610.1365552805087,0.0,2,3,4,5,5,5,13,19,48,87,130
+POST,/predict,1080,0,2,4.73532333888787,0.6520339999838143,180.4100960000028,99.0,338.95693845637885,0.0,2,3,6,8,10,15,25,28,180,180,180
+POST,/predict/tf,868,0,1,2.799493364055905,0.5820920000019214,180.90975299998036,99.0,272.42094683346,0.0,1,2,2,3,7,10,16,25,180,180,180
+,Aggregated,1948,0,2,3.872746122176296,0.5820920000019214,180.90975299998036,99.0,611.3778852898388,0.0,2,2,4,6,10,12,22,27,180,180,180
 """
 
 
-def test_real_csv_totals_leave_out_server_rows_and_aggregated() -> None:
+def test_real_csv_totals_are_locusts_aggregated_row() -> None:
     stats = parse_stats_csv(STATS_HEADER + "\n" + REAL)
-    assert [r.name for r in stats.traffic] == ["/predict", "/predict/tf"]
-    assert stats.aggregated is not None and stats.aggregated.requests == 14715
-    assert stats.requests == 1948 + 995 == 2943
-    assert stats.failures == 0
-    assert stats.rps == pytest.approx(477.91682023013465 + 244.11049082596713)
-    assert stats.rps == pytest.approx(stats.server("total").rps)  # same window, same count
-    assert stats.avg_ms == pytest.approx((5.023512251026079 * 1948 + 3.135601482411325 * 995) / 2943)
-    assert stats.server("infer").avg_ms == 3.0 and stats.server("queue").avg_ms == 0.5
-    assert stats.server("missing") is None
-    # Mixed p95 lies between the rows' own p95 values.
-    assert 16 < stats.percentile(0.95) < 20
+    assert [(r.type, r.name) for r in stats.rows] == [("POST", "/predict"), ("POST", "/predict/tf")]
+    assert stats.aggregated is not None and stats.aggregated.type == ""
+    assert stats.requests == 1948 == 1080 + 868
+    assert stats.failures == 0 and stats.failure_ratio == 0.0
+    assert stats.rps == pytest.approx(611.3778852898388)
+    assert stats.rps == pytest.approx(sum(r.rps for r in stats.rows))  # one window for every row
+    assert stats.avg_ms == pytest.approx(3.872746122176296)
+    # Locust's merged histogram, not a mix of the rows' percentiles.
+    assert (stats.percentile(0.5), stats.percentile(0.95), stats.percentile(0.99)) == (2, 12, 27)
 
 
 def test_no_data_rows_and_na_percentiles() -> None:
     stats = parse_stats_csv(
         STATS_HEADER + "\n,Aggregated,0,0,0,0.0,0,0,0,0.0,0.0,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A\n"
     )
-    assert stats.traffic == [] and stats.requests == 0 and stats.rps == 0
+    assert stats.rows == [] and stats.requests == 0 and stats.rps == 0
     assert stats.percentile(0.95) is None and stats.avg_ms is None and stats.failure_ratio == 0.0
 
 
-def test_single_row_percentiles_are_the_csvs_own() -> None:
+def test_golden_csv_aggregated_row() -> None:
     row = row_with("/predict", 1000, 50.0, 21, 87, 140, failures=10)
-    stats = parse_stats_csv(stats_csv([row], {"total": 19.0}))
+    stats = parse_stats_csv(stats_csv([row]))
     assert (stats.percentile(0.5), stats.percentile(0.95), stats.percentile(0.99)) == (21, 87, 140)
     assert stats.failure_ratio == pytest.approx(0.01)
-
-
-def test_mixture_of_equal_rows_is_the_rows_percentile() -> None:
-    a = row_with("/predict", 300, 10.0, 20, 80, 120)
-    b = row_with("/predict/tf", 900, 30.0, 20, 80, 120)
-    stats = parse_stats_csv(stats_csv([a, b], None))
-    for q, expected in ((0.5, 20), (0.95, 80), (0.99, 120)):
-        assert stats.percentile(q) == pytest.approx(expected)
-
-
-def test_mixture_leans_to_the_heavier_row() -> None:
-    fast = row_with("/fast", 900, 90.0, 10, 20, 30)
-    slow = row_with("/slow", 100, 10.0, 100, 200, 300)
-    parsed = parse_stats_csv(stats_csv([fast, slow], None))
-    p50, p95 = parsed.percentile(0.5), parsed.percentile(0.95)
-    # 90 % of requests are fast: the median is a fast request's, p95 falls among the slow ones.
-    assert 10 <= p50 <= 20
-    assert 100 <= p95 <= 200
-    assert parsed.percentile(0.5) == mixture_percentile(parsed.traffic, 0.5)
-    # Monotone in q.
-    values = [parsed.percentile(q) for q in (0.5, 0.66, 0.8, 0.9, 0.95, 0.99)]
-    assert values == sorted(values)
+    two = parse_stats_csv(stats_csv([row, row_with("/predict/tf", 500, 25.0, 30, 90, 150)], [22] * 11))
+    assert two.requests == 1500 and two.rps == 75.0 and two.percentile(0.95) == 22
 
 
 def test_rejects_other_csvs() -> None:

@@ -6,10 +6,12 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from lab.cli import EXIT_SLO_UNMET, EXIT_USAGE, app
 from lab.grid import ExperimentSettings
+from lab.locust_csv import read_stats_csv
 from lab.report import write_report
 from tests.lab.golden import Config, Measurement, classifier_samples, row_with, write_run
 
@@ -55,8 +57,11 @@ def test_report_html_has_a_chart_per_section_and_opens_offline(tmp_path: Path) -
     urls = re.findall(r"(\S*)\"(https?://[^\"]*)\"", html)
     assert urls and all(attr.startswith("xmlns") for attr, _ in urls), urls
     # Charts carry the numbers: the replicas chart has a point per config, the ramp curve each step.
-    assert summary["capacity"] == {"r1": 70.0, "r2": 95.0}
-    assert "r1-u16" in html and "Verdict" in html and summary["verdict"] in html.replace("&#x27;", "'")
+    assert summary.analysis.capacity == {"r1": 70.0, "r2": 95.0}
+    assert "r1-u16" in html and "Verdict" in html and summary.verdict in html.replace("&#x27;", "'")
+    # The recommended row is highlighted because it is the recommendation, whatever its cell says.
+    assert html.count('<tr class="recommended">') == 1
+    assert '<tr class="recommended"><td>★ r2</td>' in html
 
 
 def test_summary_md_is_the_same_table(tmp_path: Path) -> None:
@@ -67,10 +72,17 @@ def test_summary_md_is_the_same_table(tmp_path: Path) -> None:
     assert "| ★ r2 | 2 |" not in md  # r1 meets the SLO with fewer replicas
     assert "| ★ r1 | 1 | — | — | — | 50.0 | 8 users | 50.0 | 100% |" in md
     assert "| r2 | 2 | — | — | — | 85.0 | 8 users | 85.0 | 85% |" in md
-    assert f"**Verdict.** {summary['verdict']}" in md
+    assert f"**Verdict.** {summary.verdict}" in md
     on_disk = json.loads((run / "summary.json").read_text())
     assert on_disk["capacity"] == {"r1": 50.0, "r2": 85.0}
     assert [c["rps"] for c in on_disk["configs"]] == [50.0, 85.0]
+    assert on_disk == summary.to_dict()
+    # Every measurement's percentiles are its stats.csv's Aggregated row.
+    for entry in on_disk["configs"]:
+        total = read_stats_csv(run / entry["config_dir"] / "stats.csv").aggregated
+        assert total is not None
+        expected = [total.percentile(q) for q in (0.5, 0.95, 0.99)]  # Locust writes whole ms; these 1/100
+        assert [entry[k] for k in ("p50_ms", "p95_ms", "p99_ms")] == pytest.approx(expected, abs=0.005)
 
 
 def test_report_rebuilds_from_raw_files_only(tmp_path: Path) -> None:

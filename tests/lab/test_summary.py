@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from lab.capacity import Knee
 from lab.grid import ExperimentSettings
-from lab.summary import (
-    Thresholds,
-    build_summary,
-    container_metrics,
-    parse_cpu_pct,
-    parse_mem_mb,
-    unmet_reason,
-)
+from lab.limits import HOST_BUSY_FRACTION
+from lab.locust_csv import read_stats_csv
+from lab.metrics import Thresholds
+from lab.sampler import HostCpu
+from lab.samples import container_metrics, parse_cpu_pct, parse_mem_mb
+from lab.summary import build_summary
 from tests.lab.golden import Config, Measurement, classifier_samples, row_with, write_run
 
 ISSUE_KEYS = {
@@ -22,6 +22,7 @@ ISSUE_KEYS = {
     "rps", "p50_ms", "p95_ms", "p99_ms", "server_queue_ms", "server_infer_ms", "cpu_cores_used", "mem_mb",
     "generator_cpu_max_pct", "slo_met",
 }  # fmt: skip
+MACHINE_SENTENCES = ("cores were nearly all busy", "so the machine, not the replica count, was the limit")
 
 
 def _closed(replicas: int, rps: float, p95: float, *, cpu_each: float = 60.0, worker_cpu: float = 40.0,
@@ -41,22 +42,75 @@ def test_summary_keys_and_numbers_equal_the_csv(tmp_path: Path) -> None:
         tmp_path / "run", settings, [Config(2, [m], workers_per_replica=2, backend="tf", batching="off")]
     )
     summary = build_summary(run)
-    assert {"run_id", "git_sha", "started_at", "settings", "configs", "capacity"} <= set(summary)
-    (entry,) = summary["configs"]
-    assert set(entry) >= ISSUE_KEYS
-    assert entry["requests"] == 1200 and entry["failures"] == 6
-    assert entry["rps"] == 60.0
-    assert (entry["p50_ms"], entry["p95_ms"], entry["p99_ms"]) == (30, 90, 130)
-    assert entry["failure_ratio"] == pytest.approx(0.005)
-    assert (entry["server_queue_ms"], entry["server_infer_ms"]) == (1.5, 12.0)
-    assert entry["server_other_ms"] == pytest.approx(19.0 - 1.5 - 4.0 - 12.0)
-    assert entry["outside_server_ms"] == pytest.approx(fast.avg_ms - 19.0, abs=1e-3)
-    assert entry["cpu_cores_used"] == pytest.approx(1.4)  # two replicas at 70 %
-    assert entry["mem_mb"] == pytest.approx(601.0)
-    assert entry["generator_cpu_max_pct"] == 55.5  # Locust's own report beat docker's 40 %
-    assert entry["replicas_served"] == 2
-    assert (entry["workers_per_replica"], entry["backend"], entry["batching"]) == (2, "tf", "off")
-    assert entry["slo_met"] and summary["capacity"] == {"r2-w2-tf-nobatch": 60.0}
+    as_json = summary.to_dict()
+    assert {"run_id", "git_sha", "started_at", "settings", "configs", "capacity"} <= set(as_json)
+    assert set(as_json["configs"][0]) >= ISSUE_KEYS
+    assert json.loads(json.dumps(as_json)) == as_json  # plain JSON types only
+    (entry,) = summary.configs
+    m_ = entry.metrics
+    assert m_.requests == 1200 and m_.failures == 6
+    assert m_.rps == 60.0
+    assert (m_.p50_ms, m_.p95_ms, m_.p99_ms) == (30, 90, 130)
+    assert m_.failure_ratio == pytest.approx(0.005)
+    assert (m_.server_queue_ms, m_.server_infer_ms, m_.server_total_ms) == (1.5, 12.0, 19.0)
+    assert m_.server_total_p95_ms == 28.5
+    assert m_.server_other_ms == pytest.approx(19.0 - 1.5 - 4.0 - 12.0)
+    assert m_.outside_server_ms == pytest.approx(fast.avg_ms - 19.0, abs=1e-3)
+    assert m_.cpu_cores_used == pytest.approx(1.4)  # two replicas at 70 %
+    assert m_.mem_mb == pytest.approx(601.0)
+    assert m_.generator_cpu_max_pct == 55.5  # Locust's own report beat docker's 40 %
+    assert m_.replicas_served == 2
+    assert (entry.workers_per_replica, entry.backend, entry.batching) == (2, "tf", "off")
+    assert entry.slo_met and summary.analysis.capacity == {"r2-w2-tf-nobatch": 60.0}
+
+
+def test_percentiles_are_locusts_aggregated_row_not_a_mix_of_rows(tmp_path: Path) -> None:
+    # Two request names with different latencies: Locust's Aggregated row (its merged histogram) is the
+    # truth, whatever a mix of the rows' own percentiles would give.
+    fast = row_with("/predict", 900, 45.0, 10, 20, 30)
+    slow = row_with("/predict/tf", 100, 5.0, 100, 200, 300)
+    aggregated = [11, 12, 14, 15, 18, 130, 190, 240, 290, 300, 300]
+    m = Measurement(8, [fast, slow], aggregated=aggregated)
+    run = write_run(tmp_path / "run", ExperimentSettings(replicas=[1], users=[8]), [Config(1, [m])])
+    (entry,) = build_summary(run).configs
+    total = read_stats_csv(next(run.glob("01-*")) / "stats.csv").aggregated
+    assert total is not None and total.name == "Aggregated"
+    got = (entry.metrics.p50_ms, entry.metrics.p95_ms, entry.metrics.p99_ms)
+    assert got == (total.percentile(0.5), total.percentile(0.95), total.percentile(0.99)) == (11, 130, 240)
+    assert (entry.metrics.requests, entry.metrics.rps) == (total.requests, total.rps) == (1000, 50.0)
+    assert entry.metrics.avg_ms == pytest.approx(total.avg_ms, abs=0.005)
+    assert entry.metrics.requests_by_name == {"POST /predict": 900, "POST /predict/tf": 100}
+
+
+def test_server_split_with_a_stage_only_some_requests_have(tmp_path: Path) -> None:
+    # /predict/tf fetches its image by URL: `fetch` on a quarter of the requests only.
+    rows = [row_with("/predict", 300, 15.0, 20, 40, 60), row_with("/predict/tf", 100, 5.0, 30, 50, 70)]
+
+    def stage(count: int, mean: float) -> dict[str, float]:
+        return {"count": count, "mean_ms": mean, "p50_ms": mean, "p95_ms": mean, "p99_ms": mean}
+
+    timing = {
+        "stages": {"queue": stage(400, 1.0), "fetch": stage(100, 8.0), "decode": stage(400, 3.0),
+                   "infer": stage(400, 10.0), "total": stage(400, 17.0)},
+        "by_name": {},
+    }  # fmt: skip
+    m = Measurement(8, rows, aggregated=[22] * 11, server_timing=timing)
+    run = write_run(tmp_path / "run", ExperimentSettings(replicas=[1], users=[8]), [Config(1, [m])])
+    metrics = build_summary(run).configs[0].metrics
+    assert metrics.server_fetch_ms == 8.0  # the mean over the requests that fetched
+    assert metrics.server_split_ms == {"fetch": 2.0, "queue": 1.0, "decode": 3.0, "infer": 10.0}
+    assert metrics.server_other_ms == 1.0  # 17 - (2 + 1 + 3 + 10): the parts add up to the mean total
+
+
+def test_no_server_timing_file_leaves_the_server_columns_empty(tmp_path: Path) -> None:
+    # A master without GET /server-timing (404): `lab compare` saved no file.
+    m = Measurement(8, [row_with("/predict", 100, 5.0, 10, 20, 30)], server_ms=None)
+    run = write_run(tmp_path / "run", ExperimentSettings(replicas=[1], users=[8]), [Config(1, [m])])
+    metrics = build_summary(run).configs[0].metrics
+    assert not (next(run.glob("01-*")) / "server_timing.json").exists()
+    assert metrics.requests == 100 and metrics.p95_ms == 20
+    assert (metrics.server_total_ms, metrics.server_infer_ms, metrics.outside_server_ms) == (None, None, None)
+    assert metrics.server_split_ms == {}
 
 
 def test_docker_stats_parsing() -> None:
@@ -69,59 +123,44 @@ def test_docker_stats_parsing() -> None:
 
 
 def test_cpu_is_a_mean_over_times_of_the_replicas_sum() -> None:
+    def line(t: float, service: str, name: str, cpu: str, mem: str) -> dict:
+        return {"t": t, "service": service, "raw": {"Name": name, "CPUPerc": cpu, "MemUsage": mem}}
+
     raw = [
-        {
-            "t": 1.0,
-            "service": "classifier",
-            "raw": {"Name": "c-1", "CPUPerc": "50%", "MemUsage": "100MiB / 1GiB"},
-        },
-        {
-            "t": 1.0,
-            "service": "classifier",
-            "raw": {"Name": "c-2", "CPUPerc": "70%", "MemUsage": "100MiB / 1GiB"},
-        },
-        {
-            "t": 3.0,
-            "service": "classifier",
-            "raw": {"Name": "c-1", "CPUPerc": "90%", "MemUsage": "150MiB / 1GiB"},
-        },
-        {
-            "t": 3.0,
-            "service": "classifier",
-            "raw": {"Name": "c-2", "CPUPerc": "110%", "MemUsage": "100MiB / 1GiB"},
-        },
-        {
-            "t": 3.0,
-            "service": "locust-worker",
-            "raw": {"Name": "w-1", "CPUPerc": "97%", "MemUsage": "9MiB / 1GiB"},
-        },
+        line(1.0, "classifier", "c-1", "50%", "100MiB / 1GiB"),
+        line(1.0, "classifier", "c-2", "70%", "100MiB / 1GiB"),
+        line(3.0, "classifier", "c-1", "90%", "150MiB / 1GiB"),
+        line(3.0, "classifier", "c-2", "110%", "100MiB / 1GiB"),
+        line(3.0, "locust-worker", "w-1", "97%", "9MiB / 1GiB"),
         {"t": 5.0, "error": "docker stats timed out"},
     ]
-    m = container_metrics(raw, host_cpus=2)
-    assert m["cpu_cores_used"] == pytest.approx((1.2 + 2.0) / 2)
-    assert m["mem_mb"] == 250
-    assert m["cpu_by_container"] == {"c-1": 70.0, "c-2": 90.0, "w-1": 97.0}
-    assert m["generator_cpu_docker_max_pct"] == 97.0
-    assert m["machine_cpu_saturated"]  # 1.6 cores of 2 in the mean is below 85 %, but all containers: 2.97
+    m = container_metrics(raw)
+    assert m.cpu_cores_used == pytest.approx((1.2 + 2.0) / 2)
+    assert m.mem_mb == 250
+    assert m.cpu_by_container == {"c-1": 70.0, "c-2": 90.0, "w-1": 97.0}
+    assert m.generator_cpu_max_pct == 97.0
+    # 1.6 cores of 2 in the mean is below 85 %, but all containers together: 2.97 cores.
+    assert m.machine_saturated(host_cpus=2) and not m.machine_saturated(host_cpus=4)
+    assert container_metrics([]).cpu_cores_used is None and not container_metrics([]).machine_saturated(1)
 
 
 def test_ramp_capacity_is_the_last_passing_step(tmp_path: Path) -> None:
     steps = [
         Measurement(8, [row_with("/predict", 1000, 50, 10, 40, 60)]),
         Measurement(16, [row_with("/predict", 1900, 95, 20, 60, 90)]),
-        Measurement(
-            24, [row_with("/predict", 2600, 130, 60, 150, 200)]
-        ),  # p95 over the SLO: the knee is before
+        # p95 over the SLO: the knee is before
+        Measurement(24, [row_with("/predict", 2600, 130, 60, 150, 200)]),
     ]
     settings = ExperimentSettings(replicas=[1], users=[8], ramp=True, slo_p95_ms=100)
     summary = build_summary(write_run(tmp_path / "run", settings, [Config(1, steps, ramp=True)]))
-    assert [c["step"] for c in summary["configs"]] == [1, 2, 3]
-    assert [c["slo_met"] for c in summary["configs"]] == [True, True, False]
-    assert [c["label"] for c in summary["configs"]] == ["r1-u8", "r1-u16", "r1-u24"]
-    assert summary["capacity"] == {"r1": 95.0}
-    assert summary["knee"]["r1"] == {"users": 16, "target_rps": None, "rps": 95.0}
-    assert summary["peak_rps"] == {"r1": 130.0}
-    assert "p95 150 ms > 100 ms" in summary["configs"][2]["slo_reasons"][0]
+    assert [c.step for c in summary.configs] == [1, 2, 3]
+    assert [c.slo_met for c in summary.configs] == [True, True, False]
+    assert [c.label for c in summary.configs] == ["r1-u8", "r1-u16", "r1-u24"]
+    assert summary.analysis.capacity == {"r1": 95.0}
+    assert summary.analysis.knee["r1"] == Knee(16, None, 95.0)
+    assert summary.to_dict()["knee"]["r1"] == {"users": 16, "target_rps": None, "rps": 95.0}
+    assert summary.analysis.peak_rps == {"r1": 130.0}
+    assert "p95 150 ms > 100 ms" in summary.configs[2].slo_reasons[0]
 
 
 def test_capacity_needs_every_repeat_and_takes_the_lowest(tmp_path: Path) -> None:
@@ -133,8 +172,8 @@ def test_capacity_needs_every_repeat_and_takes_the_lowest(tmp_path: Path) -> Non
         Config(1, [Measurement(16, [row_with("/p", 1950, 97, 20, 130, 190)])], repeat=2),  # a bad repeat
     ]
     summary = build_summary(write_run(tmp_path / "run", settings, configs))
-    assert summary["capacity"] == {"r1": 48.0}
-    assert summary["peak_rps"] == {"r1": 96.0}  # median of the two repeats at 16 users
+    assert summary.analysis.capacity == {"r1": 48.0}
+    assert summary.analysis.peak_rps == {"r1": 96.0}  # median of the two repeats at 16 users
 
 
 def test_open_model_falling_behind_fails_the_slo(tmp_path: Path) -> None:
@@ -142,12 +181,12 @@ def test_open_model_falling_behind_fails_the_slo(tmp_path: Path) -> None:
     kept = Measurement(50, [row_with("/predict", 1990, 99.5, 10, 40, 60)], target_rps=100.0)
     settings = ExperimentSettings(replicas=[1, 2], rates=[100.0], slo_p95_ms=100)
     summary = build_summary(write_run(tmp_path / "run", settings, [Config(1, [behind]), Config(2, [kept])]))
-    first, second = summary["configs"]
-    assert first["achieved_ratio"] == 0.8 and first["fell_behind"] and not first["slo_met"]
-    assert "achieved 80.0 of 100 req/s target (80%)" in first["slo_reasons"][0]
-    assert not second["fell_behind"] and second["slo_met"]
-    assert summary["capacity"] == {"r1": None, "r2": 99.5}
-    assert "fell behind the target rate" in summary["verdict"]
+    first, second = summary.configs
+    assert first.metrics.achieved_ratio == 0.8 and first.metrics.fell_behind and not first.slo_met
+    assert "achieved 80.0 of 100 req/s target (80%)" in first.slo_reasons[0]
+    assert not second.metrics.fell_behind and second.slo_met
+    assert summary.analysis.capacity == {"r1": None, "r2": 99.5}
+    assert "fell behind the target rate" in summary.verdict
 
 
 def test_scaling_efficiency_recommendation_and_machine_limit(tmp_path: Path) -> None:
@@ -158,49 +197,75 @@ def test_scaling_efficiency_recommendation_and_machine_limit(tmp_path: Path) -> 
         _closed(4, 200.0, 60, cpu_each=45),
     ]
     summary = build_summary(write_run(tmp_path / "run", settings, configs))
-    eff = summary["scaling_efficiency"]
-    assert eff["r1"]["efficiency"] == 1.0
-    assert eff["r2"]["efficiency"] == 0.75
-    assert eff["r4"]["efficiency"] == 0.5
-    assert summary["capacity"] == {"r1": None, "r2": 150.0, "r4": 200.0}
-    rec = summary["recommended"]
-    assert rec["label"] == "r2" and rec["capacity"] == 150.0  # fewest replicas meeting the SLO
-    verdict = summary["verdict"]
-    assert verdict.startswith("Recommended: r2")
-    assert "the classifiers already used 1.70 of the machine's 2 cores" in verdict
-    assert unmet_reason(summary) is None
+    eff = summary.analysis.scaling_efficiency
+    assert (eff["r1"].efficiency, eff["r2"].efficiency, eff["r4"].efficiency) == (1.0, 0.75, 0.5)
+    assert summary.analysis.capacity == {"r1": None, "r2": 150.0, "r4": 200.0}
+    rec = summary.analysis.recommended
+    assert rec is not None and rec.label == "r2" and rec.capacity == 150.0  # fewest replicas meeting the SLO
+    assert summary.verdict.startswith("Recommended: r2")
+    assert "the classifiers already used 1.70 of the machine's 2 cores" in summary.verdict
+    assert summary.unmet_reason() is None
+
+
+def test_machine_saturation_is_said_once_decided_on_the_numbers(tmp_path: Path) -> None:
+    # The machine is busy in every measurement. When a scaling sentence already says so (the replicas used
+    # the cores), the saturation sentence is not added; when none can (one replica count), it is. Either
+    # way the verdict names the machine exactly once.
+    settings = ExperimentSettings(replicas=[1, 2], users=[8], slo_p95_ms=100)
+    scaling = [_closed(1, 100.0, 80, cpu_each=190), _closed(2, 120.0, 70, cpu_each=95)]
+    summary = build_summary(write_run(tmp_path / "scaling", settings, scaling))
+    assert all(c.metrics.machine_cpu_saturated for c in summary.configs)
+    assert [summary.verdict.count(s) for s in MACHINE_SENTENCES] == [0, 1]
+
+    single = ExperimentSettings(replicas=[1], users=[8], slo_p95_ms=100)
+    summary = build_summary(write_run(tmp_path / "single", single, [_closed(1, 100.0, 80, cpu_each=190)]))
+    assert summary.configs[0].metrics.machine_cpu_saturated
+    assert [summary.verdict.count(s) for s in MACHINE_SENTENCES] == [1, 0]
 
 
 def test_need_rps_picks_the_cheapest_config_that_serves_it(tmp_path: Path) -> None:
     settings = ExperimentSettings(replicas=[1, 2, 4], users=[8], slo_p95_ms=100, need_rps=160)
     configs = [_closed(1, 100.0, 50), _closed(2, 150.0, 50), _closed(4, 200.0, 60)]
     summary = build_summary(write_run(tmp_path / "run", settings, configs))
-    assert summary["recommended"]["label"] == "r4"
+    assert summary.analysis.recommended is not None and summary.analysis.recommended.label == "r4"
     summary = build_summary(tmp_path / "run", Thresholds(100, 0.01, need_rps=250))
-    assert summary["recommended"] is None
-    assert unmet_reason(summary) == "no configuration served 250 req/s within the thresholds"
+    assert summary.analysis.recommended is None
+    assert summary.unmet_reason() == "no configuration served 250 req/s within the thresholds"
+
+
+def test_ramp_recommends_among_the_near_best_capacities(tmp_path: Path) -> None:
+    # Without --need-rps a ramp does not pick r1 for being cheap: only r2 and r4 are within 5 % of the best.
+    settings = ExperimentSettings(replicas=[1, 2, 4], users=[8], ramp=True, slo_p95_ms=100)
+
+    def ramp(replicas: int, rps: float) -> Config:
+        return Config(replicas, [Measurement(8, [row_with("/predict", 1000, rps, 10, 50, 80)])], ramp=True)
+
+    summary = build_summary(write_run(tmp_path / "run", settings, [ramp(1, 100), ramp(2, 195), ramp(4, 200)]))
+    rec = summary.analysis.recommended
+    assert rec is not None and (rec.label, rec.capacity) == ("r2", 195.0)
+    assert "within 5%" in rec.why
 
 
 def test_generator_saturation_and_failures_are_flagged(tmp_path: Path) -> None:
     settings = ExperimentSettings(replicas=[1, 2], users=[64], slo_p95_ms=500)
     configs = [_closed(1, 100.0, 80, worker_cpu=97.0), _closed(2, 110.0, 70, failures=500)]
     summary = build_summary(write_run(tmp_path / "run", settings, configs))
-    first, second = summary["configs"]
-    assert first["generator_saturated"] and first["generator_cpu_max_pct"] == 97.0
-    assert not second["generator_saturated"]
-    assert not second["slo_met"] and "failure ratio" in second["slo_reasons"][0]
-    assert "A Locust worker went above 90 % CPU in r1-u8" in summary["verdict"]
-    assert "Failures exceeded 1.0% in r2-u8" in summary["verdict"]
+    first, second = summary.configs
+    assert first.metrics.generator_saturated and first.metrics.generator_cpu_max_pct == 97.0
+    assert not second.metrics.generator_saturated
+    assert not second.slo_met and "failure ratio" in second.slo_reasons[0]
+    assert "A Locust worker went above 90 % CPU in r1-u8" in summary.verdict
+    assert "Failures exceeded 1.0% in r2-u8" in summary.verdict
 
 
 def test_no_config_meets_the_slo(tmp_path: Path) -> None:
     settings = ExperimentSettings(replicas=[1, 2], users=[8], slo_p95_ms=10)
     summary = build_summary(write_run(tmp_path / "run", settings, [_closed(1, 100, 50), _closed(2, 150, 40)]))
-    assert summary["capacity"] == {"r1": None, "r2": None} and summary["recommended"] is None
-    assert not summary["slo_met_by_any"]
-    assert summary["verdict"].startswith("No configuration met p95 ≤ 10 ms and failures ≤ 1.0%")
-    assert "lowest p95 was 40 ms (r2-u8" in summary["verdict"]
-    reason = unmet_reason(summary)
+    assert summary.analysis.capacity == {"r1": None, "r2": None} and summary.analysis.recommended is None
+    assert not summary.slo_met_by_any
+    assert summary.verdict.startswith("No configuration met p95 ≤ 10 ms and failures ≤ 1.0%")
+    assert "lowest p95 was 40 ms (r2-u8" in summary.verdict
+    reason = summary.unmet_reason()
     assert reason is not None and "r1-u8: p95 50 ms > 10 ms" in reason
 
 
@@ -211,10 +276,10 @@ def test_interrupted_measurement_is_reported_but_not_counted(tmp_path: Path) -> 
     summary = build_summary(
         write_run(tmp_path / "run", settings, [_closed(1, 100, 50), cut], status="interrupted")
     )
-    assert summary["configs"][1]["status"] == "interrupted" and not summary["configs"][1]["slo_met"]
-    assert summary["capacity"] == {"r1": 100.0, "r2": None}
-    assert summary["peak_rps"]["r2"] is None
-    assert "Incomplete measurements (not counted): r2-u8" in summary["verdict"]
+    assert summary.configs[1].metrics.status == "interrupted" and not summary.configs[1].slo_met
+    assert summary.analysis.capacity == {"r1": 100.0, "r2": None}
+    assert summary.analysis.peak_rps["r2"] is None
+    assert "Incomplete measurements (not counted): r2-u8" in summary.verdict
 
 
 def test_missing_run_json(tmp_path: Path) -> None:
@@ -222,17 +287,12 @@ def test_missing_run_json(tmp_path: Path) -> None:
         build_summary(tmp_path)
 
 
-def test_host_cpu_from_proc_stat(tmp_path: Path) -> None:
-    from lab.sampler import HostCpu
-
-    stat = tmp_path / "stat"
-    # user nice system idle iowait irq softirq steal: 2 cores, the second reading 300 ticks later.
-    stat.write_text("cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 1 0 0 0 0 0 0 0\ncpu1 1 0 0 0 0 0 0 0\n")
-    host = HostCpu(stat)
-    stat.write_text("cpu  250 0 150 790 110 0 0 0 0 0\ncpu0 1 0 0 0 0 0 0 0\ncpu1 1 0 0 0 0 0 0 0\n")
-    # 300 ticks, of which 100 idle or iowait: two thirds of two cores busy.
-    assert host() == [{"busy_cores": round(2 * 200 / 300, 3), "cores": 2}]
-    assert HostCpu(tmp_path / "missing")() == []
+def test_host_cpu_is_psutils_busy_share_of_the_machine() -> None:
+    host = HostCpu()
+    assert host() == []  # the first call only starts psutil's count for this thread
+    sum(i * i for i in range(200_000))  # some work in between
+    ((sample,),) = [host()]
+    assert sample["cores"] >= 1 and 0.0 <= sample["busy_cores"] <= sample["cores"]
 
 
 def test_a_busy_machine_is_named_even_when_the_containers_look_idle(tmp_path: Path) -> None:
@@ -243,9 +303,11 @@ def test_a_busy_machine_is_named_even_when_the_containers_look_idle(tmp_path: Pa
         '{"t": 1, "busy_cores": 1.9, "cores": 2}\n{"t": 3, "busy_cores": 1.95, "cores": 2}\n'
     )
     summary = build_summary(run)
-    (entry,) = summary["configs"]
-    assert entry["host_busy_cores"] == pytest.approx(1.925) and entry["machine_cpu_saturated"]
-    assert "the machine's 2 cores were nearly all busy (up to 1.93 cores" in summary["verdict"]
+    (entry,) = summary.configs
+    assert entry.metrics.host_busy_cores == pytest.approx(1.925)
+    assert entry.metrics.host_busy_cores >= HOST_BUSY_FRACTION * 2 > (entry.metrics.total_cores_used or 0)
+    assert entry.metrics.machine_cpu_saturated
+    assert "the machine's 2 cores were nearly all busy (up to 1.93 cores" in summary.verdict
 
 
 def test_a_run_cut_before_any_measurement_ended_recommends_nothing(tmp_path: Path) -> None:
@@ -255,5 +317,5 @@ def test_a_run_cut_before_any_measurement_ended_recommends_nothing(tmp_path: Pat
         tmp_path / "run", ExperimentSettings(replicas=[1], users=[8]), [cut], status="interrupted"
     )
     summary = build_summary(run)
-    assert summary["recommended"] is None
-    assert summary["verdict"].startswith("No measurement ran to its end")
+    assert summary.analysis.recommended is None
+    assert summary.verdict.startswith("No measurement ran to its end")

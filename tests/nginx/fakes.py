@@ -1,75 +1,18 @@
 """Stand-ins for what nginx meets in the compose network, on the host's loopback.
 
-- `FakeDNS`: a UDP DNS server answering A queries for one name with a list of addresses that a test can
-  change while nginx runs, as Docker's embedded DNS does when `--scale` adds or removes replicas.
 - `Replica`: an HTTP server on its own loopback address (127.0.0.2, 127.0.0.3, ...; all of 127/8 is
   local on Linux) and the shared port, like one classifier container: it answers the prediction
   endpoints with `X-Served-By: <its name>` and can be told to fail with 503.
+
+Docker's embedded DNS is played by `bench.dns.DNSStub`, the one the benchmark uses too.
 """
 
 from __future__ import annotations
 
 import json
-import socket
-import struct
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-
-class FakeDNS:
-    def __init__(self, name: str, addresses: list[str]) -> None:
-        self.name = name.lower().rstrip(".")
-        self.addresses = list(addresses)
-        self.queries = 0
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = int(self.sock.getsockname()[1])
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    def __enter__(self) -> FakeDNS:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.sock.close()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                query, peer = self.sock.recvfrom(512)
-            except TimeoutError:
-                continue
-            reply = self.answer(query)
-            if reply:
-                self.sock.sendto(reply, peer)
-
-    def answer(self, query: bytes) -> bytes | None:
-        if len(query) < 12:
-            return None
-        qid, _flags, qdcount = struct.unpack("!HHH", query[:6])
-        if qdcount != 1:
-            return None
-        labels, pos = [], 12
-        while pos < len(query) and query[pos]:
-            length = query[pos]
-            labels.append(query[pos + 1 : pos + 1 + length].decode("ascii", "replace"))
-            pos += 1 + length
-        qtype, _qclass = struct.unpack("!HH", query[pos + 1 : pos + 5])
-        question = query[12 : pos + 5]
-        self.queries += 1
-        known = ".".join(labels).lower() == self.name
-        addresses = list(self.addresses) if known and qtype == 1 else []
-        rcode = 0 if known else 3  # NXDOMAIN for any other name
-        header = struct.pack("!HHHHHH", qid, 0x8180 | rcode, 1, len(addresses), 0, 0)
-        answers = b"".join(
-            struct.pack("!HHHIH", 0xC00C, 1, 1, 1, 4) + socket.inet_aton(address) for address in addresses
-        )
-        return header + question + answers
 
 
 class Replica(ThreadingHTTPServer):

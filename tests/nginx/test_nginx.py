@@ -25,14 +25,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.nginx.fakes import FakeDNS, Replica
+from bench.dns import DNSStub
+from classifier.errors import PAYLOAD_TOO_LARGE
+from tests.nginx.fakes import Replica
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = ROOT / "services" / "nginx" / "entrypoint.sh"
 IMAGES = ROOT / "images"
 NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
 MAX_UPLOAD = 1_000_000
-SLACK = 65536  # the entrypoint's room for multipart framing
+OVERHEAD = 4096  # room for multipart framing; not the .env default, to show the entrypoint uses the variable
+LIMITS = {
+    "CLASSIFIER_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
+    "CLASSIFIER_MULTIPART_OVERHEAD_BYTES": str(OVERHEAD),
+}
 
 needs_envsubst = pytest.mark.skipif(
     shutil.which("envsubst") is None, reason="envsubst missing (gettext-base)"
@@ -57,20 +63,25 @@ def _directive(conf: str, name: str) -> list[str]:
 
 @needs_envsubst
 def test_entrypoint_refuses_missing_or_bad_settings(tmp_path: Path) -> None:
-    missing = _render(tmp_path)
+    missing = _render(tmp_path, CLASSIFIER_MULTIPART_OVERHEAD_BYTES="10")
     assert missing.returncode != 0 and "CLASSIFIER_MAX_UPLOAD_BYTES" in missing.stderr
-    assert _render(tmp_path, CLASSIFIER_MAX_UPLOAD_BYTES="10MB").returncode != 0
-    bad_log = _render(tmp_path, CLASSIFIER_MAX_UPLOAD_BYTES="100", NGINX_ACCESS_LOG="sometimes")
+    no_overhead = _render(tmp_path, CLASSIFIER_MAX_UPLOAD_BYTES="100")
+    assert no_overhead.returncode != 0 and "CLASSIFIER_MULTIPART_OVERHEAD_BYTES" in no_overhead.stderr
+    not_bytes = _render(tmp_path, **{**LIMITS, "CLASSIFIER_MAX_UPLOAD_BYTES": "10MB"})
+    assert not_bytes.returncode != 0 and "byte count" in not_bytes.stderr
+    bad_overhead = _render(tmp_path, **{**LIMITS, "CLASSIFIER_MULTIPART_OVERHEAD_BYTES": "64k"})
+    assert bad_overhead.returncode != 0 and "CLASSIFIER_MULTIPART_OVERHEAD_BYTES" in bad_overhead.stderr
+    bad_log = _render(tmp_path, **LIMITS, NGINX_ACCESS_LOG="sometimes")
     assert bad_log.returncode != 0 and "NGINX_ACCESS_LOG" in bad_log.stderr
 
 
 @needs_envsubst
 def test_rendered_config_with_compose_defaults(tmp_path: Path) -> None:
-    done = _render(tmp_path, CLASSIFIER_MAX_UPLOAD_BYTES=str(MAX_UPLOAD))
+    done = _render(tmp_path, **LIMITS)
     assert done.returncode == 0, done.stderr
     conf = Path(done.stdout.strip()).read_text()
     assert "${" not in conf, "a placeholder was left unrendered"
-    body = str(MAX_UPLOAD + SLACK)
+    body = str(MAX_UPLOAD + OVERHEAD)
     assert _directive(conf, "client_max_body_size") == [body]
     assert _directive(conf, "client_body_buffer_size") == [body]  # the largest upload stays in memory
     assert _directive(conf, "resolver ") == ["127.0.0.11 valid=1s ipv6=off"]
@@ -85,9 +96,7 @@ def test_rendered_config_with_compose_defaults(tmp_path: Path) -> None:
     for net in _directly_connected_networks():
         assert f"allow {net};" in rules
 
-    explicit = _render(
-        tmp_path, CLASSIFIER_MAX_UPLOAD_BYTES="5", NGINX_STATUS_ALLOW="10.1.0.0/16", NGINX_ACCESS_LOG="off"
-    )
+    explicit = _render(tmp_path, **LIMITS, NGINX_STATUS_ALLOW="10.1.0.0/16", NGINX_ACCESS_LOG="off")
     conf = Path(explicit.stdout.strip()).read_text()
     assert "allow 10.1.0.0/16; deny all;" in conf and "allow 127" not in conf
     assert "access_log off;" in conf and "access_log /dev/stdout" not in conf
@@ -107,7 +116,7 @@ def _directly_connected_networks() -> list[str]:
 @needs_nginx
 @needs_envsubst
 def test_nginx_accepts_the_rendered_config(tmp_path: Path) -> None:
-    done = _render(tmp_path, CLASSIFIER_MAX_UPLOAD_BYTES=str(MAX_UPLOAD))
+    done = _render(tmp_path, **LIMITS)
     assert done.returncode == 0, done.stderr
     check = subprocess.run(
         [str(NGINX), "-t", "-p", str(tmp_path), "-c", done.stdout.strip()],
@@ -123,7 +132,7 @@ def test_nginx_accepts_the_rendered_config(tmp_path: Path) -> None:
 @dataclass
 class Lab:
     port: int
-    dns: FakeDNS
+    dns: DNSStub
     replicas: dict[str, Replica]
     stdout: Path
     stderr: Path
@@ -176,10 +185,10 @@ def lab() -> Iterator[Lab]:
                 ("replica-c", "127.0.0.4"),
             ]
         }
-        dns = stack.enter_context(FakeDNS("classifier.lab.test", ["127.0.0.2", "127.0.0.3"]))
+        dns = stack.enter_context(DNSStub("classifier.lab.test", ["127.0.0.2", "127.0.0.3"]))
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin") + ":/usr/sbin",
-            "CLASSIFIER_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
+            **LIMITS,
             "NGINX_RESOLVER": f"127.0.0.1:{dns.port}",
             "NGINX_UPSTREAM": f"classifier.lab.test:{replica_port}",
             "NGINX_LISTEN": f"127.0.0.1:{port}",
@@ -242,9 +251,10 @@ def test_live_nginx_serves_balances_retries_and_follows_dns(lab: Lab) -> None:
     )
     assert status == 200 and json.loads(body)["bytes"] == len(big)
     assert "buffered to a temporary file" not in lab.stderr.read_text()
-    # Far over the limit: nginx answers in the API's error shape.
-    status, _, body = lab.request("POST", "/predict", b"\0" * (MAX_UPLOAD + SLACK + 1))
-    assert status == 413 and json.loads(body)["error"] == "payload_too_large"
+    # Over the classifier's body limit: nginx answers with the classifier's own error code.
+    status, headers, body = lab.request("POST", "/predict", b"\0" * (MAX_UPLOAD + OVERHEAD + 1))
+    assert status == 413 and json.loads(body)["error"] == PAYLOAD_TOO_LARGE
+    assert headers["content-type"] == "application/json"
 
     # A replica added to DNS while nginx runs gets traffic within seconds, without a reload.
     lab.dns.addresses.append("127.0.0.4")
@@ -284,3 +294,34 @@ def test_live_nginx_serves_balances_retries_and_follows_dns(lab: Lab) -> None:
 
     log = lab.access_log()
     assert {"upstream_addr", "upstream_response_time", "request_id", "served_by"} <= set(log[-1])
+
+
+NGINX_OWN_405 = [
+    ("TRACE", "/predict", "POST"),
+    ("TRACE", "/predict/tf/", "POST"),
+    ("TRACE", "/readyz", "GET"),
+    ("TRACE", "/healthz", "GET, HEAD"),
+    ("POST", "/healthz", "GET, HEAD"),
+    ("DELETE", "/healthz", "GET, HEAD"),
+    ("OPTIONS", "/healthz", "GET, HEAD"),
+    ("POST", "/images/chelsea_640x480.jpg", "GET, HEAD"),
+]
+
+
+@needs_nginx
+@needs_envsubst
+def test_nginx_own_405_has_allow_and_the_error_shape(lab: Lab) -> None:
+    # RFC 9110 15.5.6: a 405 must list the target's methods in Allow. nginx answers these itself (it refuses
+    # TRACE before any location; /healthz and /images/ are its own), so no replica gets them.
+    for method, path, allow in NGINX_OWN_405:
+        status, headers, body = lab.request(method, path)
+        assert status == 405, (method, path, body)
+        assert headers["allow"] == allow, (method, path)
+        assert headers["content-type"] == "application/json", (method, path)
+        answer = json.loads(body)
+        assert answer["error"] == "method_not_allowed" and method in answer["detail"], answer
+    assert sum(sum(replica.requests.values()) for replica in lab.replicas.values()) == 0
+    # nginx's own routes still answer the methods they allow.
+    assert lab.request("HEAD", "/healthz")[0] == 200
+    assert lab.request("GET", "/healthz")[0] == 200
+    assert lab.request("HEAD", "/images/chelsea_640x480.jpg")[0] == 200

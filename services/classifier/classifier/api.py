@@ -6,24 +6,34 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 
-from classifier.errors import ApiError, error_response
+from classifier.errors import PAYLOAD_TOO_LARGE, ApiError, error_response
 from classifier.fetch import ImageFetcher
 from classifier.metrics import Metrics
 from classifier.predictor import Predictor
-from classifier.schemas import BatchingInfo, ErrorBody, ModelInfo, Prediction, ThreadInfo, UrlRequest
+from classifier.schemas import (
+    BatchingInfo,
+    ErrorBody,
+    Links,
+    ModelInfo,
+    Prediction,
+    ServiceInfo,
+    Status,
+    ThreadInfo,
+    UrlRequest,
+)
 from classifier.settings import Settings
 from classifier.timing import Timings, server_timing
 
-# Room for multipart boundaries and part headers around the largest allowed file.
-MULTIPART_OVERHEAD_BYTES = 64 * 1024
+SERVICE_NAME = "mlserve-loadlab classifier"
 # An {"img_url": ...} body is tiny; anything bigger is not what this endpoint takes.
 JSON_BODY_LIMIT_BYTES = 16 * 1024
 
@@ -44,15 +54,31 @@ class Runtime:
 
 def body_limit(settings: Settings, path: str) -> int:
     if path.rstrip("/") == "/predict":
-        return settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
+        return settings.max_upload_bytes + settings.multipart_overhead_bytes
     return JSON_BODY_LIMIT_BYTES
 
 
 router = APIRouter()
 
-_ERRORS: dict[int | str, dict[str, object]] = {
-    status: {"model": ErrorBody} for status in (400, 403, 413, 415, 422, 503)
+# What each error status means, for the schema; errors.py lists every code.
+_ERROR_MEANINGS = {
+    400: "The request's structure: no body, an empty image, no multipart field `file`, broken multipart",
+    403: "`img_url` names a scheme, host or address that CLASSIFIER_URL_ALLOWLIST refuses",
+    413: "Too large: the request body (`payload_too_large`, also nginx's own answer), the image's pixels "
+    "(`image_too_large`) or the fetched image (`url_too_large`)",
+    415: "A request Content-Type the endpoint does not take, or an image format it cannot decode",
+    422: "Not a usable image or request: not an image, truncated or corrupt, invalid JSON or URL, a URL "
+    "that gave no image",
+    503: "The model is still loading, or this worker is shutting down",
 }
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorBody, "description": _ERROR_MEANINGS[status]} for status in statuses}
+
+
+# Both upload forms carry an image; declaring it (encoding) lets schema-driven clients and fuzzers know.
+_IMAGE_BYTES = {"type": "string", "format": "binary", "minLength": 1}
 _UPLOAD_BODY = {
     "requestBody": {
         "required": True,
@@ -61,10 +87,12 @@ _UPLOAD_BODY = {
                 "schema": {
                     "type": "object",
                     "required": ["file"],
-                    "properties": {"file": {"type": "string", "format": "binary"}},
-                }
+                    "properties": {"file": {**_IMAGE_BYTES, "description": "The image (JPEG, PNG, ...)"}},
+                },
+                "encoding": {"file": {"contentType": "image/*"}},
             },
-            "image/*": {"schema": {"type": "string", "format": "binary"}},
+            "image/*": {"schema": _IMAGE_BYTES},
+            "application/octet-stream": {"schema": _IMAGE_BYTES},
         },
     }
 }
@@ -91,25 +119,49 @@ def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-@router.get("/healthz")
-async def healthz() -> dict[str, str]:
-    return {"status": "alive"}
+@router.get("/", response_model=ServiceInfo)
+async def index(request: Request) -> ServiceInfo:
+    """What this service is and where to go next; answers 200 also while the model loads."""
+    runtime = _runtime(request)
+    app = request.app
+    return ServiceInfo(
+        service=SERVICE_NAME,
+        model=runtime.model_name if runtime.ready else None,
+        backend=runtime.settings.backend,
+        ready=runtime.ready,
+        links=Links(
+            docs=app.docs_url,
+            openapi=app.openapi_url,
+            model=app.url_path_for("model"),
+            predict=app.url_path_for("predict_upload"),
+            predict_tf=app.url_path_for("predict_url"),
+        ),
+    )
 
 
-@router.get("/readyz", responses={503: {"model": ErrorBody}})
+@router.get("/healthz", response_model=Status)
+async def healthz() -> Status:
+    return Status(status="alive")
+
+
+@router.get("/readyz", response_model=Status, responses=_errors(503))
 async def readyz(request: Request) -> Response:
     if not _runtime(request).ready:
         return error_response(503, "not_ready", "the model is still loading")
     return JSONResponse({"status": "ready"})
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"description": "Prometheus text exposition format", "content": {"text/plain": {}}}},
+)
 async def metrics(request: Request) -> Response:
     body, content_type = _runtime(request).metrics.render()
     return Response(body, media_type=content_type)
 
 
-@router.get("/model", response_model=ModelInfo, responses={503: {"model": ErrorBody}})
+@router.get("/model", response_model=ModelInfo, responses=_errors(503))
 async def model(request: Request) -> ModelInfo:
     runtime = _runtime(request)
     predictor, _fetcher = _ready(runtime)
@@ -137,9 +189,14 @@ async def model(request: Request) -> ModelInfo:
     )
 
 
-@router.post("/predict", response_model=Prediction, responses=_ERRORS, openapi_extra=_UPLOAD_BODY)
+@router.post(
+    "/predict",
+    response_model=Prediction,
+    responses=_errors(400, 413, 415, 422, 503),
+    openapi_extra=_UPLOAD_BODY,
+)
 async def predict_upload(request: Request) -> Response:
-    """Classify an uploaded image: multipart field `file`, or the raw bytes with an `image/*` Content-Type."""
+    """Classify an uploaded image: multipart field `file`, or the raw bytes as `image/*` or octet-stream."""
     timings = Timings()
     runtime = _runtime(request)
     predictor, _fetcher = _ready(runtime)
@@ -148,8 +205,13 @@ async def predict_upload(request: Request) -> Response:
     return _prediction_response(runtime, answer, timings)
 
 
-@router.post("/predict/tf", response_model=Prediction, responses=_ERRORS, openapi_extra=_URL_BODY)
-@router.post("/predict/tf/", include_in_schema=False)
+@router.post(
+    "/predict/tf",
+    response_model=Prediction,
+    responses=_errors(400, 403, 413, 415, 422, 503),
+    openapi_extra=_URL_BODY,
+)
+@router.post("/predict/tf/", include_in_schema=False, name="predict_url_trailing_slash")
 async def predict_url(request: Request) -> Response:
     """Classify the image at `img_url` (the tutorial's endpoint); only allowlisted hosts are fetched."""
     timings = Timings()
@@ -166,7 +228,8 @@ async def predict_url(request: Request) -> Response:
 def _prediction_response(runtime: Runtime, answer: dict[str, object], timings: Timings) -> Response:
     stages = timings.finish()
     runtime.metrics.observe_stages(stages)
-    return JSONResponse(answer, headers={"Server-Timing": server_timing(stages)})
+    # `status_code` in the body: the tutorial's clients check it (schemas.Prediction).
+    return JSONResponse({**answer, "status_code": 200}, headers={"Server-Timing": server_timing(stages)})
 
 
 async def _read_upload(request: Request, max_bytes: int) -> bytes:
@@ -187,7 +250,9 @@ async def _read_upload(request: Request, max_bytes: int) -> bytes:
     if not data:
         raise ApiError(400, "empty_body", "the image is empty (0 bytes)")
     if len(data) > max_bytes:
-        raise ApiError(413, "too_large", f"the image is {len(data)} bytes, over the limit of {max_bytes}")
+        raise ApiError(
+            413, PAYLOAD_TOO_LARGE, f"the image is {len(data)} bytes, over the limit of {max_bytes} bytes"
+        )
     return data
 
 

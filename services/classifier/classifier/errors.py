@@ -7,7 +7,8 @@ Client input never yields a 5xx. The codes and their statuses:
 | 400 | `empty_body`, `empty` (empty image), `missing_file`, `invalid_multipart`: the request's structure |
 | 403 | `url_not_allowed`: scheme, host or resolved address refused by the allowlist |
 | 404, 405 | `not_found`, `method_not_allowed` |
-| 413 | `too_large` (request body), `image_too_large` (declared pixels), `url_too_large` (fetched image) |
+| 413 | `payload_too_large` (request body; nginx uses it too), `image_too_large` (declared pixels), |
+|     | `url_too_large` (fetched image) |
 | 415 | `unsupported_media_type` (request Content-Type), `unsupported_type` (image format) |
 | 422 | `invalid_json`, `invalid_request` (JSON of the wrong shape), `invalid_url`, `not_an_image`, |
 |     | `truncated_image`, `corrupt_image`, `invalid_image`, `url_unreachable`, `url_timeout` |
@@ -29,6 +30,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
+
+PAYLOAD_TOO_LARGE = "payload_too_large"
+"""The code of a 413 for an oversize request body; nginx's own 413 (nginx.conf.template) uses it too."""
 
 
 class ApiError(Exception):

@@ -26,7 +26,7 @@ disable_created_metrics()
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128, 256)
 PREDICT_ENDPOINTS = frozenset({"/predict", "/predict/tf"})
-_KNOWN_ENDPOINTS = frozenset({*PREDICT_ENDPOINTS, "/healthz", "/readyz", "/metrics", "/model"})
+_KNOWN_ENDPOINTS = frozenset({*PREDICT_ENDPOINTS, "/", "/healthz", "/readyz", "/metrics", "/model"})
 
 
 def endpoint_label(path: str) -> str:

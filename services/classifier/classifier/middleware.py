@@ -13,7 +13,7 @@ from collections.abc import Callable
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from classifier.errors import ApiError, error_response
+from classifier.errors import PAYLOAD_TOO_LARGE, ApiError, error_response
 from classifier.metrics import Metrics, endpoint_label
 
 
@@ -49,7 +49,7 @@ class RequestMetrics:
 
 class BodyTooLarge(ApiError):
     def __init__(self, limit: int) -> None:
-        super().__init__(413, "too_large", f"request body is over the limit of {limit} bytes")
+        super().__init__(413, PAYLOAD_TOO_LARGE, f"request body is over the limit of {limit} bytes")
 
 
 class BodyLimit:
@@ -65,7 +65,7 @@ class BodyLimit:
         declared = _content_length(scope)
         if declared is not None and declared > limit:
             await error_response(
-                413, "too_large", f"request body of {declared} bytes is over the limit of {limit}"
+                413, PAYLOAD_TOO_LARGE, f"request body of {declared} bytes is over the limit of {limit} bytes"
             )(scope, receive, send)
             return
         received = 0

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     # --- request limits ---
     max_upload_bytes: int = Field(10 * MIB, ge=1)
     """Largest accepted image upload (bytes); bigger uploads get 413 before the body is read in full."""
+    multipart_overhead_bytes: int = Field(64 * 1024, ge=0)
+    """Room for multipart framing (boundaries, part headers) around an upload of the largest size (bytes): the
+    classifier and nginx both accept request bodies up to max_upload_bytes plus this."""
     url_allowlist: Annotated[list[str], NoDecode] = ["nginx"]
     """Comma-separated hosts `img_url` may name: exact hostnames or IPs (may resolve to private addresses), or
     `*` / `*.domain` wildcards (public addresses only)."""

@@ -1,0 +1,293 @@
+"""From judged measurements to answers: capacity per configuration, scaling efficiency, the recommended
+configuration, and the verdict. Decisions are taken on the numbers; the words are written afterwards."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+
+from lab.limits import (
+    FELL_BEHIND_RATIO,
+    GENERATOR_CPU_LIMIT_PCT,
+    GOOD_SCALING_EFFICIENCY,
+    MACHINE_CPU_FRACTION,
+    NEAR_BEST_CAPACITY,
+)
+from lab.metrics import ConfigResult, Thresholds
+
+
+@dataclass(frozen=True)
+class Knee:
+    """The load level at which a configuration's capacity was measured."""
+
+    users: int | None
+    target_rps: float | None
+    rps: float
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    replicas: int
+    base: str  # the stack label with the fewest replicas in its group
+    rps: float | None
+    efficiency: float | None  # rps / (replicas / base replicas x base rps)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    label: str
+    capacity: float
+    replicas: int
+    workers_per_replica: int | None
+    backend: str | None
+    batching: str | None
+    why: str
+
+
+@dataclass(frozen=True)
+class CapacityAnalysis:
+    capacity: dict[str, float | None]  # per stack label: req/s within the SLO in every repeat
+    knee: dict[str, Knee | None]
+    peak_rps: dict[str, float | None]  # per stack label: req/s within the failure limit, any latency
+    scaling_efficiency: dict[str, Efficiency]
+    recommended: Recommendation | None
+
+
+def _first_by_label(configs: list[ConfigResult]) -> dict[str, ConfigResult]:
+    first: dict[str, ConfigResult] = {}
+    for entry in configs:
+        first.setdefault(entry.stack_label, entry)
+    return first
+
+
+def capacity_and_knees(configs: list[ConfigResult]) -> tuple[dict[str, float | None], dict[str, Knee | None]]:
+    """Per stack label: the highest throughput among load levels that met the SLO in every repeat (the
+    lowest repeat's throughput counts: sustained, not lucky). None when no level met it."""
+    levels_of: dict[str, dict[tuple[int | None, float | None], list[ConfigResult]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    repeats: dict[str, set[int]] = defaultdict(set)
+    for entry in configs:
+        levels_of[entry.stack_label][entry.load_key].append(entry)
+        repeats[entry.stack_label].add(entry.repeat)
+    capacity: dict[str, float | None] = {}
+    knees: dict[str, Knee | None] = {}
+    for label, levels in levels_of.items():
+        knee: Knee | None = None
+        for (users, target), entries in levels.items():
+            every_repeat = {e.repeat for e in entries} == repeats[label]
+            if every_repeat and all(e.slo_met for e in entries):
+                rps = min(e.metrics.rps for e in entries)
+                if knee is None or rps > knee.rps:
+                    knee = Knee(users, target, rps)
+        capacity[label] = round(knee.rps, 3) if knee is not None else None
+        knees[label] = knee
+    return capacity, knees
+
+
+def peak_rps(configs: list[ConfigResult], thresholds: Thresholds) -> dict[str, float | None]:
+    """Per stack label: the highest median-over-repeats throughput with failures within the limit,
+    whatever the latency (what the replicas could push, for scaling efficiency)."""
+    levels_of: dict[str, dict[tuple[int | None, float | None], list[float]]] = {
+        e.stack_label: defaultdict(list) for e in configs
+    }
+    for entry in configs:
+        m = entry.metrics
+        if m.status == "complete" and m.failure_ratio <= thresholds.max_failure_ratio and m.requests:
+            levels_of[entry.stack_label][entry.load_key].append(m.rps)
+    return {
+        label: round(max(statistics.median(v) for v in levels.values()), 3) if levels else None
+        for label, levels in levels_of.items()
+    }
+
+
+def scaling_efficiency(configs: list[ConfigResult], peak: dict[str, float | None]) -> dict[str, Efficiency]:
+    """RPS_N / (N/N0 x RPS_N0) within each group of configs that differ only by replicas (N0: fewest
+    replicas measured in the group, ideally 1)."""
+    groups: dict[tuple[int | None, str | None, str | None], list[ConfigResult]] = defaultdict(list)
+    for entry in _first_by_label(configs).values():
+        groups[(entry.workers_per_replica, entry.backend, entry.batching)].append(entry)
+    out: dict[str, Efficiency] = {}
+    for members in groups.values():
+        members.sort(key=lambda e: e.replicas)
+        base = members[0]
+        base_rps = peak.get(base.stack_label)
+        for entry in members:
+            rps = peak.get(entry.stack_label)
+            value = None
+            if rps is not None and base_rps:
+                value = round(rps / ((entry.replicas / base.replicas) * base_rps), 3)
+            out[entry.stack_label] = Efficiency(entry.replicas, base.stack_label, rps, value)
+    return out
+
+
+def recommend(
+    configs: list[ConfigResult], capacity: dict[str, float | None], thresholds: Thresholds, ramp: bool
+) -> Recommendation | None:
+    """Fewest classifier processes (replicas x workers), then fewest replicas, then highest capacity,
+    among configs that meet the SLO (and serve `need_rps` when given). A ramp without a need picks
+    among the configurations near the best capacity, so one is not chosen for being cheap at a light load."""
+    first = _first_by_label(configs)
+    candidates = {label: cap for label, cap in capacity.items() if cap is not None}
+    need = thresholds.need_rps
+    why = "meets the SLO with the fewest classifier processes"
+    if need is not None:
+        candidates = {label: cap for label, cap in candidates.items() if cap >= need}
+        why = f"serves {need:g} req/s within the SLO with the fewest classifier processes"
+    elif ramp and candidates:
+        best = max(candidates.values())
+        candidates = {label: cap for label, cap in candidates.items() if cap >= NEAR_BEST_CAPACITY * best}
+        why = (
+            f"has (within {1 - NEAR_BEST_CAPACITY:.0%}) the highest capacity, "
+            "with the fewest classifier processes"
+        )
+    if not candidates:
+        return None
+    label = min(candidates, key=lambda k: (first[k].processes, first[k].replicas, -candidates[k]))
+    entry = first[label]
+    return Recommendation(
+        label,
+        candidates[label],
+        entry.replicas,
+        entry.workers_per_replica,
+        entry.backend,
+        entry.batching,
+        why,
+    )
+
+
+def analyse(configs: list[ConfigResult], thresholds: Thresholds, ramp: bool) -> CapacityAnalysis:
+    capacity, knees = capacity_and_knees(configs)
+    peak = peak_rps(configs, thresholds)
+    return CapacityAnalysis(
+        capacity,
+        knees,
+        peak,
+        scaling_efficiency(configs, peak),
+        recommend(configs, capacity, thresholds, ramp),
+    )
+
+
+def _names(entries: list[ConfigResult]) -> str:
+    labels = list(dict.fromkeys(e.label for e in entries))
+    return ", ".join(labels[:6]) + (f" and {len(labels) - 6} more" if len(labels) > 6 else "")
+
+
+def slo_text(thresholds: Thresholds) -> str:
+    slo = thresholds.slo_p95_ms
+    return (
+        f"p95 ≤ {slo:g} ms and " if slo is not None else ""
+    ) + f"failures ≤ {thresholds.max_failure_ratio:.1%}"
+
+
+def _headline(configs: list[ConfigResult], analysis: CapacityAnalysis, thresholds: Thresholds) -> str:
+    rec = analysis.recommended
+    if rec is not None:
+        knee = analysis.knee.get(rec.label)
+        at_knee = [
+            c.metrics.p95_ms or 0.0
+            for c in configs
+            if c.stack_label == rec.label
+            and c.slo_met
+            and knee is not None
+            and c.load_key == (knee.users, knee.target_rps)
+        ]
+        return (
+            f"Recommended: {rec.label} ({rec.replicas} replica(s)), which {rec.why}: "
+            f"{rec.capacity:.1f} req/s with {slo_text(thresholds)} "
+            f"(p95 {max(at_knee, default=0.0):g} ms at that load)."
+        )
+    if not any(c.metrics.status == "complete" for c in configs):
+        return "No measurement ran to its end, so no configuration can be recommended."
+    measured = [c for c in configs if c.metrics.p95_ms is not None and c.metrics.status == "complete"]
+    text = f"No configuration met {slo_text(thresholds)}"
+    if thresholds.need_rps:
+        text += f" at {thresholds.need_rps:g} req/s"
+    if measured:
+        best = min(measured, key=lambda c: c.metrics.p95_ms or 0.0)
+        text += (
+            f"; the lowest p95 was {best.metrics.p95_ms:g} ms ({best.label}, {best.metrics.rps:.1f} req/s)"
+        )
+    return text + "."
+
+
+def verdict(
+    configs: list[ConfigResult],
+    analysis: CapacityAnalysis,
+    thresholds: Thresholds,
+    host_cpus: int,
+    stack_kind: str | None,
+) -> str:
+    """A plain-language paragraph computed from the numbers."""
+    if not configs:
+        return "Nothing was measured."
+    sentences = [_headline(configs, analysis, thresholds)]
+    # Whether a scaling sentence already blamed the machine: then the saturation sentence would repeat it.
+    machine_named = False
+    last_by_label = {c.stack_label: c for c in configs}
+    for label, eff in analysis.scaling_efficiency.items():
+        if label == eff.base or eff.efficiency is None:
+            continue
+        base = analysis.scaling_efficiency[eff.base]
+        used = max(
+            (
+                c.metrics.cpu_cores_used
+                for c in configs
+                if c.stack_label == label and c.metrics.cpu_cores_used is not None
+            ),
+            default=None,
+        )
+        sentence = (
+            f"From {eff.base} to {label}, throughput went from {base.rps or 0:.1f} to "
+            f"{eff.rps or 0:.1f} req/s (scaling efficiency {eff.efficiency:.0%})"
+        )
+        if used is not None and used >= MACHINE_CPU_FRACTION * host_cpus:
+            machine_named = True
+            sentence += (
+                f"; the classifiers already used {used:.2f} of the machine's {host_cpus} cores, "
+                "so the machine, not the replica count, was the limit"
+            )
+        elif eff.efficiency < GOOD_SCALING_EFFICIENCY and last_by_label[label].metrics.generator_saturated:
+            sentence += "; the load generator was saturated, so this understates the replicas"
+        sentences.append(sentence + ".")
+    saturated = [c for c in configs if c.metrics.generator_saturated]
+    if saturated:
+        sentences.append(
+            f"A Locust worker went above {GENERATOR_CPU_LIMIT_PCT:.0f} % CPU in {_names(saturated)}: "
+            "there the generator, not the service, may have been the limit "
+            "(add workers: --locust-workers N)."
+        )
+    machine = [c for c in configs if c.metrics.machine_cpu_saturated]
+    if machine and not machine_named:
+        busiest = max((c.metrics.host_busy_cores or c.metrics.total_cores_used or 0.0) for c in machine)
+        sentences.append(
+            f"In {_names(machine)} the machine's {host_cpus} cores were nearly all busy (up to "
+            f"{busiest:.2f} cores, the load generator and any other process included): more replicas "
+            "cannot add throughput there; give each replica its own cores (cpus/cpuset) for a fair "
+            "comparison."
+        )
+    behind = [c for c in configs if c.metrics.fell_behind]
+    if behind:
+        sentences.append(
+            f"The arrivals fell behind the target rate (achieved < {FELL_BEHIND_RATIO:.0%}) "
+            f"in {_names(behind)}: "
+            "latency there is measured at a lower load than asked (coordinated omission); "
+            + (
+                "the generator was saturated."
+                if any(c.metrics.generator_saturated for c in behind)
+                else "the service could not keep up, or too few users: raise --expected-latency-ms."
+            )
+        )
+    failed = [c for c in configs if c.metrics.failure_ratio > thresholds.max_failure_ratio]
+    if failed:
+        sentences.append(f"Failures exceeded {thresholds.max_failure_ratio:.1%} in {_names(failed)}.")
+    partial = [
+        c for c in configs if c.metrics.replicas_served is not None and c.metrics.replicas_served < c.replicas
+    ]
+    if partial and stack_kind == "compose":
+        sentences.append(f"Not every replica answered requests in {_names(partial)} (see served-by counts).")
+    interrupted = [c for c in configs if c.metrics.status != "complete"]
+    if interrupted:
+        sentences.append(f"Incomplete measurements (not counted): {_names(interrupted)}.")
+    return " ".join(sentences)

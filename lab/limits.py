@@ -1,0 +1,20 @@
+"""The lab's judgement thresholds, each defined once: the metrics, the verdict, the report and the charts
+import them from here, so a sentence and a chart colour cannot disagree about the same limit."""
+
+from __future__ import annotations
+
+# A Locust worker above this CPU % was likely what limited the run (Locust itself warns at 90 %).
+GENERATOR_CPU_LIMIT_PCT = 90.0
+# Open model: achieved / target throughput below this means the arrivals did not happen as asked.
+FELL_BEHIND_RATIO = 0.95
+# The classifiers using this share of the machine's cores: the machine, not the replica count, was the limit.
+MACHINE_CPU_FRACTION = 0.85
+# Every container together using this share of the machine's cores: no core left to scale into.
+CONTAINERS_CPU_FRACTION = 0.95
+# The whole machine (any process, from the host's own counters) this busy: no core left to scale into.
+HOST_BUSY_FRACTION = 0.9
+# Scaling efficiency below this is named as poor (verdict) and drawn orange (chart).
+GOOD_SCALING_EFFICIENCY = 0.75
+# A ramp without --need-rps recommends among configurations within this fraction of the best capacity,
+# so a configuration is not chosen for being cheap at a light load.
+NEAR_BEST_CAPACITY = 0.95

@@ -1,0 +1,239 @@
+"""One measurement's numbers from its raw files, and whether it met the SLO.
+
+Client-side numbers are Locust's own: the `Aggregated` row of the measurement's stats.csv (every row is a
+real request, so that row is exact). The server-side split comes from server_timing.json (the master's
+GET /server-timing), container CPU from docker_stats.jsonl, the machine's busy cores from host_cpu.jsonl.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.grid import ExperimentSettings
+from lab.limits import FELL_BEHIND_RATIO, GENERATOR_CPU_LIMIT_PCT, HOST_BUSY_FRACTION
+from lab.locust_csv import LocustStats, read_stats_csv
+from lab.samples import container_metrics, host_busy_cores, locust_worker_cpu_max, read_json, read_jsonl
+from lab.server_timing import PARTS, ServerTiming, read_server_timing
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    slo_p95_ms: float | None
+    max_failure_ratio: float
+    need_rps: float | None = None
+
+    @classmethod
+    def from_settings(cls, settings: ExperimentSettings) -> Thresholds:
+        return cls(settings.slo_p95_ms, settings.max_failure_ratio, settings.need_rps)
+
+
+@dataclass(frozen=True)
+class MeasurementMetrics:
+    """The numbers of one measurement (a configuration, or one step of a ramp). Times in ms."""
+
+    dir: str
+    users: int | None
+    target_rps: float | None
+    status: str  # complete, interrupted, error, missing
+    duration_s: float | None
+    # Locust's Aggregated row.
+    requests: int = 0
+    failures: int = 0
+    failure_ratio: float = 0.0
+    rps: float = 0.0
+    avg_ms: float | None = None
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    requests_by_name: dict[str, int] = field(default_factory=dict)
+    # Open model: achieved / target throughput.
+    achieved_ratio: float | None = None
+    fell_behind: bool = False
+    # Server-Timing (mean over the responses that carried each stage).
+    server_queue_ms: float | None = None
+    server_fetch_ms: float | None = None
+    server_decode_ms: float | None = None
+    server_infer_ms: float | None = None
+    server_total_ms: float | None = None
+    server_total_p95_ms: float | None = None
+    # The mean total split into parts that add up to it: each stage's share per request, then the rest.
+    server_split_ms: dict[str, float] = field(default_factory=dict)
+    server_other_ms: float | None = None
+    outside_server_ms: float | None = None  # client mean minus server mean: nginx, network, client
+    # CPU and memory.
+    cpu_cores_used: float | None = None
+    total_cores_used: float | None = None
+    mem_mb: float | None = None
+    cpu_by_container: dict[str, float] = field(default_factory=dict)
+    service_by_container: dict[str, str] = field(default_factory=dict)
+    host_busy_cores: float | None = None
+    machine_cpu_saturated: bool = False
+    generator_cpu_max_pct: float | None = None
+    generator_saturated: bool = False
+    # X-Served-By counts.
+    served_by: dict[str, int] = field(default_factory=dict)
+    replicas_served: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _r(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _window(meta: dict[str, Any]) -> float | None:
+    start, end = meta.get("t_start"), meta.get("t_end")
+    if isinstance(start, int | float) and isinstance(end, int | float):
+        return end - start
+    return None
+
+
+@dataclass(frozen=True)
+class _ServerSplit:
+    stage_ms: dict[str, float | None]  # each part's mean over the responses that carried it
+    total_ms: float | None
+    total_p95_ms: float | None
+    split_ms: dict[str, float]
+    other_ms: float | None
+    outside_ms: float | None
+
+    @classmethod
+    def of(cls, timing: ServerTiming | None, client_avg_ms: float | None) -> _ServerSplit:
+        total = timing.total if timing is not None else None
+        if timing is None or total is None or total.mean_ms is None:
+            return cls({}, None, None, {}, None, None)
+        split = {p: round(v, 3) for p in PARTS if (v := timing.per_request_ms(p)) is not None}
+        return cls(
+            stage_ms={p: _r(timing.mean_ms(p), 3) for p in PARTS},
+            total_ms=_r(total.mean_ms, 3),
+            total_p95_ms=_r(total.p95_ms, 3),
+            split_ms=split,
+            other_ms=_r(max(0.0, total.mean_ms - sum(split.values())), 3),
+            outside_ms=_r(max(0.0, client_avg_ms - total.mean_ms), 3) if client_avg_ms is not None else None,
+        )
+
+
+def measurement_metrics(mdir: Path, host_cpus: int) -> MeasurementMetrics:
+    """Numbers of one measurement (a config, or a ramp step) from its raw files."""
+    meta = read_json(mdir / "measurement.json")
+    stats = read_stats_csv(mdir / "stats.csv") if (mdir / "stats.csv").is_file() else LocustStats([], None)
+    avg_ms = _r(stats.avg_ms, 2)
+    rps = round(stats.rps, 3)
+    target = meta.get("target_rps")
+    achieved = round(rps / float(target), 4) if target else None
+    server = _ServerSplit.of(read_server_timing(mdir / "server_timing.json"), avg_ms)
+    containers = container_metrics(read_jsonl(mdir / "docker_stats.jsonl"))
+    host = host_busy_cores(read_jsonl(mdir / "host_cpu.jsonl"))
+    worker_cpu = locust_worker_cpu_max(read_jsonl(mdir / "locust_live.jsonl"))
+    generator = max(
+        (v for v in (containers.generator_cpu_max_pct, worker_cpu) if v is not None), default=None
+    )
+    served = read_json(mdir / "served_by.json")
+    counts = {str(k): int(v) for k, v in served.items() if isinstance(v, int | float)}
+    return MeasurementMetrics(
+        dir=mdir.name,
+        users=meta.get("users"),
+        target_rps=target,
+        status=str(meta.get("status", "missing")),
+        duration_s=_r(_window(meta), 2),
+        requests=stats.requests,
+        failures=stats.failures,
+        failure_ratio=round(stats.failure_ratio, 6),
+        rps=rps,
+        avg_ms=avg_ms,
+        p50_ms=_r(stats.percentile(0.5), 2),
+        p95_ms=_r(stats.percentile(0.95), 2),
+        p99_ms=_r(stats.percentile(0.99), 2),
+        requests_by_name={f"{r.type} {r.name}": r.requests for r in stats.rows},
+        achieved_ratio=achieved,
+        fell_behind=achieved is not None and achieved < FELL_BEHIND_RATIO,
+        server_queue_ms=server.stage_ms.get("queue"),
+        server_fetch_ms=server.stage_ms.get("fetch"),
+        server_decode_ms=server.stage_ms.get("decode"),
+        server_infer_ms=server.stage_ms.get("infer"),
+        server_total_ms=server.total_ms,
+        server_total_p95_ms=server.total_p95_ms,
+        server_split_ms=server.split_ms,
+        server_other_ms=server.other_ms,
+        outside_server_ms=server.outside_ms,
+        cpu_cores_used=containers.cpu_cores_used,
+        total_cores_used=containers.total_cores_used,
+        mem_mb=containers.mem_mb,
+        cpu_by_container=containers.cpu_by_container,
+        service_by_container=containers.service_by_container,
+        host_busy_cores=host,
+        machine_cpu_saturated=containers.machine_saturated(host_cpus)
+        or (host is not None and host >= HOST_BUSY_FRACTION * host_cpus),
+        generator_cpu_max_pct=_r(generator),
+        generator_saturated=generator is not None and generator > GENERATOR_CPU_LIMIT_PCT,
+        served_by=counts,
+        replicas_served=sum(1 for v in counts.values() if v > 0) if counts else None,
+    )
+
+
+def evaluate(metrics: MeasurementMetrics, thresholds: Thresholds) -> tuple[bool, list[str]]:
+    """Whether a measurement meets the SLO, with the reasons when it does not."""
+    reasons: list[str] = []
+    if metrics.status != "complete":
+        reasons.append(f"measurement {metrics.status}")
+    if not metrics.requests:
+        reasons.append("no requests")
+    p95 = metrics.p95_ms
+    if thresholds.slo_p95_ms is not None and p95 is not None and p95 > thresholds.slo_p95_ms:
+        reasons.append(f"p95 {p95:g} ms > {thresholds.slo_p95_ms:g} ms")
+    if metrics.failure_ratio > thresholds.max_failure_ratio:
+        reasons.append(f"failure ratio {metrics.failure_ratio:.2%} > {thresholds.max_failure_ratio:.2%}")
+    if metrics.fell_behind and metrics.target_rps and metrics.achieved_ratio is not None:
+        reasons.append(
+            f"achieved {metrics.rps:.1f} of {metrics.target_rps:g} req/s target "
+            f"({metrics.achieved_ratio:.0%})"
+        )
+    return not reasons, reasons
+
+
+@dataclass(frozen=True)
+class ConfigResult:
+    """One measurement in its configuration's context, judged against the SLO."""
+
+    label: str
+    stack_label: str
+    config_dir: str
+    replicas: int
+    workers_per_replica: int | None
+    backend: str | None
+    batching: str | None
+    mode: str | None
+    repeat: int
+    step: int | None  # a ramp's step number, None for a fixed load
+    metrics: MeasurementMetrics
+    slo_met: bool
+    slo_reasons: list[str]
+
+    @property
+    def load_key(self) -> tuple[int | None, float | None]:
+        return (self.metrics.users, self.metrics.target_rps)
+
+    @property
+    def processes(self) -> int:
+        return self.replicas * (self.workers_per_replica or 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat, as summary.json has always had it: the config's fields, then the measurement's."""
+        return {
+            "label": self.label,
+            "stack_label": self.stack_label,
+            "config_dir": self.config_dir,
+            "replicas": self.replicas,
+            "workers_per_replica": self.workers_per_replica,
+            "backend": self.backend,
+            "batching": self.batching,
+            "mode": self.mode,
+            "repeat": self.repeat,
+            "step": self.step,
+            **self.metrics.to_dict(),
+            "slo_met": self.slo_met,
+            "slo_reasons": list(self.slo_reasons),
+        }

@@ -1,0 +1,61 @@
+"""Run the schemathesis CLI against a served `/openapi.json`: a bounded, seeded run with every check.
+
+Shared by the fast contract test (the app with a stand-in model) and the end-to-end one (the real stack
+through nginx). The CLI rather than the pytest plugin: it runs all of schemathesis' phases (examples,
+coverage including unexpected methods, fuzzing) and prints reproducible curl commands for any failure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
+SEED = 20261129
+
+
+@dataclass(frozen=True)
+class FuzzRun:
+    returncode: int
+    cases: int
+    seconds: float
+    output: str
+
+    @property
+    def summary(self) -> str:
+        """The CLI's closing summary: phases, failures by kind, cases generated, seed."""
+        return self.output[self.output.rfind("SUMMARY") :]
+
+
+def run_schemathesis(schema_url: str, workdir: Path, *, max_examples: int, timeout_s: float) -> FuzzRun:
+    """Every check, positive and negative data, no example database (a fixed seed decides every case)."""
+    command = [
+        sys.executable, "-m", "schemathesis.cli", "run", schema_url,
+        "--checks", "all",
+        "--mode", "all",
+        "--seed", str(SEED),
+        "--max-examples", str(max_examples),
+        "--generation-database", "none",
+        "--request-timeout", "30",
+        "--no-color",
+    ]  # fmt: skip
+    started = time.monotonic()
+    # In workdir: the CLI keeps a cache of failed cases (for `st replay`) in its working directory.
+    done = subprocess.run(
+        command,
+        cwd=workdir,
+        env={**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS)},
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+    seconds = time.monotonic() - started
+    output = done.stdout + done.stderr
+    generated = re.search(r"^\s*(\d+) generated", output, re.MULTILINE)
+    assert generated, f"no case count in schemathesis' output:\n{output}"
+    return FuzzRun(done.returncode, int(generated.group(1)), seconds, output)
