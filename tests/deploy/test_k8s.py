@@ -176,11 +176,12 @@ def test_nginx_reaches_the_classifier_like_in_compose(
     assert env["NGINX_UPSTREAM"]["value"] == f"{compose_host}.{NAMESPACE}.svc.cluster.local:{compose_port}"
     for name in ("NGINX_WORKER_PROCESSES", "NGINX_ACCESS_LOG"):
         assert env[name]["value"] == compose["environment"][name]
-    ref = env["CLASSIFIER_MAX_UPLOAD_BYTES"]["valueFrom"]["configMapKeyRef"]
-    assert ref == {
-        "name": config_map(rendered, "classifier")["metadata"]["name"],
-        "key": "CLASSIFIER_MAX_UPLOAD_BYTES",
-    }
+    # The classifier's settings nginx needs come from the classifier's own ConfigMap, key by key.
+    shared = [name for name in compose["environment"] if name.startswith("CLASSIFIER_")]
+    assert shared
+    for name in shared:
+        ref = env[name]["valueFrom"]["configMapKeyRef"]
+        assert ref == {"name": config_map(rendered, "classifier")["metadata"]["name"], "key": name}
     assert port_by_name(c, "http") == int(compose["ports"][0].rsplit(":", 1)[1])
     assert c["readinessProbe"]["httpGet"]["path"] == "/healthz"
     assert "http://127.0.0.1/healthz" in compose["healthcheck"]["test"]
