@@ -59,8 +59,16 @@ def remote_workers(stack: Stack, tmp_path: Path) -> Iterator[dict[str, str]]:
         logs = remote_compose("logs", "--no-color", "--tail", "50", env=env, override=override)
         print(logs.stdout[-3000:])
         remote_compose("down", "--timeout", "5", env=env, override=override)
+        # Back as the other tests expect it, healthy: the web UI master and its local workers.
         stack.compose(
-            "up", "-d", "--no-deps", "--scale", f"locust-worker={WORKERS}", "locust-master", "locust-worker"
+            "up",
+            "-d",
+            "--no-deps",
+            "--wait",
+            "--scale",
+            f"locust-worker={WORKERS}",
+            "locust-master",
+            "locust-worker",
         )
 
 
