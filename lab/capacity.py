@@ -11,6 +11,7 @@ from lab.limits import (
     FELL_BEHIND_RATIO,
     GENERATOR_CPU_LIMIT_PCT,
     GOOD_SCALING_EFFICIENCY,
+    LATE_ARRIVALS_SHARE,
     MACHINE_CPU_FRACTION,
     NEAR_BEST_CAPACITY,
 )
@@ -278,6 +279,14 @@ def verdict(
                 if any(c.metrics.generator_saturated for c in behind)
                 else "the service could not keep up, or too few users: raise --expected-latency-ms."
             )
+        )
+    crowded = [c for c in configs if c.metrics.too_few_users]
+    if crowded:
+        worst = max(c.metrics.arrivals_late_share or 0.0 for c in crowded)
+        sentences.append(
+            f"In {_names(crowded)} up to {worst:.1%} of the arrivals found no user free "
+            f"(late or dropped; more than {LATE_ARRIVALS_SHARE:.0%}): the load was less open than asked, "
+            "too few users for the latency: raise --expected-latency-ms."
         )
     failed = [c for c in configs if c.metrics.failure_ratio > thresholds.max_failure_ratio]
     if failed:

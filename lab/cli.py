@@ -82,6 +82,9 @@ def compare(
     expected_latency_ms: Annotated[
         float, typer.Option(help="Open model: users = ceil(rate x max(1 s, 4 x this)).")
     ] = 250.0,
+    arrivals: Annotated[
+        str, typer.Option(help="Open model: poisson (independent clients) or even (evenly spaced).")
+    ] = "poisson",
     max_batch_size: Annotated[int, typer.Option(help="CLASSIFIER_MAX_BATCH_SIZE when batching is on.")] = 8,
     max_batch_delay_ms: Annotated[
         float | None,
@@ -140,6 +143,7 @@ def compare(
             need_rps=need_rps,
             repeat=repeat,
             expected_latency_ms=expected_latency_ms,
+            arrivals=arrivals,
             max_batch_size=max_batch_size,
             max_batch_delay_ms=max_batch_delay_ms,
             locust_workers=locust_workers,

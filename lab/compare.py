@@ -305,8 +305,8 @@ class Driver:
         cfg["knee"] = passed[-1] if passed else None
 
     def _swarm_options(self, level: LoadLevel) -> dict[str, str]:
-        # target_rps is always sent: custom options persist on the master between tests.
-        options = {"target_rps": format_option(level.target_rps or 0.0)}
+        # target_rps and arrivals are always sent: custom options persist on the master between tests.
+        options = {"target_rps": format_option(level.target_rps or 0.0), "arrivals": self.settings.arrivals}
         options.update(self.settings.locust_options)
         return options
 
@@ -440,6 +440,7 @@ class Driver:
         for name, answer in (
             ("served_by.json", self._locust.served_by()),
             ("server_timing.json", self._locust.server_timing()),
+            ("arrivals.json", self._locust.arrivals()),
         ):
             saved[name] = 200 if answer is not None else 404
             if answer is not None:

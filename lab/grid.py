@@ -6,6 +6,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from lab.arrivals import PROCESSES
+
 BACKENDS = ("tf", "litert")
 BATCHING = ("off", "on")
 
@@ -44,8 +46,8 @@ class StackConfig:
 
 @dataclass(frozen=True)
 class LoadLevel:
-    """Closed model: `users` loop without pause. Open model: `target_rps` arrivals per second spread over
-    `users` paced users (Locust's constant_throughput), so arrivals do not wait for responses."""
+    """Closed model: `users` loop without pause. Open model: `target_rps` arrivals per second over the
+    swarm, sent by a pool of `users` whatever the answers take (the locustfile's --target-rps)."""
 
     users: int
     target_rps: float | None = None
@@ -101,6 +103,7 @@ class ExperimentSettings:
     need_rps: float | None = None  # the traffic to serve: a config must reach it within the SLO
     repeat: int = 1
     expected_latency_ms: float = 250.0
+    arrivals: str = PROCESSES[0]  # the open model's arrival process (the locustfile's --arrivals)
     max_batch_size: int = 8
     max_batch_delay_ms: float | None = None
     locust_workers: int | None = None
@@ -161,6 +164,8 @@ class ExperimentSettings:
             errors.append("--repeat must be >= 1")
         if self.expected_latency_ms <= 0:
             errors.append("--expected-latency-ms must be > 0")
+        if self.arrivals not in PROCESSES:
+            errors.append(f"--arrivals: choose from {', '.join(PROCESSES)}")
         if "on" in self.batching and self.max_batch_size < 2:
             errors.append("--max-batch-size must be >= 2 when batching is on")
         if self.locust_workers is not None and self.locust_workers < 1:
@@ -170,8 +175,9 @@ class ExperimentSettings:
 
 
 def users_for_rate(rate: float, expected_latency_ms: float) -> int:
-    """Enough paced users to hold `rate` arrivals/s: each user can start at most one request per
-    max(1 s, 4 x expected latency), so a slower answer does not make arrivals wait."""
+    """Enough users to send `rate` arrivals/s on time: on average `rate x latency` of them wait for an
+    answer (Little's law); max(1 s, 4 x expected latency) worth of arrivals leaves room for the tail, so
+    that an arrival rarely finds every user busy (counted as late or dropped, in arrivals.json)."""
     window_s = max(1.0, 4.0 * expected_latency_ms / 1000.0)
     return max(1, math.ceil(rate * window_s))
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 GENERATOR_CPU_LIMIT_PCT = 90.0
 # Open model: achieved / target throughput below this means the arrivals did not happen as asked.
 FELL_BEHIND_RATIO = 0.95
+# Open model: above this share of arrivals late or dropped (no user free at their time), too few users.
+LATE_ARRIVALS_SHARE = 0.01
 # The classifiers using this share of the machine's cores: the machine, not the replica count, was the limit.
 MACHINE_CPU_FRACTION = 0.85
 # Every container together using this share of the machine's cores: no core left to scale into.

@@ -4,7 +4,7 @@ Endpoints, as defined in locust/web.py 2.47: POST /swarm (form: user_count, spaw
 any custom option the locustfile declared), POST /stop, GET /stats/requests (JSON, cached 2 s by the
 master), GET /worker-count, GET /stats/requests/csv, GET /stats/failures/csv,
 GET /stats/requests_full_history/csv (404 unless the master runs with --csv and --csv-full-history),
-GET /stats/report?download=1. The locustfile adds GET /served-by and GET /server-timing.
+GET /stats/report?download=1. The locustfile adds GET /served-by, GET /server-timing and GET /arrivals.
 """
 
 from __future__ import annotations
@@ -142,3 +142,6 @@ class LocustAPI:
 
     def server_timing(self) -> dict[str, Any] | None:
         return self._optional_json("/server-timing")
+
+    def arrivals(self) -> dict[str, Any] | None:
+        return self._optional_json("/arrivals")

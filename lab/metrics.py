@@ -2,7 +2,8 @@
 
 Client-side numbers are Locust's own: the `Aggregated` row of the measurement's stats.csv (every row is a
 real request, so that row is exact). The server-side split comes from server_timing.json (the master's
-GET /server-timing), container CPU from docker_stats.jsonl, the machine's busy cores from host_cpu.jsonl.
+GET /server-timing), the arrivals (late, dropped, how they were spread) from arrivals.json, container CPU
+from docker_stats.jsonl, the machine's busy cores from host_cpu.jsonl.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lab.arrivals import read_arrivals
 from lab.grid import ExperimentSettings
-from lab.limits import FELL_BEHIND_RATIO, GENERATOR_CPU_LIMIT_PCT, HOST_BUSY_FRACTION
+from lab.limits import FELL_BEHIND_RATIO, GENERATOR_CPU_LIMIT_PCT, HOST_BUSY_FRACTION, LATE_ARRIVALS_SHARE
 from lab.locust_csv import LocustStats, read_stats_csv
 from lab.samples import container_metrics, host_busy_cores, locust_worker_cpu_max, read_json, read_jsonl
 from lab.server_timing import PARTS, ServerTiming, read_server_timing
@@ -48,9 +50,20 @@ class MeasurementMetrics:
     p95_ms: float | None = None
     p99_ms: float | None = None
     requests_by_name: dict[str, int] = field(default_factory=dict)
-    # Open model: achieved / target throughput.
+    # Open model: achieved / target rate (of the sends, arrivals.json; else Locust's rps).
     achieved_ratio: float | None = None
     fell_behind: bool = False
+    # The arrivals as sent (arrivals.json; None without it). Late: no user free at the arrival's time;
+    # dropped: never sent. CV of the gaps between sends: Poisson 1, evenly spaced 0.
+    arrivals: str | None = None  # poisson, even; None for a closed model
+    arrivals_late: int | None = None
+    arrivals_dropped: int | None = None
+    arrivals_late_share: float | None = None
+    too_few_users: bool = False  # open model: late + dropped above LATE_ARRIVALS_SHARE
+    arrival_rps: float | None = None  # from the send times (every request started, failed or not)
+    interarrival_cv: float | None = None
+    max_sends_per_100ms: int | None = None
+    lagging_sends: int | None = None  # > 10 ms after their time with a user free: generator short of CPU
     # Server-Timing (mean over the responses that carried each stage).
     server_queue_ms: float | None = None
     server_fetch_ms: float | None = None
@@ -123,8 +136,13 @@ def measurement_metrics(mdir: Path, host_cpus: int) -> MeasurementMetrics:
     avg_ms = _r(stats.avg_ms, 2)
     rps = round(stats.rps, 3)
     target = meta.get("target_rps")
-    achieved = round(rps / float(target), 4) if target else None
+    arrivals = read_arrivals(mdir / "arrivals.json")
+    # Open model: the rate at which requests were sent (their start times, arrivals.json) is what the
+    # target asked for; Locust's rps also counts the start-up before the first arrival against it.
+    sent_rps = arrivals.achieved_rps if arrivals is not None and arrivals.achieved_rps else rps
+    achieved = round(sent_rps / float(target), 4) if target else None
     server = _ServerSplit.of(read_server_timing(mdir / "server_timing.json"), avg_ms)
+    late_share = round(arrivals.late_share, 4) if arrivals is not None and target else None
     containers = container_metrics(read_jsonl(mdir / "docker_stats.jsonl"))
     host = host_busy_cores(read_jsonl(mdir / "host_cpu.jsonl"))
     worker_cpu = locust_worker_cpu_max(read_jsonl(mdir / "locust_live.jsonl"))
@@ -150,6 +168,15 @@ def measurement_metrics(mdir: Path, host_cpus: int) -> MeasurementMetrics:
         requests_by_name={f"{r.type} {r.name}": r.requests for r in stats.rows},
         achieved_ratio=achieved,
         fell_behind=achieved is not None and achieved < FELL_BEHIND_RATIO,
+        arrivals=arrivals.process if arrivals is not None and target else None,
+        arrivals_late=arrivals.late if arrivals is not None and target else None,
+        arrivals_dropped=arrivals.dropped if arrivals is not None and target else None,
+        arrivals_late_share=late_share,
+        too_few_users=late_share is not None and late_share > LATE_ARRIVALS_SHARE,
+        arrival_rps=_r(arrivals.achieved_rps, 2) if arrivals is not None else None,
+        interarrival_cv=_r(arrivals.interarrival_cv, 3) if arrivals is not None else None,
+        max_sends_per_100ms=arrivals.max_per_100ms if arrivals is not None else None,
+        lagging_sends=arrivals.lagging if arrivals is not None and target else None,
         server_queue_ms=server.stage_ms.get("queue"),
         server_fetch_ms=server.stage_ms.get("fetch"),
         server_decode_ms=server.stage_ms.get("decode"),
@@ -188,8 +215,8 @@ def evaluate(metrics: MeasurementMetrics, thresholds: Thresholds) -> tuple[bool,
         reasons.append(f"failure ratio {metrics.failure_ratio:.2%} > {thresholds.max_failure_ratio:.2%}")
     if metrics.fell_behind and metrics.target_rps and metrics.achieved_ratio is not None:
         reasons.append(
-            f"achieved {metrics.rps:.1f} of {metrics.target_rps:g} req/s target "
-            f"({metrics.achieved_ratio:.0%})"
+            f"achieved {metrics.achieved_ratio * metrics.target_rps:.1f} of {metrics.target_rps:g} req/s "
+            f"target ({metrics.achieved_ratio:.0%})"
         )
     return not reasons, reasons
 

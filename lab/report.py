@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.charts import all_charts
-from lab.limits import GENERATOR_CPU_LIMIT_PCT
+from lab.limits import GENERATOR_CPU_LIMIT_PCT, LATE_ARRIVALS_SHARE
 from lab.metrics import ConfigResult, MeasurementMetrics, Thresholds
 from lab.summary import Summary, build_summary
 
@@ -50,6 +50,13 @@ def _rps(m: MeasurementMetrics) -> str:
     if m.achieved_ratio is not None:
         text += f" ({m.achieved_ratio:.0%} of target)"
     return text
+
+
+def _late(m: MeasurementMetrics) -> str:
+    if m.arrivals_late is None or m.arrivals_dropped is None:
+        return "—"
+    text = f"{m.arrivals_late} / {m.arrivals_dropped}"
+    return text + " ⚠" if m.too_few_users else text
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,8 @@ MEASUREMENT_HEADER = [
     "Machine busy cores",
     "Mem MB",
     "Generator CPU max %",
+    "Arrival CV",
+    "Late / dropped",
     "SLO met",
 ]
 
@@ -143,6 +152,8 @@ def measurement_rows(summary: Summary) -> list[Row]:
                     _fmt(m.host_busy_cores, 2),
                     _fmt(m.mem_mb, 0),
                     gen,
+                    _fmt(m.interarrival_cv, 2),
+                    _late(m),
                     "yes" if entry.slo_met else "no: " + "; ".join(entry.slo_reasons),
                 ]
             )
@@ -206,6 +217,7 @@ def _raw_links(summary: Summary) -> str:
             f'<li>{escape(entry.label)}: <a href="{escape(base)}/locust_report.html">Locust report</a>, '
             f'<a href="{escape(base)}/stats.csv">stats.csv</a>, '
             f'<a href="{escape(base)}/server_timing.json">server_timing.json</a>, '
+            f'<a href="{escape(base)}/arrivals.json">arrivals.json</a>, '
             f'<a href="{escape(base)}/docker_stats.jsonl">docker_stats.jsonl</a>'
             + (f" — served by: {escape(json.dumps(served))}" if served else "")
             + "</li>"
@@ -242,7 +254,9 @@ over the measurement window after warm-up. Server times: the mean of the classif
 stages, merged by the Locust master (server_timing.json). Classifier cores: the mean, over docker
 stats samples, of the replicas' summed CPU; machine busy cores: the whole host, every process included.
 Generator CPU: the busiest Locust worker (⚠ above {GENERATOR_CPU_LIMIT_PCT:.0f} %: the generator may
-have been the limit).
+have been the limit). Arrival CV: of the gaps between request starts over the whole swarm (arrivals.json;
+Poisson 1, evenly spaced 0). Late / dropped (open model): arrivals that found no user free, sent late or
+not at all (⚠ above {LATE_ARRIVALS_SHARE:.0%} of them: too few users).
 On a small machine the generator and the replicas share the cores: read the CPU chart before the
 throughput.</p>
 {charts}

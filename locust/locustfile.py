@@ -1,16 +1,21 @@
 """Load for the lab's classifier, through nginx: uploads (POST /predict) and image URLs (POST /predict/tf).
 
 Options (flag / env var / web UI field, defaults in `add_options`): --upload-weight, --url-weight,
---images-dir, --image-glob, --image-base-url, --target-rps, --served-by-file, --server-timing-file. Set
-them on the master: Locust forwards custom options to the workers with every spawn message, replacing the
-workers' own values.
+--images-dir, --image-glob, --image-base-url, --target-rps, --arrivals, --arrivals-seed, --served-by-file,
+--server-timing-file, --arrivals-file. Set them on the master: Locust forwards custom options to the
+workers with every spawn message, replacing the workers' own values.
+
+With --target-rps > 0 the load is an open model (`arrivals`): each process that runs users draws its
+share of the arrivals, its users claim them, and late or dropped arrivals are counted.
 
 Locust's stats hold only the real requests. Beside them, from every successful response:
 - its `Server-Timing` stages go into per-name histograms (`stagestats`): GET /server-timing and the
   "Server timing" tab on the master's web UI, optionally --server-timing-file at exit;
 - its `X-Served-By` is counted per replica: GET /served-by on the master's web UI, logged as JSON at test
   stop, optionally written to --served-by-file at exit.
-Workers send both as deltas with their stats reports; the master adds them up.
+And from every request, failed or not, its start time: the swarm's achieved rate and inter-arrival CV,
+with the late and dropped arrivals: GET /arrivals and the "Arrivals" tab, optionally --arrivals-file.
+Workers send all three as deltas with their stats reports; the master adds them up.
 """
 
 from __future__ import annotations
@@ -19,14 +24,17 @@ import json
 import logging
 import random
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import imageset
+from arrivals import PROCESSES, ArrivalStream, ArrivalTally, check_process
+from arrivals import REPORT_KEY as ARRIVALS_KEY
 from flask import Response, jsonify
-from locust import FastHttpUser, constant_throughput, events, task
+from locust import FastHttpUser, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 from servedby import REPORT_KEY as SERVED_BY_KEY
@@ -37,11 +45,13 @@ from stagestats import ServerTimingStats
 from webui import Tab, add_tab
 
 PACING_MESSAGE = "lab_pacing_total_users"
+SEND_AT_KEY = "lab_send_at"  # in a request's context: when the open model wanted it sent
 
 log = logging.getLogger("locustfile")
 
 served_by = ServedByCounter()
 server_timing = ServerTimingStats()
+arrival_tally = ArrivalTally()
 SERVER_TIMING_TAB = Tab(
     key="server-timing",
     title="Server timing",
@@ -67,6 +77,8 @@ class RunState:
     load_error: str | None = "test has not started"
     # All users across all workers, for --target-rps pacing; 0 until known.
     total_users: int = 0
+    # This process's open-model arrivals, made at test start where users run (None: closed model).
+    stream: ArrivalStream | None = None
     weights: tuple[int, int] = (3, 1)
     # Set at init: some events (quit, spawning_complete) carry no environment.
     environment: Environment | None = None
@@ -115,7 +127,24 @@ def add_options(parser: Any) -> None:
         default=0.0,
         env_var="LOCUST_TARGET_RPS",
         help="0: closed model, each user sends its next request as soon as the last one answered. "
-        ">0: pace every user at target_rps/users requests per second (needs users > rps x latency).",
+        ">0: open model, this many arrivals per second over the whole swarm, independent of the answers; "
+        "users are the pool that sends them (give more than rps x latency).",
+    )
+    parser.add_argument(
+        "--arrivals",
+        default=PROCESSES[0],
+        choices=PROCESSES,
+        env_var="LOCUST_ARRIVALS",
+        help="Arrival process with --target-rps > 0: poisson (exponential gaps, as independent clients "
+        "make) or even (evenly spaced).",
+    )
+    parser.add_argument(
+        "--arrivals-seed",
+        type=int,
+        default=0,
+        env_var="LOCUST_ARRIVALS_SEED",
+        include_in_web_ui=False,
+        help="0: new random arrival times every test; >0: the same Poisson gaps every test (reproducible).",
     )
     parser.add_argument(
         "--served-by-file",
@@ -131,6 +160,14 @@ def add_options(parser: Any) -> None:
         include_in_web_ui=False,
         help="If set, the master (or a local run) writes the Server-Timing split (GET /server-timing) "
         "as JSON here at exit.",
+    )
+    parser.add_argument(
+        "--arrivals-file",
+        default="",
+        env_var="LOCUST_ARRIVALS_FILE",
+        include_in_web_ui=False,
+        help="If set, the master (or a local run) writes the arrivals summary (GET /arrivals) as JSON "
+        "here at exit.",
     )
 
 
@@ -170,16 +207,73 @@ def load_images(options: Any) -> None:
     log.info("loaded %d images from %s: %s", len(files), options.images_dir, ", ".join(state.image_names))
 
 
+def target_rps(options: Any) -> float:
+    return float(getattr(options, "target_rps", 0) or 0)
+
+
+def start_arrivals(environment: Environment) -> None:
+    """A new arrival stream for this process's users, or none for the closed model."""
+    options = environment.parsed_options
+    rate = target_rps(options)
+    if rate <= 0:
+        state.stream = None
+        return
+    runner = environment.runner
+    index = max(runner.worker_index, 0) if isinstance(runner, WorkerRunner) else 0
+    seed = int(options.arrivals_seed)
+    rng = random.Random(f"{seed}:{index}") if seed > 0 else random.Random()
+    try:
+        process = check_process(options.arrivals)
+    except ValueError as e:  # argparse checks the CLI and env; a hand-made web UI request gets here
+        log.error("%s; using %s", e, PROCESSES[0])
+        process = PROCESSES[0]
+    # With `even`, worker k's grid starts k arrivals after worker 0's: equal workers interleave.
+    state.stream = ArrivalStream(process, rng, grid_offset_s=index / rate)
+
+
+def stream_rate(environment: Environment) -> tuple[float, float]:
+    """This process's share of the arrivals per second, and the dropping bound in seconds."""
+    rate = target_rps(environment.parsed_options)
+    runner = environment.runner
+    users = state.total_users or max(runner.user_count, 1)
+    # The share follows the users dispatched here (this process's target), so a worker's rate does not
+    # lag behind while its users are still starting.
+    local = min(max(runner.target_user_count, runner.user_count, 1), users)
+    return rate * local / users, users / rate
+
+
+def expire_arrivals(environment: Environment) -> None:
+    """Count the arrivals nobody claimed in time as dropped now, not when some user gets free."""
+    if state.stream is not None:
+        arrival_tally.add_dropped(state.stream.expire(time.time(), *stream_rate(environment)))
+
+
 class LabUser(FastHttpUser):
     abstract = True
+    _claimed_at: float = 0.0  # intended time of the arrival this user waits to send
+    _send_at: float | None = None  # when it should start: that time, or at once if it has passed
+
+    def on_start(self) -> None:
+        if state.stream is not None:
+            self.wait()  # the first request waits for its arrival too
+
+    def on_stop(self) -> None:
+        if state.stream is not None and self._claimed_at > time.time():
+            state.stream.give_back(self._claimed_at)  # stopped before its send: another user takes it
 
     def wait_time(self) -> float:
-        target_rps = float(self.environment.parsed_options.target_rps or 0)
-        if target_rps <= 0:
+        stream = state.stream
+        if stream is None:  # closed model
             return 0.0
-        users = state.total_users or max(self.environment.runner.user_count, 1)
-        # constant_throughput keeps its state on the user, so a fresh one per call follows user-count changes.
-        return constant_throughput(target_rps / users)(self)
+        now = time.time()
+        claim = stream.claim(now, *stream_rate(self.environment))
+        arrival_tally.add_claim(claim)
+        self._claimed_at = claim.at
+        self._send_at = max(claim.at, now)
+        return self._send_at - now
+
+    def context(self) -> dict[str, Any]:
+        return {SEND_AT_KEY: self._send_at} if state.stream is not None else {}
 
     def check(self, resp: Any) -> None:
         if resp.status_code != 200:
@@ -233,7 +327,16 @@ def _header(headers: Any, name: str) -> str | list[str] | None:
 
 
 @events.request.add_listener
-def on_request(name: str, response: Any = None, exception: BaseException | None = None, **_: Any) -> None:
+def on_request(
+    name: str,
+    response: Any = None,
+    exception: BaseException | None = None,
+    start_time: float | None = None,
+    context: dict[str, Any] | None = None,
+    **_: Any,
+) -> None:
+    if start_time is not None:  # every arrival sent, answered or not
+        arrival_tally.add_start(start_time, due=(context or {}).get(SEND_AT_KEY))
     # Only successful requests: an error answer's timings would mix into the server-side split.
     if exception is not None or response is None:
         return
@@ -249,6 +352,51 @@ def on_request(name: str, response: Any = None, exception: BaseException | None 
 def _reset_tallies() -> None:
     served_by.reset()
     server_timing.reset()
+    arrival_tally.reset()
+
+
+def arrivals_summary() -> dict[str, Any]:
+    env = state.environment
+    if env is not None and _runs_users(env):
+        expire_arrivals(env)  # a local run: its users' stream is here
+    options = env.parsed_options if env else None
+    rate = target_rps(options)
+    return {
+        "model": "open" if rate > 0 else "closed",
+        "arrivals": getattr(options, "arrivals", None) if rate > 0 else None,
+        "target_rps": rate,
+        "users": state.total_users,
+        **arrival_tally.summary(),
+    }
+
+
+def _arrival_rows() -> list[dict[str, Any]]:
+    s = arrivals_summary()
+
+    def num(value: float | None, fmt: str) -> str:
+        return "" if value is None else format(value, fmt)
+
+    rows = [
+        ("Load", f"open, {s['arrivals']}" if s["model"] == "open" else "closed (no target rate)"),
+        ("Target rate (req/s)", num(s["target_rps"] or None, "g")),
+        ("Achieved rate (req/s)", num(s["achieved_rps"], ".2f")),
+        ("Inter-arrival CV (Poisson 1, even 0)", num(s["interarrival_cv"], ".3f")),
+        ("Most sends in 100 ms", num(s["max_per_100ms"], "d")),
+        ("100 ms windows without a send", num(s["empty_100ms_share"], ".1%")),
+        ("Arrivals (sent + dropped)", str(s["intended"])),
+        ("Sent", str(s["sent"])),
+        ("Late (no user free at its time)", str(s["late"])),
+        ("Dropped (later than users/rate)", str(s["dropped"])),
+        ("Mean / max lateness (ms)", f"{s['mean_late_ms']:.1f} / {s['max_late_ms']:.1f}"),
+        ("Sends > 10 ms behind time (busy generator)", str(s["lagging_sends"])),
+        ("Max send lag (ms)", f"{s['max_send_lag_ms']:.1f}"),
+    ]
+    return [{"metric": k, "value": v} for k, v in rows]
+
+
+ARRIVALS_TAB = Tab(
+    key="arrivals", title="Arrivals", columns=(("metric", "Metric"), ("value", "Value")), rows=_arrival_rows
+)
 
 
 def _runs_users(environment: Environment) -> bool:
@@ -289,24 +437,32 @@ def on_init(environment: Environment, **_: Any) -> None:
         def server_timing_route() -> Response:
             return jsonify(server_timing.snapshot())
 
+        @web_ui.app.route("/arrivals")
+        @web_ui.auth_required_if_enabled
+        def arrivals_route() -> Response:
+            return jsonify(arrivals_summary())
+
         add_tab(web_ui, SERVER_TIMING_TAB)
+        add_tab(web_ui, ARRIVALS_TAB)
 
 
 @events.test_start.add_listener
 def on_test_start(environment: Environment, **_: Any) -> None:
     _reset_tallies()
-    state.total_users = 0
     runner = environment.runner
     if _counts_totals(environment):
         apply_weights(environment.parsed_options)
         log.info("user weights: UploadUser=%d UrlUser=%d", *state.weights)
-        # target_user_count is set before test_start fires; workers learn it from this message, which
-        # the master sends before the spawn messages, so their first users are paced right.
+        # target_user_count is set before test_start fires. Workers learn it from this message, which the
+        # master sends before the spawn messages, so their first users are paced right; a worker's own
+        # test_start comes with the first spawn message, after it, so only here is the count cleared.
+        state.total_users = 0
         set_total_users(runner.target_user_count)
         if isinstance(runner, MasterRunner):
             runner.send_message(PACING_MESSAGE, {"total_users": runner.target_user_count})
     if _runs_users(environment):
         load_images(environment.parsed_options)
+        start_arrivals(environment)
 
 
 @events.spawning_complete.add_listener
@@ -326,18 +482,25 @@ def on_reset_stats(**_: Any) -> None:
 
 @events.report_to_master.add_listener
 def on_report_to_master(client_id: str, data: dict[str, Any], **_: Any) -> None:
+    if state.environment is not None:
+        expire_arrivals(state.environment)
     data[SERVED_BY_KEY] = served_by.drain()
     data[SERVER_TIMING_KEY] = server_timing.drain()
+    data[ARRIVALS_KEY] = arrival_tally.drain()
 
 
 @events.worker_report.add_listener
 def on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
     served_by.merge(data.get(SERVED_BY_KEY))
     server_timing.merge(data.get(SERVER_TIMING_KEY))
+    arrival_tally.merge(data.get(ARRIVALS_KEY))
 
 
 @events.test_stop.add_listener
 def on_test_stop(environment: Environment, **_: Any) -> None:
+    if _runs_users(environment):
+        expire_arrivals(environment)  # those every user was too busy to claim up to the stop
+    state.stream = None  # no more arrivals: none is dropped after the users stopped
     if _counts_totals(environment):
         # On a master the workers' last report (up to 3 s of counts) may still be on its way; the line
         # logged at exit and GET /served-by have it.
@@ -357,6 +520,9 @@ def on_quit(exit_code: int, **_: Any) -> None:
         return
     _write_json(options.served_by_file, counts)
     _write_json(options.server_timing_file, server_timing.snapshot())
+    arrivals = arrivals_summary()
+    log.info("arrivals: %s (final)", json.dumps(arrivals))
+    _write_json(options.arrivals_file, arrivals)
 
 
 def _write_json(path: str, data: dict[str, Any]) -> None:

@@ -80,6 +80,20 @@ def stats_csv(traffic: list[Row], aggregated: list[float] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def arrivals_json(
+    target_rps: float | None, sent: int, late: int, dropped: int, achieved_rps: float, cv: float
+) -> dict[str, Any]:
+    """The master's GET /arrivals (the locustfile's shape), with the fields the lab reads."""
+    return {
+        "model": "open" if target_rps else "closed", "arrivals": "poisson" if target_rps else None,
+        "target_rps": target_rps or 0.0, "users": 30, "intended": sent + dropped, "sent": sent,
+        "late": late, "dropped": dropped, "late_share": (late + dropped) / (sent + dropped),
+        "mean_late_ms": 12.0 if late else 0.0, "max_late_ms": 40.0 if late else 0.0, "lagging_sends": 3,
+        "max_send_lag_ms": 14.0, "starts": sent, "achieved_rps": achieved_rps, "interarrival_cv": cv,
+        "max_per_100ms": 9, "empty_100ms_share": 0.05,
+    }  # fmt: skip
+
+
 def server_timing_json(traffic: list[Row], stage_ms: dict[str, float]) -> dict[str, Any]:
     """The master's GET /server-timing for responses whose stages all took `stage_ms` on average
     (p50 = mean, p95 = 1.5 x, p99 = 2 x), every request carrying every stage."""
@@ -109,6 +123,7 @@ class Measurement:
     docker: list[list[tuple[str, str, float, str]]] = field(default_factory=list)
     worker_cpu: list[float] = field(default_factory=list)  # Locust's own heartbeat CPU of the worker
     served_by: dict[str, int] | None = None
+    arrivals: dict[str, Any] | None = None  # the master's GET /arrivals; None: no arrivals.json
     status: str = "complete"
     failures_csv: str = FAILURES_HEADER + "\n"
     duration_s: float = 20.0
@@ -149,6 +164,8 @@ def write_measurement(mdir: Path, m: Measurement, t_start: float = 1_795_600_000
     (mdir / "locust_live.jsonl").write_text("\n".join(live) + ("\n" if live else ""))
     if m.served_by is not None:
         (mdir / "served_by.json").write_text(json.dumps(m.served_by))
+    if m.arrivals is not None:
+        (mdir / "arrivals.json").write_text(json.dumps(m.arrivals))
 
 
 @dataclass

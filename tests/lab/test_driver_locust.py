@@ -164,7 +164,7 @@ def test_driver_measures_each_config_and_summary_matches_locust(
         mdir = result.run_dir / entry["config_dir"]
         for name in (
             "stats.csv", "failures.csv", "locust_report.html", "served_by.json", "server_timing.json",
-            "measurement.json",
+            "arrivals.json", "measurement.json",
         ):  # fmt: skip
             assert (mdir / name).is_file(), name
         stats = read_stats_csv(mdir / "stats.csv")
@@ -188,9 +188,15 @@ def test_driver_measures_each_config_and_summary_matches_locust(
         # Workers' last stats arrived before the download: X-Served-By counts (sent with the same reports)
         # add up to exactly the requests Locust counted.
         assert sum(entry["served_by"].values()) == entry["requests"]
+        # So do the send times: a closed model has no late arrivals, but its sends have a rate and a CV.
+        arrivals = json.loads((mdir / "arrivals.json").read_text())
+        assert arrivals["model"] == "closed" and arrivals["sent"] == entry["requests"]
+        assert entry["arrivals_late"] is None and entry["arrival_rps"]
+        assert entry["interarrival_cv"] is not None
         assert entry["slo_met"] and entry["status"] == "complete"
         meta = json.loads((mdir / "measurement.json").read_text())
-        assert meta["options"] == {"target_rps": "0"} and meta["downloads"]["stats.csv"] == 200
+        assert meta["options"] == {"target_rps": "0", "arrivals": "poisson"}
+        assert meta["downloads"]["stats.csv"] == 200
         assert 3 <= meta["t_end"] - meta["t_start"] < 10
         # CPU samples (psutil in docker-stats shape) reached the summary.
         assert entry["cpu_cores_used"] is not None and entry["generator_cpu_max_pct"] is not None
@@ -252,11 +258,11 @@ def test_ctrl_c_stops_the_swarm_keeps_the_measurement_and_writes_a_partial_summa
 
 
 def test_open_model_ramp_paces_arrivals_and_records_each_step(cluster: LocustCluster, tmp_path: Path) -> None:
-    """--rate with --ramp: target_rps reaches the locustfile's pacing, each step is its own measurement,
+    """--rate with --ramp: target_rps and --arrivals reach the locustfile, each step is its own measurement,
     and achieved vs target is reported (the stand-in answers in ~1 ms, so the rate is held)."""
     settings = ExperimentSettings(
         replicas=[1], rates=[15.0], ramp=True, ramp_step=15.0, max_steps=2, step_duration_s=4, warmup_s=0,
-        slo_p95_ms=1000,
+        slo_p95_ms=1000, arrivals="even",
     )  # fmt: skip
     stack = ExternalStack(cluster.url, expect_workers=1)
     result = Driver(
@@ -276,6 +282,9 @@ def test_open_model_ramp_paces_arrivals_and_records_each_step(cluster: LocustClu
     for entry in steps:
         meta = json.loads((cdir / entry["dir"] / "measurement.json").read_text())
         assert meta["options"]["target_rps"] == f"{entry['target_rps']:g}"
+        assert meta["options"]["arrivals"] == "even" == entry["arrivals"]
+        # 15-30 users for a ~1 ms server: every arrival found a user free.
+        assert entry["arrivals_late"] == entry["arrivals_dropped"] == 0 and not entry["too_few_users"]
         # Paced, not closed-loop: a closed loop against a ~1 ms server would run at hundreds of req/s.
         assert 0.7 <= entry["achieved_ratio"] <= 1.5, entry
         assert not entry["fell_behind"] and entry["slo_met"]

@@ -103,6 +103,7 @@ def test_ramp_levels_closed_and_open() -> None:
         ({"repeat": 0}, "--repeat"),
         ({"batching": ["on"], "max_batch_size": 1}, "--max-batch-size"),
         ({"need_rps": -1}, "--need-rps"),
+        ({"arrivals": "burst"}, "--arrivals: choose from poisson, even"),
     ],
 )
 def test_validation(changes: dict, message: str) -> None:

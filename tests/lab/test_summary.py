@@ -12,10 +12,11 @@ from lab.grid import ExperimentSettings
 from lab.limits import HOST_BUSY_FRACTION
 from lab.locust_csv import read_stats_csv
 from lab.metrics import Thresholds
+from lab.report import render_markdown
 from lab.sampler import HostCpu
 from lab.samples import container_metrics, parse_cpu_pct, parse_mem_mb
 from lab.summary import build_summary
-from tests.lab.golden import Config, Measurement, classifier_samples, row_with, write_run
+from tests.lab.golden import Config, Measurement, arrivals_json, classifier_samples, row_with, write_run
 
 ISSUE_KEYS = {
     "replicas", "workers_per_replica", "backend", "batching", "users", "target_rps", "requests", "failures",
@@ -187,6 +188,49 @@ def test_open_model_falling_behind_fails_the_slo(tmp_path: Path) -> None:
     assert not second.metrics.fell_behind and second.slo_met
     assert summary.analysis.capacity == {"r1": None, "r2": 99.5}
     assert "fell behind the target rate" in summary.verdict
+
+
+def test_arrivals_late_dropped_and_spread_per_measurement(tmp_path: Path) -> None:
+    # Locust's rps counts the start-up before the first arrival (29.0 here); the sends' own rate is 30.1.
+    rare = Measurement(
+        30,
+        [row_with("/predict", 1740, 29.0, 10, 40, 60)],
+        target_rps=30.0,
+        arrivals=arrivals_json(30.0, 1740, late=2, dropped=0, achieved_rps=30.1, cv=1.01),
+    )
+    crowded = Measurement(
+        30,
+        [row_with("/predict", 1700, 28.5, 10, 40, 60)],
+        target_rps=30.0,
+        arrivals=arrivals_json(30.0, 1700, late=90, dropped=40, achieved_rps=29.0, cv=1.1),
+    )
+    settings = ExperimentSettings(replicas=[1, 2], rates=[30.0], slo_p95_ms=100)
+    summary = build_summary(write_run(tmp_path / "run", settings, [Config(1, [rare]), Config(2, [crowded])]))
+    first, second = summary.configs
+    m = first.metrics
+    assert (m.arrivals, m.arrivals_late, m.arrivals_dropped, m.interarrival_cv) == ("poisson", 2, 0, 1.01)
+    assert m.achieved_ratio == round(30.1 / 30, 4) and not m.fell_behind and first.slo_met
+    assert m.arrivals_late_share == round(2 / 1740, 4) and not m.too_few_users
+    assert (m.arrival_rps, m.max_sends_per_100ms, m.lagging_sends) == (30.1, 9, 3)
+    assert second.metrics.too_few_users and second.metrics.arrivals_late_share == round(130 / 1740, 4)
+    assert "up to 7.5% of the arrivals found no user free" in summary.verdict
+    table = render_markdown(summary)
+    assert "| 1.01 | 2 / 0 |" in table and "| 1.10 | 90 / 40 ⚠ |" in table
+    entry = summary.to_dict()["configs"][1]
+    assert (entry["arrivals_late"], entry["arrivals_dropped"], entry["interarrival_cv"]) == (90, 40, 1.1)
+
+
+def test_closed_model_arrivals_have_a_spread_but_no_lateness(tmp_path: Path) -> None:
+    m = Measurement(
+        8,
+        [row_with("/predict", 600, 30.0, 10, 40, 60)],
+        arrivals=arrivals_json(None, 600, late=0, dropped=0, achieved_rps=30.2, cv=0.4),
+    )
+    run = write_run(tmp_path / "run", ExperimentSettings(replicas=[1], users=[8]), [Config(1, [m])])
+    metrics = build_summary(run).configs[0].metrics
+    assert metrics.interarrival_cv == 0.4 and metrics.arrival_rps == 30.2
+    assert metrics.arrivals is None and metrics.arrivals_late is None and metrics.achieved_ratio is None
+    assert not metrics.too_few_users
 
 
 def test_scaling_efficiency_recommendation_and_machine_limit(tmp_path: Path) -> None:
