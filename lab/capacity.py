@@ -14,8 +14,11 @@ from lab.limits import (
     LATE_ARRIVALS_SHARE,
     MACHINE_CPU_FRACTION,
     NEAR_BEST_CAPACITY,
+    SOAK_GROWTH_LIMIT,
+    TIMELINE_WINDOW_S,
 )
 from lab.metrics import ConfigResult, Thresholds
+from lab.timeline import FaultImpact
 
 
 @dataclass(frozen=True)
@@ -299,4 +302,50 @@ def verdict(
     interrupted = [c for c in configs if c.metrics.status != "complete"]
     if interrupted:
         sentences.append(f"Incomplete measurements (not counted): {_names(interrupted)}.")
+    sentences += [_fault_sentence(c, f) for c in configs for f in c.metrics.faults]
+    sentences += [_soak_sentence(c) for c in configs if c.metrics.soak is not None]
     return " ".join(sentences)
+
+
+def _fault_sentence(entry: ConfigResult, fault: FaultImpact) -> str:
+    head = f"{fault.fault} in {entry.label}"
+    if not fault.applied:
+        return f"{head} was not applied ({fault.error or 'the measurement ended first'})."
+    parts = [f"{fault.failures_during + fault.failures_after} failed requests"]
+    if fault.before_p95_ms is not None and fault.worst_p95_ms is not None:
+        parts.append(
+            f"worst {TIMELINE_WINDOW_S}-s p95 {fault.worst_p95_ms:g} ms "
+            f"against {fault.before_p95_ms:g} ms before"
+        )
+    if fault.recovery_s is not None:
+        parts.append(f"back to the earlier level after {fault.recovery_s:g} s")
+    elif fault.before_rps is not None:
+        parts.append("not back to the earlier level by the end of the measurement")
+    if fault.replicas_expected is not None and fault.replicas_serving_after is not None:
+        parts.append(f"{fault.replicas_serving_after} of {fault.replicas_expected} replicas served after it")
+    if fault.locust is not None:
+        reaction = fault.locust
+        if reaction.missing_after_s is not None:
+            parts.append(f"Locust marked the worker missing after {reaction.missing_after_s:g} s")
+        if reaction.users_lowest is not None and reaction.users_before is not None:
+            back = (
+                f", back after {reaction.users_back_after_s:g} s"
+                if reaction.users_back_after_s is not None
+                else ", not re-dispatched within the measurement"
+            )
+            parts.append(f"users went from {reaction.users_before} to {reaction.users_lowest}{back}")
+    return f"{head}: " + "; ".join(parts) + "."
+
+
+def _soak_sentence(entry: ConfigResult) -> str:
+    soak = entry.metrics.soak
+    assert soak is not None
+    grew = [r.container for r in soak.replicas if r.rss_grew or r.fds_grew]
+    text = f"Soak {entry.label}: "
+    if soak.p95_drift is not None:
+        text += f"p95 moved {soak.p95_drift:+.0%} from the first to the last {soak.edge_s} s"
+    if grew:
+        text += f"; memory or open files grew by more than {SOAK_GROWTH_LIMIT:.0%} in {', '.join(grew)}"
+    elif soak.replicas:
+        text += f"; no replica's memory or open files grew by more than {SOAK_GROWTH_LIMIT:.0%}"
+    return text + (" (flagged)." if soak.flagged else ".")

@@ -275,11 +275,74 @@ def chart_efficiency(summary: Summary) -> str:
     return _to_svg(fig)
 
 
+def chart_timeline(entry: ConfigResult) -> str:
+    """One measurement over time: throughput and failures, p50/p95, users and healthy replicas; each
+    fault marked where it was applied (shaded while it lasted) and where the traffic recovered."""
+    m = entry.metrics
+    title = f"{entry.label} over time"
+    if m.timeline is None or not m.timeline.t_s:
+        return _empty(title, "no per-second timeline (timeline.json) for this measurement")
+    tl = m.timeline
+    fig, (ax_rps, ax_lat, ax_n) = plt.subplots(
+        3, 1, figsize=(8, 5.2), sharex=True, gridspec_kw={"height_ratios": [2, 2, 1]}
+    )
+    # Each point is the second [t, t + 1): bars span it, lines sit at its middle.
+    ax_rps.bar(tl.t_s, tl.rps, width=0.95, align="edge", color="#6baed6", label="requests/s")
+    ax_rps.bar(tl.t_s, tl.failures, width=0.95, align="edge", color="#cb181d", label="failures/s")
+    ax_rps.set_ylabel("req/s")
+    for key, color, values in (("p50", "#41ab5d", tl.p50_ms), ("p95", "#084594", tl.p95_ms)):
+        points = [(t + 0.5, v) for t, v in zip(tl.t_s, values, strict=True) if v is not None]
+        ax_lat.plot([t for t, _ in points], [v for _, v in points], color=color, linewidth=1.2, label=key)
+    ax_lat.set_ylabel("ms (per second)")
+    ax_lat.set_ylim(bottom=0)
+    if tl.users:
+        ax_n.step([t for t, _ in tl.users], [n for _, n in tl.users], where="post", color="#fd8d3c",
+                  label="Locust users")  # fmt: skip
+    if tl.replicas:
+        ax_n.step([t for t, _ in tl.replicas], [n for _, n in tl.replicas], where="post", color="#2171b5",
+                  label="healthy replicas")  # fmt: skip
+    ax_n.set_ylabel("count")
+    ax_n.set_ylim(bottom=0)
+    ax_n.set_xlabel("seconds from the start of the measurement")
+    for fault in m.faults:
+        if fault.at_s is None:
+            continue
+        for ax in (ax_rps, ax_lat, ax_n):
+            ax.axvline(fault.at_s, color="#cb181d", linestyle="--", linewidth=1)
+            if fault.lasted_s:
+                ax.axvspan(fault.at_s, fault.at_s + fault.lasted_s, color="#cb181d", alpha=0.08)
+            if fault.recovery_s is not None:
+                ax.axvline(fault.at_s + fault.recovery_s, color="#238b45", linestyle=":", linewidth=1.2)
+        recovered = (
+            f", recovered +{fault.recovery_s:g} s" if fault.recovery_s is not None else ", not recovered"
+        )
+        label = fault.fault.split("@")[0] + recovered
+        ax_rps.annotate(
+            label,
+            (fault.at_s, 1.0),
+            xycoords=("data", "axes fraction"),
+            fontsize=7,
+            color="#cb181d",
+            va="bottom",
+        )
+    for ax in (ax_rps, ax_lat, ax_n):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    ax_rps.set_title(title, pad=14)
+    return _to_svg(fig)
+
+
 def all_charts(summary: Summary) -> list[tuple[str, str]]:
-    return [
+    charts = [
         ("Throughput and latency vs replicas", chart_vs_replicas(summary)),
         ("Throughput vs p95 (load levels / ramp steps)", chart_throughput_vs_p95(summary)),
         ("Server-time split", chart_server_split(summary)),
         ("CPU per container", chart_cpu(summary)),
         ("Scaling efficiency", chart_efficiency(summary)),
     ]
+    charts += [
+        (f"Timeline: {entry.label}", chart_timeline(entry))
+        for entry in summary.configs
+        if entry.metrics.timeline is not None
+    ]
+    return charts

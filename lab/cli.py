@@ -16,7 +16,7 @@ from lab.grid import ExperimentSettings, estimate_seconds, expand, stack_change_
 from lab.metrics import Thresholds
 from lab.progress import RichProgress
 from lab.report import CAPACITY_HEADER, capacity_rows, write_report
-from lab.stack import ComposeStack, ExternalStack, Stack, StackError, find_project_dir
+from lab.stack import CLASSIFIER, ComposeStack, ExternalStack, Stack, StackError, find_project_dir
 from lab.swarm_stack import SwarmStack
 from lab.units import format_duration, parse_duration, parse_list
 
@@ -121,6 +121,18 @@ def compare(
     ] = None,
     ready_timeout: Annotated[str, typer.Option(help="Longest wait for replicas to be healthy.")] = "300s",
     dry_run: Annotated[bool, typer.Option(help="Print the grid and the time estimate, then stop.")] = False,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fault",
+            help="A fault in every measurement, KIND[=ARG]@OFFSET (repeatable): kill-replica@30s, "
+            "stop-replica@30s, scale-replicas=1@30s, restart-nginx@30s, kill-locust-worker@30s, "
+            "pause-replica=10s@30s.",
+        ),
+    ] = None,
+    soak: Annotated[
+        bool, typer.Option(help="Sample every replica's RSS and open files; report their drift and p95's.")
+    ] = False,
 ) -> None:
     """Measure every configuration of the grid through the running Locust master; write results/<run-id>/."""
     try:
@@ -149,6 +161,8 @@ def compare(
             locust_workers=locust_workers,
             host=host,
             locust_options=_options(locust_option or []),
+            faults=list(fault or []),
+            soak=soak,
         )
         plan = expand(settings)
         timeout_s = parse_duration(ready_timeout)
@@ -201,6 +215,52 @@ def compare(
         console.print(f"[red]error:[/red] {result.error}")
         raise typer.Exit(EXIT_ERROR)
     raise typer.Exit(code)
+
+
+@app.command("soak")
+def soak_command(
+    duration: Annotated[str, typer.Option(help="How long to hold the load, e.g. 10m.")] = "10m",
+    users: Annotated[int | None, typer.Option(help="Closed model: concurrent users.")] = None,
+    rate: Annotated[float | None, typer.Option(help="Open model: target arrivals per second.")] = None,
+    replicas: Annotated[
+        int | None, typer.Option(help="Classifier replicas (default: as many as are running).")
+    ] = None,
+    warmup: Annotated[str, typer.Option(help="Load before the measurement, not counted.")] = "15s",
+    slo_p95_ms: Annotated[float | None, typer.Option(help="Latency SLO: p95 in milliseconds.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for results/<run-id>/.")] = Path("results"),
+    run_id: Annotated[str | None, typer.Option(help="Name of the run folder (default: a timestamp).")] = None,
+    project_dir: Annotated[
+        Path | None, typer.Option(help="Compose project folder (default: nearest with a compose file).")
+    ] = None,
+    project_name: Annotated[
+        str | None, typer.Option(help="Compose project name (default: COMPOSE_PROJECT_NAME or the file's).")
+    ] = None,
+    fault: Annotated[list[str] | None, typer.Option("--fault", help="As for `lab compare`.")] = None,
+) -> None:
+    """Hold one load for a long time on the compose stack: per-replica RSS and open files at the start and
+    end with their slope, and p95 drift between the first and last minute; growth over 10 % is flagged."""
+    if replicas is None:
+        try:
+            directory = (project_dir or find_project_dir(Path.cwd())).resolve()
+            running = ComposeStack(directory, project_name=project_name).capture().replicas
+        except StackError as err:
+            console.print(f"[red]error:[/red] {err}")
+            raise typer.Exit(EXIT_USAGE) from None
+        replicas = running.get(CLASSIFIER) or 1
+    compare(
+        replicas=str(replicas),
+        users=str(users) if users is not None else None,
+        rate=str(rate) if rate is not None else None,
+        duration=duration,
+        warmup=warmup,
+        slo_p95_ms=slo_p95_ms,
+        out=out,
+        run_id=run_id,
+        project_dir=project_dir,
+        project_name=project_name,
+        fault=fault,
+        soak=True,
+    )
 
 
 @app.command()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import __version__
+from lab.faults import FaultInjector
 from lab.grid import (
     ExperimentSettings,
     LoadLevel,
@@ -121,6 +122,7 @@ class Driver:
         self.thresholds = Thresholds.from_settings(settings)
         self._locust: LocustAPI | None = None
         self._workers: int | None = None
+        self._replicas = 1  # the current configuration's, which a fault's healing puts back
         self._config_i = 0
         self._config_started = 0.0
         self._phase = ""
@@ -248,6 +250,7 @@ class Driver:
             "started_at": _now_iso(),
         }
         _write_json(cdir / "config.json", cfg)
+        self._replicas = planned.stack.replicas
         try:
             self._phase_to("setting up the stack")
             t0 = time.monotonic()
@@ -365,6 +368,19 @@ class Driver:
         if self.stack.kind == "compose":
             # On the Docker host itself: the machine's busy cores, other processes included.
             samplers.append(Sampler(mdir / "host_cpu.jsonl", HostCpu(), self.sample_interval_s))
+        if self.settings.soak:
+            samplers.append(
+                Sampler(mdir / "processes.jsonl", self.stack.process_stats, self.sample_interval_s)
+            )
+        injector: FaultInjector | None = None
+        if self.settings.faults:
+            injector = FaultInjector(
+                self.settings.fault_specs,
+                mdir / "faults.json",
+                self.stack.inject_fault,
+                self.stack.end_fault,
+                self._locust.served_by,
+            )
         interrupted = False
         started = False
         try:
@@ -381,6 +397,8 @@ class Driver:
             meta["host"] = body.get("host")
             for sampler in samplers:
                 sampler.start()
+            if injector is not None:
+                injector.start(meta["t_start"])
             # /swarm answers before users exist; a master that cannot start (no ready worker) only logs.
             spawn_s = level.users / meta["spawn_rate"]
             self._locust.wait_running(timeout_s=max(30.0, spawn_s + 20.0))
@@ -395,12 +413,17 @@ class Driver:
                 if started:
                     self._locust.stop()
                 meta["t_end"] = time.time()
+                if injector is not None:
+                    injector.stop()  # ends a pause that still lasts
                 for sampler in samplers:
                     sampler.stop()
                 if started:
                     self._phase_to("collecting Locust's results")
                     self._sleep(self.flush_wait_s)
                     self._save_results(mdir, meta)
+                if injector is not None:
+                    self._phase_to("healing the stack after the faults")
+                    self.stack.heal(self._replicas, self.settings.locust_workers or self._workers)
             except KeyboardInterrupt:
                 interrupted = True
                 meta.setdefault("t_end", time.time())
@@ -440,6 +463,7 @@ class Driver:
         for name, answer in (
             ("served_by.json", self._locust.served_by()),
             ("server_timing.json", self._locust.server_timing()),
+            ("timeline.json", self._locust.timeline()),
             ("arrivals.json", self._locust.arrivals()),
         ):
             saved[name] = 200 if answer is not None else 404

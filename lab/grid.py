@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lab.arrivals import PROCESSES
+from lab.faults import FaultSpec, check_fits
 
 BACKENDS = ("tf", "litert")
 BATCHING = ("off", "on")
@@ -109,6 +110,12 @@ class ExperimentSettings:
     locust_workers: int | None = None
     host: str | None = None
     locust_options: dict[str, str] = field(default_factory=dict)
+    faults: list[str] = field(default_factory=list)  # --fault specs, applied in every measurement
+    soak: bool = False  # sample every replica's RSS and open files, and report their drift
+
+    @property
+    def fault_specs(self) -> list[FaultSpec]:
+        return [FaultSpec.parse(text) for text in self.faults]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -170,6 +177,12 @@ class ExperimentSettings:
             errors.append("--max-batch-size must be >= 2 when batching is on")
         if self.locust_workers is not None and self.locust_workers < 1:
             errors.append("--locust-workers must be >= 1")
+        if self.faults and self.ramp:
+            errors.append("--fault goes with a fixed load, not --ramp")
+        try:
+            check_fits(self.fault_specs, self.duration_s)
+        except ValueError as err:
+            errors.append(str(err))
         if errors:
             raise ValueError("; ".join(errors))
 

@@ -20,3 +20,10 @@ GOOD_SCALING_EFFICIENCY = 0.75
 # A ramp without --need-rps recommends among configurations within this fraction of the best capacity,
 # so a configuration is not chosen for being cheap at a light load.
 NEAR_BEST_CAPACITY = 0.95
+# After a fault, a TIMELINE_WINDOW_S-second window is back to the level before it when its RPS is within
+# RECOVERY_RPS_TOLERANCE below that level and its p95 within RECOVERY_P95_TOLERANCE above it.
+TIMELINE_WINDOW_S = 5
+RECOVERY_RPS_TOLERANCE = 0.10
+RECOVERY_P95_TOLERANCE = 0.20
+# A soak flags growth of a replica's RSS or open files, or of p95, above this fraction.
+SOAK_GROWTH_LIMIT = 0.10

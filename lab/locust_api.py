@@ -143,5 +143,8 @@ class LocustAPI:
     def server_timing(self) -> dict[str, Any] | None:
         return self._optional_json("/server-timing")
 
+    def timeline(self) -> dict[str, Any] | None:
+        return self._optional_json("/timeline")
+
     def arrivals(self) -> dict[str, Any] | None:
         return self._optional_json("/arrivals")

@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from lab.arrivals import read_arrivals
+from lab.faults import read_faults
 from lab.grid import ExperimentSettings
 from lab.limits import FELL_BEHIND_RATIO, GENERATOR_CPU_LIMIT_PCT, HOST_BUSY_FRACTION, LATE_ARRIVALS_SHARE
 from lab.locust_csv import LocustStats, read_stats_csv
 from lab.samples import container_metrics, host_busy_cores, locust_worker_cpu_max, read_json, read_jsonl
 from lab.server_timing import PARTS, ServerTiming, read_server_timing
+from lab.timeline import FaultImpact, Series, SoakResult, fault_impact, read_timeline, series, soak_result
 
 
 @dataclass(frozen=True)
@@ -88,9 +90,17 @@ class MeasurementMetrics:
     # X-Served-By counts.
     served_by: dict[str, int] = field(default_factory=dict)
     replicas_served: int | None = None
+    # Over time (timeline.json): what each --fault did, and a soak's drift.
+    faults: list[FaultImpact] = field(default_factory=list)
+    soak: SoakResult | None = None
+    # For the timeline chart only; not in summary.json (timeline.json and the samples are the raw data).
+    timeline: Series | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["soak"] = self.soak.to_dict() if self.soak is not None else None
+        del out["timeline"]
+        return out
 
 
 def _r(value: float | None, digits: int = 1) -> float | None:
@@ -129,7 +139,29 @@ class _ServerSplit:
         )
 
 
-def measurement_metrics(mdir: Path, host_cpus: int) -> MeasurementMetrics:
+def _over_time(
+    mdir: Path,
+    meta: dict[str, Any],
+    replicas: int | None,
+    served: dict[str, int],
+    live: list[dict[str, Any]],
+    docker: list[dict[str, Any]],
+) -> tuple[list[FaultImpact], SoakResult | None, Series | None]:
+    t_start, t_end = meta.get("t_start"), meta.get("t_end")
+    if not isinstance(t_start, int | float) or not isinstance(t_end, int | float):
+        return [], None, None
+    seconds = read_timeline(mdir / "timeline.json")
+    faults = [
+        fault_impact(record, seconds, t_start, t_end, replicas or 0, served, live)
+        for record in read_faults(mdir / "faults.json")
+    ]
+    processes = read_jsonl(mdir / "processes.jsonl")
+    soak = soak_result(processes, seconds, t_start, t_end) if processes else None
+    timeline = series(seconds, t_start, t_end, live, docker) if seconds else None
+    return faults, soak, timeline
+
+
+def measurement_metrics(mdir: Path, host_cpus: int, replicas: int | None = None) -> MeasurementMetrics:
     """Numbers of one measurement (a config, or a ramp step) from its raw files."""
     meta = read_json(mdir / "measurement.json")
     stats = read_stats_csv(mdir / "stats.csv") if (mdir / "stats.csv").is_file() else LocustStats([], None)
@@ -142,15 +174,18 @@ def measurement_metrics(mdir: Path, host_cpus: int) -> MeasurementMetrics:
     sent_rps = arrivals.achieved_rps if arrivals is not None and arrivals.achieved_rps else rps
     achieved = round(sent_rps / float(target), 4) if target else None
     server = _ServerSplit.of(read_server_timing(mdir / "server_timing.json"), avg_ms)
+    docker = read_jsonl(mdir / "docker_stats.jsonl")
+    containers = container_metrics(docker)
     late_share = round(arrivals.late_share, 4) if arrivals is not None and target else None
-    containers = container_metrics(read_jsonl(mdir / "docker_stats.jsonl"))
     host = host_busy_cores(read_jsonl(mdir / "host_cpu.jsonl"))
-    worker_cpu = locust_worker_cpu_max(read_jsonl(mdir / "locust_live.jsonl"))
+    live = read_jsonl(mdir / "locust_live.jsonl")
+    worker_cpu = locust_worker_cpu_max(live)
     generator = max(
         (v for v in (containers.generator_cpu_max_pct, worker_cpu) if v is not None), default=None
     )
     served = read_json(mdir / "served_by.json")
     counts = {str(k): int(v) for k, v in served.items() if isinstance(v, int | float)}
+    faults, soak, timeline = _over_time(mdir, meta, replicas, counts, live, docker)
     return MeasurementMetrics(
         dir=mdir.name,
         users=meta.get("users"),
@@ -198,6 +233,9 @@ def measurement_metrics(mdir: Path, host_cpus: int) -> MeasurementMetrics:
         generator_saturated=generator is not None and generator > GENERATOR_CPU_LIMIT_PCT,
         served_by=counts,
         replicas_served=sum(1 for v in counts.values() if v > 0) if counts else None,
+        faults=faults,
+        soak=soak,
+        timeline=timeline,
     )
 
 

@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from lab.charts import all_charts
-from lab.limits import GENERATOR_CPU_LIMIT_PCT, LATE_ARRIVALS_SHARE
+from lab.limits import (
+    GENERATOR_CPU_LIMIT_PCT,
+    LATE_ARRIVALS_SHARE,
+    RECOVERY_P95_TOLERANCE,
+    RECOVERY_RPS_TOLERANCE,
+    SOAK_GROWTH_LIMIT,
+    TIMELINE_WINDOW_S,
+)
 from lab.metrics import ConfigResult, MeasurementMetrics, Thresholds
 from lab.summary import Summary, build_summary
 
@@ -161,6 +168,86 @@ def measurement_rows(summary: Summary) -> list[Row]:
     return rows
 
 
+FAULT_HEADER = [
+    "Measurement",
+    "Fault",
+    "Target",
+    "At s",
+    "Failed during / after",
+    f"Req/s before / worst {TIMELINE_WINDOW_S} s",
+    f"p95 ms before / worst {TIMELINE_WINDOW_S} s",
+    "Recovered after s",
+    "Replicas serving after",
+]
+
+
+def fault_rows(summary: Summary) -> list[Row]:
+    rows = []
+    for entry in summary.configs:
+        for f in entry.metrics.faults:
+            serving = (
+                f"{f.replicas_serving_after} of {f.replicas_expected}"
+                if f.replicas_serving_after is not None and f.replicas_expected is not None
+                else "—"
+            )
+            rows.append(
+                Row(
+                    [
+                        entry.label,
+                        f.fault + ("" if f.applied else f" (not applied: {f.error})"),
+                        f.target or "—",
+                        _fmt(f.at_s),
+                        f"{f.failures_during} / {f.failures_after}",
+                        f"{_fmt(f.before_rps)} / {_fmt(f.worst_rps)}",
+                        f"{_fmt(f.before_p95_ms)} / {_fmt(f.worst_p95_ms)}",
+                        _fmt(f.recovery_s) if f.recovered else "not recovered",
+                        serving,
+                    ]
+                )
+            )
+    return rows
+
+
+SOAK_HEADER = [
+    "Measurement",
+    "Replica",
+    "RSS MB start → end",
+    "RSS slope MB/min",
+    "Open files start → end",
+    "p95 ms first → last",
+    "Flag",
+]
+
+
+def soak_rows(summary: Summary) -> list[Row]:
+    rows = []
+    for entry in summary.configs:
+        soak = entry.metrics.soak
+        if soak is None:
+            continue
+        p95 = f"{_fmt(soak.p95_first_ms)} → {_fmt(soak.p95_last_ms)} ({soak.edge_s} s each)"
+        for r in soak.replicas or []:
+            flag = ", ".join(
+                what
+                for what, grew in (("RSS", r.rss_grew), ("files", r.fds_grew), ("p95", soak.p95_grew))
+                if grew
+            )
+            rows.append(
+                Row(
+                    [
+                        entry.label,
+                        r.container,
+                        f"{r.rss_start_mb:.1f} → {r.rss_end_mb:.1f}",
+                        f"{r.rss_slope_mb_per_min:+.2f}",
+                        f"{r.fds_start} → {r.fds_end}",
+                        p95,
+                        f"grew > {SOAK_GROWTH_LIMIT:.0%}: {flag}" if flag else "—",
+                    ]
+                )
+            )
+    return rows
+
+
 def _md_table(header: list[str], rows: list[Row]) -> str:
     def clean(cell: str) -> str:
         return cell.replace("|", "\\|")
@@ -180,6 +267,16 @@ def _thresholds_text(t: Thresholds) -> str:
     return ", ".join(parts)
 
 
+def _optional_md(title: str, header: list[str], rows: list[Row]) -> list[str]:
+    return [f"### {title}", "", _md_table(header, rows), ""] if rows else []
+
+
+def _optional_html(title: str, header: list[str], rows: list[Row], note: str) -> str:
+    if not rows:
+        return ""
+    return f'<h2>{escape(title)}</h2>{_html_table(header, rows)}<p class="meta">{escape(note)}</p>'
+
+
 def render_markdown(summary: Summary) -> str:
     return "\n".join(
         [
@@ -192,6 +289,8 @@ def render_markdown(summary: Summary) -> str:
             "",
             _md_table(MEASUREMENT_HEADER, measurement_rows(summary)),
             "",
+            *_optional_md("Faults", FAULT_HEADER, fault_rows(summary)),
+            *_optional_md("Soak", SOAK_HEADER, soak_rows(summary)),
             f"**Verdict.** {summary.verdict}",
             "",
         ]
@@ -218,11 +317,27 @@ def _raw_links(summary: Summary) -> str:
             f'<a href="{escape(base)}/stats.csv">stats.csv</a>, '
             f'<a href="{escape(base)}/server_timing.json">server_timing.json</a>, '
             f'<a href="{escape(base)}/arrivals.json">arrivals.json</a>, '
-            f'<a href="{escape(base)}/docker_stats.jsonl">docker_stats.jsonl</a>'
+            f'<a href="{escape(base)}/docker_stats.jsonl">docker_stats.jsonl</a>, '
+            f'<a href="{escape(base)}/timeline.json">timeline.json</a>'
+            + (f', <a href="{escape(base)}/faults.json">faults.json</a>' if entry.metrics.faults else "")
             + (f" — served by: {escape(json.dumps(served))}" if served else "")
             + "</li>"
         )
     return "<ul>" + "".join(items) + "</ul>"
+
+
+FAULT_NOTE = (
+    f"From timeline.json (every request per second, merged by the Locust master) and faults.json. Before: "
+    f"from the start to the fault. Worst: the worst {TIMELINE_WINDOW_S}-second window from the fault on. "
+    f"Recovered: from the fault until every later {TIMELINE_WINDOW_S}-second window had RPS within "
+    f"{RECOVERY_RPS_TOLERANCE:.0%} and p95 within {RECOVERY_P95_TOLERANCE:.0%} of the level before. "
+    "Failed during: from the fault to the recovery (or the end); after: the rest. Replicas serving after: "
+    "those whose X-Served-By count grew after the fault."
+)
+SOAK_NOTE = (
+    "RSS and open files: every process of each replica, from the host's /proc (processes.jsonl); start and "
+    "end are the first and last part of the window (the first and last minute, or a third each when shorter)."
+)
 
 
 def render_html(summary: Summary) -> str:
@@ -259,6 +374,8 @@ Poisson 1, evenly spaced 0). Late / dropped (open model): arrivals that found no
 not at all (⚠ above {LATE_ARRIVALS_SHARE:.0%} of them: too few users).
 On a small machine the generator and the replicas share the cores: read the CPU chart before the
 throughput.</p>
+{_optional_html("Faults", FAULT_HEADER, fault_rows(summary), FAULT_NOTE)}
+{_optional_html("Soak", SOAK_HEADER, soak_rows(summary), SOAK_NOTE)}
 {charts}
 <h2>Raw files</h2>
 {_raw_links(summary)}

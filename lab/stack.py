@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Mapping
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from lab.faults import FaultSpec
 from lab.grid import ExperimentSettings, StackConfig
 
 CLASSIFIER = "classifier"
@@ -78,6 +80,14 @@ class Stack(Protocol):
     def locust_url(self) -> str | None: ...
 
     def restore(self, state: StackState) -> None: ...
+
+    def inject_fault(self, spec: FaultSpec) -> tuple[str | None, str]: ...
+
+    def end_fault(self, spec: FaultSpec, target: str | None) -> None: ...
+
+    def heal(self, replicas: int, locust_workers: int | None) -> None: ...
+
+    def process_stats(self) -> list[dict[str, Any]]: ...
 
 
 def classifier_env_for(
@@ -261,6 +271,8 @@ class ComposeStack:
         if not rows:
             return []
         service_of = {r["Name"]: r["Service"] for r in rows}
+        # Health too: a replica Docker restarted after a crash runs, but serves only once healthy again.
+        health_of = {r["Name"]: r.get("Health", "") for r in rows}
         # One call for all containers: `docker stats --no-stream` takes about a second to measure CPU.
         out = self._run(
             [self.docker, "stats", "--no-stream", "--format", "{{json .}}", *[r["Name"] for r in rows]],
@@ -268,7 +280,10 @@ class ComposeStack:
         ).stdout
         samples = []
         for raw in parse_json_records(out):
-            samples.append({"service": service_of.get(raw.get("Name", ""), ""), "raw": raw})
+            name = raw.get("Name", "")
+            samples.append(
+                {"service": service_of.get(name, ""), "health": health_of.get(name, ""), "raw": raw}
+            )
         return samples
 
     def describe(self) -> dict[str, Any]:
@@ -342,6 +357,92 @@ class ComposeStack:
         if workers is not None and workers != self.locust_worker_count():
             self._scale(LOCUST_WORKER, workers)
 
+    # ---- faults and soaks ---------------------------------------------------------------------------
+
+    def _running(self, service: str) -> list[str]:
+        return sorted(r["Name"] for r in self.ps(service) if r.get("State") == "running")
+
+    def _main_pid(self, container: str) -> int:
+        return int(self._run([self.docker, "inspect", "--format", "{{.State.Pid}}", container]).stdout)
+
+    def _sigkill(self, container: str) -> str:
+        """SIGKILL of the container's main process from the host, as the kernel's OOM killer does: Docker
+        sees the process die (exit 137) and applies the restart policy. `docker kill` would instead count
+        as a manual stop, after which the policy does not restart the container."""
+        try:
+            pid = self._main_pid(container)
+            if pid <= 0:
+                raise ProcessLookupError(f"{container} has no main process")
+            os.kill(pid, signal.SIGKILL)
+            return f"SIGKILL to host pid {pid}"
+        except (PermissionError, ProcessLookupError, ValueError):
+            # Docker Desktop and rootless Docker: the container's processes are not ours to signal.
+            self._run([self.docker, "kill", "--signal", "KILL", container])
+            return "docker kill --signal KILL (no host pid access: the restart policy may not apply)"
+
+    def inject_fault(self, spec: FaultSpec) -> tuple[str | None, str]:
+        if spec.kind == "scale-replicas":
+            assert spec.count is not None
+            self._scale(CLASSIFIER, spec.count, {**self.env, **self._current_env})
+            return None, f"classifier scaled to {spec.count}"
+        if spec.kind == "restart-nginx":
+            target = self._running(NGINX)[0]
+            self._run([self.docker, "restart", "--time", "2", target])
+            return target, "docker restart"
+        service = LOCUST_WORKER if spec.kind == "kill-locust-worker" else CLASSIFIER
+        containers = self._running(service)
+        if not containers:
+            raise StackError(f"no running {service} container to {spec.kind}")
+        target = containers[-1]  # the highest-numbered: the one a scale-down would remove too
+        if spec.kind in ("kill-replica", "kill-locust-worker"):
+            return target, self._sigkill(target)
+        if spec.kind == "stop-replica":
+            self._run([self.docker, "stop", target])
+            return target, "docker stop (SIGTERM, then the grace period)"
+        if spec.kind == "pause-replica":
+            self._run([self.docker, "pause", target])
+            return target, f"docker pause for {spec.duration_s:g} s"
+        raise StackError(f"unknown fault {spec.kind}")
+
+    def end_fault(self, spec: FaultSpec, target: str | None) -> None:
+        if spec.kind == "pause-replica" and target:
+            self._run([self.docker, "unpause", target])
+
+    def heal(self, replicas: int, locust_workers: int | None) -> None:
+        """Put the stack back after a measurement with faults: unpaused, the configuration's replica count
+        healthy, nginx running, the Locust workers there. Compose starts what a fault stopped."""
+        for row in self.ps(all_states=True):
+            if row.get("State") == "paused":
+                self._run([self.docker, "unpause", row["Name"]])
+        self._scale(CLASSIFIER, replicas, {**self.env, **self._current_env})
+        stopped = [r["Name"] for r in self.ps(NGINX, all_states=True) if r.get("State") != "running"]
+        if stopped:
+            self._run([self.docker, "start", *stopped])
+        if locust_workers:
+            self._scale(LOCUST_WORKER, locust_workers)
+        self.wait_ready(CLASSIFIER, replicas)
+        self.wait_ready(NGINX, None)
+
+    def process_stats(self) -> list[dict[str, Any]]:
+        """Per replica: resident memory and open file descriptors of every process in the container, from
+        the host's /proc (psutil). Empty where the containers' processes are not visible (Docker Desktop)."""
+        import psutil  # the lab's dependency; imported here so the rest of the module does not need it
+
+        rows: list[dict[str, Any]] = []
+        for name in self._running(CLASSIFIER):
+            try:
+                root = psutil.Process(self._main_pid(name))
+                procs = [root, *root.children(recursive=True)]
+                rss = sum(p.memory_info().rss for p in procs)
+                fds = sum(p.num_fds() for p in procs)
+            except (psutil.Error, StackError, ValueError) as err:
+                rows.append({"container": name, "error": f"{type(err).__name__}: {err}"})
+                continue
+            rows.append(
+                {"container": name, "rss_mb": round(rss / 2**20, 2), "fds": fds, "processes": len(procs)}
+            )
+        return rows
+
 
 def _ps_summary(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row.get(k) for k in ("Name", "Service", "ID", "Image", "State", "Health", "Status")}
@@ -389,6 +490,18 @@ class ExternalStack:
 
     def restore(self, state: StackState) -> None:
         return None
+
+    def inject_fault(self, spec: FaultSpec) -> tuple[str | None, str]:
+        raise StackError("faults need a stack lab manages (--stack compose)")
+
+    def end_fault(self, spec: FaultSpec, target: str | None) -> None:
+        return None
+
+    def heal(self, replicas: int, locust_workers: int | None) -> None:
+        return None
+
+    def process_stats(self) -> list[dict[str, Any]]:
+        return []
 
 
 def git_sha(directory: Path) -> str | None:

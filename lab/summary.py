@@ -84,7 +84,8 @@ def config_results(run_dir: Path, thresholds: Thresholds, host_cpus: int) -> lis
         effective = cfg.get("effective", {})
         ramp = bool(cfg.get("ramp"))
         for step, mdir in enumerate(_measurement_dirs(cdir), start=1):
-            metrics = measurement_metrics(mdir, host_cpus)
+            replicas = int(cfg.get("stack", {}).get("replicas") or 0)
+            metrics = measurement_metrics(mdir, host_cpus, replicas)
             ok, reasons = evaluate(metrics, thresholds)
             stack_label = str(cfg.get("stack_label"))
             results.append(
@@ -94,7 +95,7 @@ def config_results(run_dir: Path, thresholds: Thresholds, host_cpus: int) -> lis
                     else str(cfg.get("label")),
                     stack_label=stack_label,
                     config_dir=cdir.name,
-                    replicas=int(cfg.get("stack", {}).get("replicas") or 0),
+                    replicas=replicas,
                     workers_per_replica=effective.get("workers_per_replica"),
                     backend=effective.get("backend"),
                     batching=effective.get("batching"),

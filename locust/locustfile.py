@@ -13,9 +13,11 @@ Locust's stats hold only the real requests. Beside them, from every successful r
   "Server timing" tab on the master's web UI, optionally --server-timing-file at exit;
 - its `X-Served-By` is counted per replica: GET /served-by on the master's web UI, logged as JSON at test
   stop, optionally written to --served-by-file at exit.
-And from every request, failed or not, its start time: the swarm's achieved rate and inter-arrival CV,
-with the late and dropped arrivals: GET /arrivals and the "Arrivals" tab, optionally --arrivals-file.
-Workers send all three as deltas with their stats reports; the master adds them up.
+And from every request, failed or not:
+- its start time: the swarm's achieved rate and inter-arrival CV, with the late and dropped arrivals:
+  GET /arrivals and the "Arrivals" tab, optionally --arrivals-file;
+- its second, response time and outcome (`timeline`): GET /timeline, for `lab`'s timelines.
+Workers send all of these as deltas with their stats reports; the master adds them up.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ from servedby import ServedByCounter
 from servertiming import parse_server_timing
 from stagestats import REPORT_KEY as SERVER_TIMING_KEY
 from stagestats import ServerTimingStats
+from timeline import REPORT_KEY as TIMELINE_KEY
+from timeline import Timeline
 from webui import Tab, add_tab
 
 PACING_MESSAGE = "lab_pacing_total_users"
@@ -51,6 +55,7 @@ log = logging.getLogger("locustfile")
 
 served_by = ServedByCounter()
 server_timing = ServerTimingStats()
+timeline = Timeline()  # every request per second, for timelines and faults (GET /timeline)
 arrival_tally = ArrivalTally()
 SERVER_TIMING_TAB = Tab(
     key="server-timing",
@@ -329,6 +334,7 @@ def _header(headers: Any, name: str) -> str | list[str] | None:
 @events.request.add_listener
 def on_request(
     name: str,
+    response_time: float = 0.0,
     response: Any = None,
     exception: BaseException | None = None,
     start_time: float | None = None,
@@ -337,6 +343,8 @@ def on_request(
 ) -> None:
     if start_time is not None:  # every arrival sent, answered or not
         arrival_tally.add_start(start_time, due=(context or {}).get(SEND_AT_KEY))
+    # The second it ended in, as Locust counts its own requests per second.
+    timeline.add(time.time(), response_time, failed=exception is not None)
     # Only successful requests: an error answer's timings would mix into the server-side split.
     if exception is not None or response is None:
         return
@@ -352,6 +360,7 @@ def on_request(
 def _reset_tallies() -> None:
     served_by.reset()
     server_timing.reset()
+    timeline.reset()
     arrival_tally.reset()
 
 
@@ -437,6 +446,11 @@ def on_init(environment: Environment, **_: Any) -> None:
         def server_timing_route() -> Response:
             return jsonify(server_timing.snapshot())
 
+        @web_ui.app.route("/timeline")
+        @web_ui.auth_required_if_enabled
+        def timeline_route() -> Response:
+            return jsonify({"seconds": timeline.rows()})
+
         @web_ui.app.route("/arrivals")
         @web_ui.auth_required_if_enabled
         def arrivals_route() -> Response:
@@ -486,6 +500,7 @@ def on_report_to_master(client_id: str, data: dict[str, Any], **_: Any) -> None:
         expire_arrivals(state.environment)
     data[SERVED_BY_KEY] = served_by.drain()
     data[SERVER_TIMING_KEY] = server_timing.drain()
+    data[TIMELINE_KEY] = timeline.drain()
     data[ARRIVALS_KEY] = arrival_tally.drain()
 
 
@@ -493,6 +508,7 @@ def on_report_to_master(client_id: str, data: dict[str, Any], **_: Any) -> None:
 def on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
     served_by.merge(data.get(SERVED_BY_KEY))
     server_timing.merge(data.get(SERVER_TIMING_KEY))
+    timeline.merge(data.get(TIMELINE_KEY))
     arrival_tally.merge(data.get(ARRIVALS_KEY))
 
 

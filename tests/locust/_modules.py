@@ -22,6 +22,10 @@ def load(name: str) -> ModuleType:
     key = f"_lab_locust_{name}"
     if key in sys.modules:
         return sys.modules[key]
+    # Helpers import each other by plain name, as Locust's sys.path gives them; appended, so the folder
+    # shadows nothing.
+    if str(LOCUST_DIR) not in sys.path:
+        sys.path.append(str(LOCUST_DIR))
     spec = importlib.util.spec_from_file_location(key, LOCUST_DIR / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

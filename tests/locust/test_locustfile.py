@@ -316,10 +316,12 @@ def test_web_ui_options_apply_per_test_and_served_by_resets(standin: StandIn, tm
         _http("POST", f"{web}/stop")
         served = _http("GET", f"{web}/served-by")
         timing = _http("GET", f"{web}/server-timing")
+        seconds = _http("GET", f"{web}/timeline")
         second = {k: v - first.get(k, 0) for k, v in standin.requests.items()}
         assert _http("POST", f"{web}/stats/reset") == "ok"
         after_reset = _http("GET", f"{web}/served-by")
         timing_after_reset = _http("GET", f"{web}/server-timing")
+        seconds_after_reset = _http("GET", f"{web}/timeline")
     finally:
         proc.terminate()
         log, _ = proc.communicate(timeout=30)
@@ -332,4 +334,11 @@ def test_web_ui_options_apply_per_test_and_served_by_resets(standin: StandIn, tm
     assert isinstance(timing, dict) and set(timing["by_name"]) == {"/predict"}, timing
     assert timing["stages"]["total"]["count"] == sum(served.values())
     assert timing_after_reset == {"stages": {}, "by_name": {}}
+    # Every request of the second test, second by second (a local run: no report in flight).
+    assert isinstance(seconds, dict) and sum(r["requests"] for r in seconds["seconds"]) == sum(
+        served.values()
+    )
+    assert sum(r["failures"] for r in seconds["seconds"]) == 0
+    assert [r["t"] for r in seconds["seconds"]] == sorted(r["t"] for r in seconds["seconds"])
+    assert seconds_after_reset == {"seconds": []}
     assert '"UploadUser": 0, "UrlUser": 2' in log and '"UploadUser": 2, "UrlUser": 0' in log, log[-2000:]

@@ -1,0 +1,359 @@
+"""A measurement over time: per-second client results (timeline.json, the master's GET /timeline), what
+each fault did to them, and the soak's drift. Reads raw files only; the report draws what this computes.
+
+Windows are whole seconds of wall-clock time. A window's percentiles come from the merged histograms of
+its seconds (3 significant digits), so a 5-second p95 is exact at that resolution, not an average of
+per-second percentiles.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lab.faults import REPLICA_FAULTS, AppliedFault
+from lab.limits import (
+    RECOVERY_P95_TOLERANCE,
+    RECOVERY_RPS_TOLERANCE,
+    SOAK_GROWTH_LIMIT,
+    TIMELINE_WINDOW_S,
+)
+
+RAMP_SKIP_S = 2  # seconds after the start that are left out of the pre-fault level (users spawning)
+
+
+@dataclass(frozen=True)
+class Second:
+    t: int  # unix seconds
+    requests: int
+    failures: int
+    buckets: dict[float, int]  # response time (ms, 3 significant digits) -> requests
+
+
+def read_timeline(path: Path) -> list[Second]:
+    if not path.is_file():
+        return []
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8")).get("seconds") or []
+        return [
+            Second(
+                int(r["t"]),
+                int(r["requests"]),
+                int(r["failures"]),
+                {float(v): int(n) for v, n in r["buckets"]},
+            )
+            for r in rows
+        ]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        return []
+
+
+def percentile(buckets: Counter[float] | dict[float, int], q: float) -> float | None:
+    """Nearest-rank percentile of a histogram (as Locust and the locustfile's histograms compute it)."""
+    total = sum(buckets.values())
+    if not total:
+        return None
+    rank = max(1, math.ceil(q * total - 1e-9))
+    seen = 0
+    for value in sorted(buckets):
+        seen += buckets[value]
+        if seen >= rank:
+            return value
+    return max(buckets)
+
+
+@dataclass(frozen=True)
+class Window:
+    start: int  # first second (unix)
+    seconds: int
+    requests: int
+    failures: int
+    p50_ms: float | None
+    p95_ms: float | None
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+def window(by_t: dict[int, Second], start: int, seconds: int) -> Window:
+    merged: Counter[float] = Counter()
+    requests = failures = 0
+    for t in range(start, start + seconds):
+        s = by_t.get(t)
+        if s is not None:
+            merged.update(s.buckets)
+            requests += s.requests
+            failures += s.failures
+    return Window(start, seconds, requests, failures, percentile(merged, 0.5), percentile(merged, 0.95))
+
+
+@dataclass(frozen=True)
+class Series:
+    """What the timeline chart draws, t in seconds from the measurement's start: one point per whole
+    second from timeline.json; users and healthy replicas at each sampling time."""
+
+    t_s: list[float]
+    rps: list[int]
+    failures: list[int]
+    p50_ms: list[float | None]
+    p95_ms: list[float | None]
+    users: list[tuple[float, int]] = field(default_factory=list)
+    replicas: list[tuple[float, int]] = field(default_factory=list)
+
+
+def series(
+    seconds: list[Second],
+    t_start: float,
+    t_end: float,
+    live: list[dict[str, Any]] | None = None,
+    docker_samples: list[dict[str, Any]] | None = None,
+) -> Series:
+    by_t = {s.t: s for s in seconds}
+    first, last = math.ceil(t_start), math.floor(t_end)  # whole seconds inside the window
+    out = Series([], [], [], [], [])
+    for t in range(first, last):
+        w = window(by_t, t, 1)
+        out.t_s.append(round(t - t_start, 2))
+        out.rps.append(w.requests)
+        out.failures.append(w.failures)
+        out.p50_ms.append(w.p50_ms)
+        out.p95_ms.append(w.p95_ms)
+    for row in live or []:
+        if isinstance(row.get("t"), int | float) and isinstance(row.get("user_count"), int):
+            out.users.append((round(row["t"] - t_start, 2), row["user_count"]))
+    healthy: Counter[float] = Counter()
+    for row in docker_samples or []:
+        if isinstance(row.get("t"), int | float) and row.get("service") == "classifier":
+            # No health recorded (an older sample, or no healthcheck): running is all we know.
+            healthy[row["t"]] += row.get("health", "") in ("healthy", "")
+    out.replicas.extend((round(t - t_start, 2), n) for t, n in sorted(healthy.items()))
+    return out
+
+
+@dataclass(frozen=True)
+class LocustReaction:
+    """What the Locust master did about a lost worker, from its live view (sampled every few seconds)."""
+
+    users_before: int | None
+    users_lowest: int | None
+    workers_before: int | None
+    missing_after_s: float | None  # the master marked a worker missing (no heartbeat for ~3 s)
+    users_back_after_s: float | None  # the user count was back to users_before (re-dispatched)
+
+
+def locust_reaction(live: list[dict[str, Any]], fault_t: float) -> LocustReaction:
+    rows = sorted((r for r in live if "t" in r and "user_count" in r), key=lambda r: r["t"])
+    before = [r for r in rows if r["t"] <= fault_t]
+    after = [r for r in rows if r["t"] > fault_t]
+    users_before = before[-1]["user_count"] if before else None
+    workers_before = before[-1].get("worker_count") if before else None
+    missing = next(
+        (r["t"] for r in after if any(w.get("state") == "missing" for w in r.get("workers") or [])), None
+    )
+    lowest = min((r["user_count"] for r in after), default=None)
+    back = None
+    if users_before is not None and lowest is not None and lowest < users_before:
+        dropped_at = next(r["t"] for r in after if r["user_count"] < users_before)
+        back = next((r["t"] for r in after if r["t"] > dropped_at and r["user_count"] >= users_before), None)
+    return LocustReaction(
+        users_before=users_before,
+        users_lowest=lowest,
+        workers_before=workers_before,
+        missing_after_s=round(missing - fault_t, 1) if missing is not None else None,
+        users_back_after_s=round(back - fault_t, 1) if back is not None else None,
+    )
+
+
+@dataclass(frozen=True)
+class FaultImpact:
+    """What one fault did. Times in seconds from the fault; rates in req/s; latencies in ms."""
+
+    fault: str  # its spec, e.g. kill-replica@15s
+    applied: bool
+    error: str | None
+    target: str | None
+    detail: str
+    at_s: float | None  # when it was applied, from the measurement's start
+    lasted_s: float  # 0 for an instantaneous fault
+    before_rps: float | None  # the level before it (from RAMP_SKIP_S after the start to the fault)
+    before_p95_ms: float | None
+    worst_p95_ms: float | None  # the worst TIMELINE_WINDOW_S-second window from the fault on
+    worst_rps: float | None  # the lowest such window
+    failures_during: int  # from the fault until it recovered (or the end, if it did not)
+    failures_after: int  # from the recovery to the end
+    requests_during: int
+    recovered: bool
+    recovery_s: float | None  # from the fault until RPS and p95 stayed back near the level before it
+    replicas_expected: int | None  # replicas that should serve after it
+    replicas_serving_after: int | None  # replicas whose X-Served-By count grew after it
+    not_serving_after: list[str] = field(default_factory=list)
+    locust: LocustReaction | None = None  # kill-locust-worker: what Locust did about it
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _back_to_level(w: Window, rps: float, p95: float) -> bool:
+    return (
+        w.rps >= (1 - RECOVERY_RPS_TOLERANCE) * rps
+        and w.p95_ms is not None
+        and w.p95_ms <= (1 + RECOVERY_P95_TOLERANCE) * p95
+    )
+
+
+def fault_impact(
+    record: AppliedFault,
+    seconds: list[Second],
+    t_start: float,
+    t_end: float,
+    replicas: int,
+    served_final: dict[str, int],
+    live: list[dict[str, Any]] | None = None,
+) -> FaultImpact:
+    spec = record.spec
+    expected = (
+        spec.count if spec.kind == "scale-replicas" else (replicas if spec.kind in REPLICA_FAULTS else None)
+    )
+    if record.t is None:  # the measurement ended (or was cut) before the fault's time
+        return FaultImpact(
+            spec.text, False, record.error, record.target, record.detail, None, 0.0, None, None, None, None,
+            0, 0, 0, False, None, expected, None,
+        )  # fmt: skip
+    by_t = {s.t: s for s in seconds}
+    fault_t = math.floor(record.t)
+    first, last = math.ceil(t_start) + RAMP_SKIP_S, math.floor(t_end)  # [first, last): whole seconds
+    before = window(by_t, first, fault_t - first) if fault_t - first >= TIMELINE_WINDOW_S else None
+    # Sliding windows from the fault to the end, one second apart.
+    starts = list(range(fault_t, last - TIMELINE_WINDOW_S + 1))
+    windows = [window(by_t, t, TIMELINE_WINDOW_S) for t in starts]
+    worst_p95 = max((w.p95_ms for w in windows if w.p95_ms is not None), default=None)
+    worst_rps = min((w.rps for w in windows), default=None)
+    recovery_t: int | None = None
+    if before is not None and before.p95_ms is not None and windows:
+        # The first window from which every later window is back near the level: recovered, and stays so.
+        for w in reversed(windows):
+            if not _back_to_level(w, before.rps, before.p95_ms):
+                break
+            recovery_t = w.start
+    end_of_impact = recovery_t if recovery_t is not None else last
+    during = window(by_t, fault_t, end_of_impact - fault_t)
+    after = window(by_t, end_of_impact, last - end_of_impact)
+    serving: int | None = None
+    not_serving: list[str] = []
+    if record.served_by_at_fault is not None and served_final:
+        grew = {h for h, n in served_final.items() if n > record.served_by_at_fault.get(h, 0)}
+        serving = len(grew)
+        not_serving = sorted((set(served_final) | set(record.served_by_at_fault)) - grew)
+    lasted = (record.t_end - record.t) if record.t_end is not None else 0.0
+    return FaultImpact(
+        fault=spec.text,
+        applied=record.error is None,
+        error=record.error,
+        target=record.target,
+        detail=record.detail,
+        at_s=round(record.t - t_start, 2),
+        lasted_s=round(lasted, 2),
+        before_rps=round(before.rps, 2) if before is not None else None,
+        before_p95_ms=before.p95_ms if before is not None else None,
+        worst_p95_ms=worst_p95,
+        worst_rps=round(worst_rps, 2) if worst_rps is not None else None,
+        failures_during=during.failures,
+        failures_after=after.failures,
+        requests_during=during.requests,
+        recovered=recovery_t is not None,
+        recovery_s=round(max(0.0, recovery_t - record.t), 1) if recovery_t is not None else None,
+        replicas_expected=expected,
+        replicas_serving_after=serving,
+        not_serving_after=not_serving,
+        locust=locust_reaction(live or [], record.t) if spec.kind == "kill-locust-worker" else None,
+    )
+
+
+@dataclass(frozen=True)
+class ReplicaDrift:
+    container: str
+    rss_start_mb: float
+    rss_end_mb: float
+    rss_slope_mb_per_min: float
+    fds_start: int
+    fds_end: int
+    rss_grew: bool
+    fds_grew: bool
+
+
+@dataclass(frozen=True)
+class SoakResult:
+    """Drift over a long measurement: per replica RSS and file descriptors, and p95 first vs last part."""
+
+    edge_s: int  # length of the first and last part compared
+    p95_first_ms: float | None
+    p95_last_ms: float | None
+    p95_drift: float | None  # (last - first) / first
+    p95_grew: bool
+    replicas: list[ReplicaDrift]
+
+    @property
+    def flagged(self) -> bool:
+        return self.p95_grew or any(r.rss_grew or r.fds_grew for r in self.replicas)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "flagged": self.flagged}
+
+
+def _grew(start: float, end: float) -> bool:
+    return start > 0 and (end - start) / start > SOAK_GROWTH_LIMIT
+
+
+def soak_result(
+    samples: list[dict[str, Any]], seconds: list[Second], t_start: float, t_end: float
+) -> SoakResult:
+    """The first and last minute are compared, or a third of the window each when it is shorter."""
+    by_t = {s.t: s for s in seconds}
+    first, last = math.ceil(t_start) + RAMP_SKIP_S, math.floor(t_end)
+    edge = max(1, min(60, (last - first) // 3))
+    p95_first = window(by_t, first, edge).p95_ms
+    p95_last = window(by_t, last - edge, edge).p95_ms
+    drift = (p95_last - p95_first) / p95_first if p95_first and p95_last is not None else None
+    by_container: dict[str, list[dict[str, Any]]] = {}
+    for row in samples:
+        if "rss_mb" in row and "t" in row:
+            by_container.setdefault(str(row["container"]), []).append(row)
+    replicas: list[ReplicaDrift] = []
+    for name, rows in sorted(by_container.items()):
+        rows.sort(key=lambda r: r["t"])
+        head = [r for r in rows if r["t"] < rows[0]["t"] + edge] or rows[:1]
+        tail = [r for r in rows if r["t"] > rows[-1]["t"] - edge] or rows[-1:]
+        rss_start = float(np.mean([r["rss_mb"] for r in head]))
+        rss_end = float(np.mean([r["rss_mb"] for r in tail]))
+        fds_start, fds_end = int(head[0]["fds"]), int(tail[-1]["fds"])
+        slope = 0.0
+        if len(rows) >= 2 and rows[-1]["t"] > rows[0]["t"]:
+            ts = np.array([r["t"] for r in rows], dtype=float) / 60.0
+            slope = float(np.polyfit(ts - ts[0], [r["rss_mb"] for r in rows], 1)[0])
+        replicas.append(
+            ReplicaDrift(
+                name,
+                round(rss_start, 2),
+                round(rss_end, 2),
+                round(slope, 3),
+                fds_start,
+                fds_end,
+                _grew(rss_start, rss_end),
+                _grew(fds_start, fds_end),
+            )
+        )
+    return SoakResult(
+        edge_s=edge,
+        p95_first_ms=p95_first,
+        p95_last_ms=p95_last,
+        p95_drift=round(drift, 4) if drift is not None else None,
+        p95_grew=drift is not None and drift > SOAK_GROWTH_LIMIT,
+        replicas=replicas,
+    )

@@ -1,0 +1,103 @@
+"""End to end: faults and soaks as part of an experiment on the real compose stack.
+
+`lab compare --fault kill-replica@15s` SIGKILLs one replica's main process mid-measurement; the summary
+must show what that did (failures, the worst window, the recovery) and that both replicas served again,
+and the report must draw the timeline with the fault marked (screenshot kept under artifacts/).
+`lab soak` must report each replica's RSS and open files and p95's drift.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.compose import ROOT, Stack
+from tests.e2e.conftest import REPLICAS, WORKERS
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ARTIFACTS = ROOT / "artifacts" / "e2e"
+
+
+def _lab(stack: Stack, out: Path, *args: str) -> Path:
+    # The stack tests may have swapped the Locust master: bring the web-UI master and its workers back.
+    stack.compose(
+        "up", "-d", "--no-deps", "--scale", f"locust-worker={WORKERS}", "locust-master", "locust-worker"
+    )
+    stack.wait_healthy("locust-master", 1)
+    cmd = [sys.executable, "-m", "lab.cli", *args, "--out", str(out), "--project-name", stack.project]
+    done = subprocess.run(cmd, cwd=ROOT, env=stack.env, capture_output=True, text=True, timeout=900)
+    print(done.stdout[-3000:], done.stderr[-3000:])
+    assert done.returncode == 0, (
+        f"lab exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    )
+    (run,) = [p for p in out.iterdir() if p.is_dir()]
+    return run
+
+
+def _only_config(run: Path) -> dict[str, Any]:
+    summary = json.loads((run / "summary.json").read_text())
+    (config,) = summary["configs"]
+    return config
+
+
+def test_kill_replica_mid_measurement(stack: Stack, tmp_path: Path) -> None:
+    run = _lab(
+        stack, tmp_path, "compare", "--replicas", str(REPLICAS), "--users", "8", "--duration", "40s",
+        "--warmup", "5s", "--fault", "kill-replica@15s",
+    )  # fmt: skip
+    config = _only_config(run)
+    (fault,) = config["faults"]
+    print(json.dumps(fault, indent=1))
+    assert fault["fault"] == "kill-replica@15s" and fault["applied"], fault
+    assert fault["detail"].startswith("SIGKILL to host pid"), fault["detail"]
+    assert 14.0 <= fault["at_s"] <= 17.0
+    # nginx retries a request on the other replica: at most 0.1 % of requests fail.
+    assert config["failures"] <= 0.001 * config["requests"], (config["failures"], config["requests"])
+    assert fault["before_rps"] > 0 and fault["worst_p95_ms"] is not None
+    assert fault["recovered"] and fault["recovery_s"] is not None, fault
+    # Docker restarted the killed replica and it served again, as did the other.
+    assert fault["replicas_expected"] == REPLICAS
+    assert fault["replicas_serving_after"] == REPLICAS, fault["not_serving_after"]
+    assert stack.health("classifier") == ["healthy"] * REPLICAS
+    assert "kill-replica@15s in" in (run / "summary.md").read_text()
+    html = (run / "report.html").read_text()
+    assert "Timeline: " in html and "kill-replica, recovered" in html
+    _screenshot(run / "report.html", "faults-report.png")
+    shutil.copytree(run, ARTIFACTS / "faults-run", dirs_exist_ok=True)
+
+
+def test_soak_reports_rss_files_and_p95_drift(stack: Stack, tmp_path: Path) -> None:
+    run = _lab(stack, tmp_path, "soak", "--duration", "45s", "--users", "4", "--warmup", "5s")
+    config = _only_config(run)
+    soak = config["soak"]
+    print(json.dumps(soak, indent=1))
+    assert soak is not None and soak["edge_s"] >= 10
+    assert (
+        soak["p95_first_ms"] is not None and soak["p95_last_ms"] is not None and soak["p95_drift"] is not None
+    )
+    assert len(soak["replicas"]) == REPLICAS
+    for replica in soak["replicas"]:
+        assert replica["rss_start_mb"] > 50 and replica["rss_end_mb"] > 50  # a model is loaded
+        assert replica["fds_start"] > 0 and replica["fds_end"] > 0
+        assert "rss_slope_mb_per_min" in replica
+    assert "### Soak" in (run / "summary.md").read_text()
+
+
+def _screenshot(page: Path, name: str) -> None:
+    browser = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must render the report: install Debian's chromium")
+        return
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,4200"]
+    subprocess.run([browser, *flags, f"--screenshot={ARTIFACTS / name}", page.as_uri()],
+                   capture_output=True, timeout=120, check=True)  # fmt: skip

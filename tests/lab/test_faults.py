@@ -1,0 +1,264 @@
+"""Fault specs, the injector's timing, and the arithmetic of what a fault did (windows, recovery)."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from lab.faults import AppliedFault, FaultInjector, FaultSpec, check_fits, read_faults
+from lab.timeline import Second, fault_impact, locust_reaction, read_timeline, series, soak_result, window
+
+T0 = 1_800_000_000  # a whole second, so window arithmetic is easy to follow
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("kill-replica@30s", FaultSpec("kill-replica", 30.0)),
+        ("scale-replicas=1@1m", FaultSpec("scale-replicas", 60.0, count=1)),
+        ("pause-replica=10s@15", FaultSpec("pause-replica", 15.0, duration_s=10.0)),
+        ("restart-nginx@500ms", FaultSpec("restart-nginx", 0.5)),
+    ],
+)
+def test_specs_parse_and_print_back(text: str, expected: FaultSpec) -> None:
+    spec = FaultSpec.parse(text)
+    assert spec == expected
+    assert FaultSpec.parse(spec.text) == spec
+    assert FaultSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("kill-replica", "KIND[=ARG]@OFFSET"),
+        ("explode@3s", "KIND[=ARG]@OFFSET"),
+        ("kill-replica=2@3s", "takes no =ARG"),
+        ("scale-replicas@3s", "needs =count"),
+        ("scale-replicas=0@3s", ">= 1"),
+        ("pause-replica=0s@3s", "> 0 s"),
+        ("kill-replica@soon", "invalid duration"),
+    ],
+)
+def test_bad_specs_say_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        FaultSpec.parse(text)
+
+
+def test_a_fault_must_end_inside_its_measurement() -> None:
+    check_fits([FaultSpec.parse("pause-replica=10s@15s")], 40.0)
+    for text in ("kill-replica@40s", "pause-replica=30s@15s"):
+        with pytest.raises(ValueError, match="before the 40 s measurement ends"):
+            check_fits([FaultSpec.parse(text)], 40.0)
+
+
+def test_injector_applies_each_fault_at_its_offset_and_ends_a_pause(tmp_path: Path) -> None:
+    calls: list[tuple[str, str, float]] = []
+    lock = threading.Lock()
+
+    def inject(spec: FaultSpec) -> tuple[str | None, str]:
+        with lock:
+            calls.append(("inject", spec.kind, time.time()))
+        return "c-2", "done"
+
+    def end(spec: FaultSpec, target: str | None) -> None:
+        with lock:
+            calls.append(("end", f"{spec.kind} {target}", time.time()))
+
+    path = tmp_path / "faults.json"
+    specs = [FaultSpec.parse("pause-replica=0.3s@0.2s"), FaultSpec.parse("kill-replica@0.1s")]
+    injector = FaultInjector(specs, path, inject, end, lambda: {"a": 3})
+    t0 = time.time()
+    injector.start(t0)
+    time.sleep(0.9)
+    injector.stop()
+    assert [(c[0], c[1]) for c in calls] == [
+        ("inject", "kill-replica"), ("inject", "pause-replica"), ("end", "pause-replica c-2"),
+    ]  # fmt: skip
+    assert calls[0][2] - t0 == pytest.approx(0.1, abs=0.08)
+    assert calls[1][2] - t0 == pytest.approx(0.2, abs=0.08)
+    assert calls[2][2] - calls[1][2] == pytest.approx(0.3, abs=0.08)
+    records = read_faults(path)
+    assert [r.spec.kind for r in records] == ["kill-replica", "pause-replica"]
+    assert records[1].t_end is not None and records[1].t is not None
+    assert records[1].t_end - records[1].t == pytest.approx(0.3, abs=0.08)
+    assert records[0].served_by_at_fault == {"a": 3} and records[0].target == "c-2"
+
+
+def test_stopping_early_ends_a_pause_and_skips_later_faults(tmp_path: Path) -> None:
+    ended: list[str] = []
+    specs = [FaultSpec.parse("pause-replica=5s@0.05s"), FaultSpec.parse("kill-replica@3s")]
+    injector = FaultInjector(
+        specs, tmp_path / "f.json", lambda s: ("c-1", ""), lambda s, t: ended.append(str(t)), lambda: None
+    )
+    injector.start(time.time())
+    time.sleep(0.3)
+    injector.stop()
+    assert ended == ["c-1"]  # a pause never outlives its measurement
+    assert [r.spec.kind for r in read_faults(tmp_path / "f.json")] == ["pause-replica"]
+
+
+def test_a_failing_fault_is_recorded_not_raised(tmp_path: Path) -> None:
+    def inject(spec: FaultSpec) -> tuple[str | None, str]:
+        raise RuntimeError("no container")
+
+    injector = FaultInjector([FaultSpec.parse("kill-replica@0.01s")], tmp_path / "f.json", inject,
+                             lambda s, t: None, lambda: None)  # fmt: skip
+    injector.start(time.time())
+    time.sleep(0.2)
+    injector.stop()
+    (record,) = read_faults(tmp_path / "f.json")
+    assert record.error == "RuntimeError: no container"
+
+
+def _steady(t: int, rps: int, ms: float, failures: int = 0) -> Second:
+    return Second(t, rps, failures, {ms: rps - 1, ms * 1.5: 1})
+
+
+def _seconds() -> list[Second]:
+    """30 s at 20 req/s (p95 100 ms); a fault at +15 s: 5 s at 8 req/s, 400 ms, 2 failures/s; then back."""
+    out = []
+    for k in range(30):
+        if 15 <= k < 20:
+            out.append(Second(T0 + k, 8, 2, {400.0: 8}))
+        else:
+            out.append(_steady(T0 + k, 20, 100.0))
+    return out
+
+
+def test_window_merges_histograms_of_its_seconds() -> None:
+    by_t = {s.t: s for s in _seconds()}
+    w = window(by_t, T0 + 13, 4)  # two normal seconds, two faulty
+    assert (w.requests, w.failures, w.rps) == (56, 4, 14.0)
+    # 56 requests: 38 at 100 ms, 2 at 150 ms, 16 at 400 ms: p50 = 100, p95 = 400 (nearest rank).
+    assert (w.p50_ms, w.p95_ms) == (100.0, 400.0)
+
+
+def test_fault_impact_windows_and_recovery() -> None:
+    record = AppliedFault(FaultSpec.parse("kill-replica@15s"), t=T0 + 15.0, t_end=T0 + 15.0, target="c-2",
+                          served_by_at_fault={"a": 100, "b": 90})  # fmt: skip
+    impact = fault_impact(record, _seconds(), T0, T0 + 30, 2, {"a": 300, "b": 90})
+    assert impact.at_s == 15.0 and impact.applied
+    # Before: seconds 2..14 at 20 req/s, p95 over them is 100 ms (1 in 20 at 150 ms is the 95th percentile's
+    # neighbour: nearest rank 247 of 260 is still 100 ms).
+    assert impact.before_rps == 20.0 and impact.before_p95_ms == 100.0
+    assert impact.worst_rps == 8.0 and impact.worst_p95_ms == 400.0
+    # The first window that is back and stays back starts at +20 s (windows from +16 to +19 hold bad seconds).
+    assert impact.recovered and impact.recovery_s == 5.0
+    assert impact.failures_during == 10 and impact.failures_after == 0
+    assert impact.requests_during == 40
+    assert impact.replicas_expected == 2 and impact.replicas_serving_after == 1
+    assert impact.not_serving_after == ["b"]
+
+
+def test_no_recovery_when_the_last_windows_stay_low() -> None:
+    seconds = [s if s.t < T0 + 15 else Second(s.t, 10, 0, {300.0: 10}) for s in _seconds()]
+    record = AppliedFault(FaultSpec.parse("scale-replicas=1@15s"), t=T0 + 15.2, t_end=T0 + 15.2)
+    impact = fault_impact(record, seconds, T0, T0 + 30, 2, {})
+    assert not impact.recovered and impact.recovery_s is None
+    assert impact.replicas_expected == 1 and impact.replicas_serving_after is None
+    assert impact.failures_during == 0
+
+
+def test_a_fault_never_applied_says_so() -> None:
+    impact = fault_impact(AppliedFault(FaultSpec.parse("kill-replica@15s")), _seconds(), T0, T0 + 30, 2, {})
+    assert not impact.applied and impact.at_s is None
+
+
+def test_locust_reaction_to_a_lost_worker() -> None:
+    live = [{"t": T0 + k, "user_count": 8, "worker_count": 2, "workers": []} for k in range(0, 15, 2)]
+    live += [
+        {"t": T0 + 16, "user_count": 8, "worker_count": 2, "workers": []},
+        {"t": T0 + 18, "user_count": 4, "worker_count": 1, "workers": [{"state": "missing"}]},
+        {"t": T0 + 24, "user_count": 8, "worker_count": 2, "workers": [{"state": "running"}]},
+    ]
+    reaction = locust_reaction(live, T0 + 15.0)
+    assert (reaction.users_before, reaction.users_lowest, reaction.workers_before) == (8, 4, 2)
+    assert reaction.missing_after_s == 3.0 and reaction.users_back_after_s == 9.0
+
+
+def test_series_and_soak_drift(tmp_path: Path) -> None:
+    rows = [
+        {
+            "t": s.t,
+            "requests": s.requests,
+            "failures": s.failures,
+            "buckets": [[v, n] for v, n in s.buckets.items()],
+        }
+        for s in _seconds()
+    ]
+    (tmp_path / "timeline.json").write_text(json.dumps({"seconds": rows}))
+    seconds = read_timeline(tmp_path / "timeline.json")
+    assert seconds == _seconds()
+    docker = [
+        {"t": T0 + 4.0, "service": "classifier"},
+        {"t": T0 + 4.0, "service": "classifier"},
+        {"t": T0 + 4.0, "service": "nginx"},
+        {"t": T0 + 16.0, "service": "classifier", "health": "healthy"},
+        {"t": T0 + 16.0, "service": "classifier", "health": "starting"},  # restarted, not serving yet
+    ]
+    s = series(seconds, T0 + 0.5, T0 + 29.5, [{"t": T0 + 1.0, "user_count": 8}], docker)
+    assert s.t_s[0] == 0.5 and len(s.t_s) == 28  # whole seconds inside the window
+    assert s.rps[14] == 8 and s.failures[14] == 2  # second T0+15
+    assert s.replicas == [(3.5, 2), (15.5, 1)] and s.users == [(0.5, 8)]
+
+    samples = [{"t": T0 + k, "container": "c-1", "rss_mb": 100 + k, "fds": 20} for k in range(0, 30, 2)]
+    samples += [{"t": T0 + k, "container": "c-2", "rss_mb": 200.0, "fds": 20 + k} for k in range(0, 30, 2)]
+    soak = soak_result(samples, seconds, T0, T0 + 30)
+    assert soak.edge_s == 9  # a third of the 28 s after the ramp-up
+    c1, c2 = soak.replicas
+    assert c1.rss_slope_mb_per_min == pytest.approx(60.0) and c1.rss_grew and not c1.fds_grew
+    assert not c2.rss_grew and c2.fds_grew and c2.fds_end == 48
+    assert soak.p95_first_ms == 100.0 and soak.p95_last_ms == 100.0 and not soak.p95_grew
+    assert soak.flagged
+
+
+def test_report_has_the_fault_table_soak_table_timeline_and_verdict(tmp_path: Path) -> None:
+    from lab.grid import ExperimentSettings
+    from lab.report import write_report
+    from tests.lab.golden import Config, Measurement, classifier_samples, row_with, write_run
+
+    t_start = 1_795_600_000
+    settings = ExperimentSettings(
+        replicas=[2], users=[8], duration_s=30.0, faults=["kill-replica@15s"], soak=True
+    )
+    row = row_with("/predict", 540, 18.0, 100, 120, 400)
+    m = Measurement(
+        8, [row], docker=classifier_samples(2, 60.0), served_by={"a": 300, "b": 240}, duration_s=30.0
+    )
+    run = write_run(tmp_path / "run", settings, [Config(2, [m])])
+    mdir = next(p for p in run.iterdir() if p.is_dir())
+    shifted = [Second(s.t - T0 + t_start, s.requests, s.failures, s.buckets) for s in _seconds()]
+    rows = [{"t": s.t, "requests": s.requests, "failures": s.failures, "buckets": list(s.buckets.items())}
+            for s in shifted]  # fmt: skip
+    (mdir / "timeline.json").write_text(json.dumps({"seconds": rows}))
+    fault = AppliedFault(
+        FaultSpec.parse("kill-replica@15s"), t=t_start + 15.0, t_end=t_start + 15.0,
+        target="lab-classifier-2", detail="SIGKILL", served_by_at_fault={"a": 100, "b": 90},
+    )  # fmt: skip
+    (mdir / "faults.json").write_text(json.dumps([fault.to_dict()]))
+    procs = [
+        {"t": t_start + k, "container": "lab-classifier-1", "rss_mb": 300.0, "fds": 30}
+        for k in range(0, 30, 3)
+    ]
+    (mdir / "processes.jsonl").write_text("\n".join(json.dumps(p) for p in procs) + "\n")
+
+    summary = write_report(run)
+    (entry,) = summary.configs
+    (impact,) = entry.metrics.faults
+    assert impact.recovery_s == 5.0 and impact.failures_during == 10 and impact.replicas_serving_after == 2
+    saved = json.loads((run / "summary.json").read_text())["configs"][0]
+    assert saved["faults"][0]["recovery_s"] == 5.0 and "timeline" not in saved
+    assert saved["soak"]["flagged"] is False and saved["soak"]["replicas"][0]["rss_slope_mb_per_min"] == 0.0
+    assert "kill-replica@15s in r2-u8: 10 failed requests" in summary.verdict
+    assert "back to the earlier level after 5 s" in summary.verdict
+    assert "2 of 2 replicas served after it" in summary.verdict
+    md = (run / "summary.md").read_text()
+    assert "### Faults" in md and "### Soak" in md and "| 10 / 0 |" in md
+    html = (run / "report.html").read_text()
+    assert "Timeline: r2-u8" in html and "kill-replica, recovered +5 s" in html
+    assert html.count("<svg") == 6  # the five charts and the timeline
