@@ -5,7 +5,8 @@ configuration changes the classifier's settings), waits until every task runs (S
 a health check running only once it is healthy), and samples `docker stats` of the stack's task
 containers on this node: Docker's CLI reaches no other node's containers, so tasks elsewhere are listed
 in the record (`describe()`) but not sampled. The Locust UI is reached as `scripts/swarm ui` does, on
-this node's docker_gwbridge, unless it is published.
+this node's docker_gwbridge, unless it is published. Faults and a soak's per-process samples are
+compose-only for now.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from lab.faults import FaultSpec
 from lab.grid import ExperimentSettings, StackConfig
 from lab.stack import (
     CLASSIFIER,
@@ -321,3 +323,15 @@ class SwarmStack:
         workers = state.replicas.get(LOCUST_WORKER)
         if workers is not None and workers != self.locust_worker_count():
             self.scale_locust_workers(workers)
+
+    def inject_fault(self, spec: FaultSpec) -> tuple[str | None, str]:
+        raise StackError("faults are implemented for --stack compose only")
+
+    def end_fault(self, spec: FaultSpec, target: str | None) -> None:
+        return None
+
+    def heal(self, replicas: int, locust_workers: int | None) -> None:
+        return None
+
+    def process_stats(self) -> list[dict[str, Any]]:
+        return []

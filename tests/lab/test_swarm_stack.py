@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.faults import FaultSpec
 from lab.grid import ExperimentSettings, StackConfig
 from lab.stack import StackError
 from lab.swarm_stack import SwarmStack, env_list_to_dict, published_port
@@ -118,3 +119,10 @@ def test_helpers() -> None:
     assert published_port([{"TargetPort": 80, "PublishedPort": 8000}], 80) == 8000
     assert published_port([{"TargetPort": 80}], 80) is None
     assert published_port(None, 8089) is None
+
+
+def test_faults_are_refused_not_ignored(fake: Fake) -> None:
+    spec = FaultSpec.parse("kill-replica@5s")
+    with pytest.raises(StackError, match="compose only"):
+        fake.stack.inject_fault(spec)
+    assert fake.stack.process_stats() == []
