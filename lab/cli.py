@@ -17,6 +17,7 @@ from lab.metrics import Thresholds
 from lab.progress import RichProgress
 from lab.report import CAPACITY_HEADER, capacity_rows, write_report
 from lab.stack import CLASSIFIER, ComposeStack, ExternalStack, Stack, StackError, find_project_dir
+from lab.swarm_stack import SwarmStack
 from lab.units import format_duration, parse_duration, parse_list
 
 T = TypeVar("T")
@@ -28,6 +29,26 @@ EXIT_INTERRUPTED = 130
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(stderr=True)
+
+# Options that `compare` and `soak` share, declared once.
+Out = Annotated[Path, typer.Option(help="Folder for results/<run-id>/.")]
+RunId = Annotated[str | None, typer.Option(help="Name of the run folder (default: a timestamp).")]
+SloP95 = Annotated[float | None, typer.Option(help="Latency SLO: p95 in milliseconds.")]
+ProjectDir = Annotated[
+    Path | None, typer.Option(help="Compose project folder (default: nearest with a compose file).")
+]
+ProjectName = Annotated[
+    str | None, typer.Option(help="Compose project name (default: COMPOSE_PROJECT_NAME or the file's).")
+]
+Faults = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--fault",
+        help="A fault in every measurement, KIND[=ARG]@OFFSET (repeatable): kill-replica@30s, "
+        "stop-replica@30s, scale-replicas=1@30s, restart-nginx@30s, kill-locust-worker@30s, "
+        "pause-replica=10s@30s.",
+    ),
+]
 
 
 def _list(value: str | None, convert: Callable[[str], T], what: str) -> list[T] | None:
@@ -68,7 +89,7 @@ def compare(
     step_duration: Annotated[str, typer.Option(help="Duration of each ramp step.")] = "30s",
     duration: Annotated[str, typer.Option(help="Measurement window per configuration.")] = "60s",
     warmup: Annotated[str, typer.Option(help="Load before each measurement, not counted.")] = "15s",
-    slo_p95_ms: Annotated[float | None, typer.Option(help="Latency SLO: p95 in milliseconds.")] = None,
+    slo_p95_ms: SloP95 = None,
     max_failure_ratio: Annotated[
         float | None, typer.Option(help="Highest acceptable failure ratio [default: 0.01].")
     ] = None,
@@ -76,8 +97,8 @@ def compare(
         float | None, typer.Option(help="Traffic to serve: recommend the cheapest config reaching it.")
     ] = None,
     repeat: Annotated[int, typer.Option(help="Measure each configuration this many times.")] = 1,
-    out: Annotated[Path, typer.Option(help="Folder for results/<run-id>/.")] = Path("results"),
-    run_id: Annotated[str | None, typer.Option(help="Name of the run folder (default: a timestamp).")] = None,
+    out: Out = Path("results"),
+    run_id: RunId = None,
     expected_latency_ms: Annotated[
         float, typer.Option(help="Open model: users = ceil(rate x max(1 s, 4 x this)).")
     ] = 250.0,
@@ -99,14 +120,14 @@ def compare(
             "--locust-option", "-o", help="Custom locustfile option for /swarm, KEY=VALUE (repeatable)."
         ),
     ] = None,
-    project_dir: Annotated[
-        Path | None, typer.Option(help="Compose project folder (default: nearest with a compose file).")
-    ] = None,
-    project_name: Annotated[
-        str | None, typer.Option(help="Compose project name (default: COMPOSE_PROJECT_NAME or the file's).")
-    ] = None,
+    project_dir: ProjectDir = None,
+    project_name: ProjectName = None,
     stack: Annotated[
-        str, typer.Option(help="compose: scale the compose stack; external: Locust and target are yours.")
+        str,
+        typer.Option(
+            help="compose: scale the compose stack; swarm: the Swarm stack loadlab (scripts/swarm); "
+            "external: Locust and target are yours."
+        ),
     ] = "compose",
     locust_url: Annotated[
         str | None, typer.Option(help="Locust master web UI (default: from `docker compose port`).")
@@ -116,15 +137,7 @@ def compare(
     ] = None,
     ready_timeout: Annotated[str, typer.Option(help="Longest wait for replicas to be healthy.")] = "300s",
     dry_run: Annotated[bool, typer.Option(help="Print the grid and the time estimate, then stop.")] = False,
-    fault: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--fault",
-            help="A fault in every measurement, KIND[=ARG]@OFFSET (repeatable): kill-replica@30s, "
-            "stop-replica@30s, scale-replicas=1@30s, restart-nginx@30s, kill-locust-worker@30s, "
-            "pause-replica=10s@30s.",
-        ),
-    ] = None,
+    fault: Faults = None,
     soak: Annotated[
         bool, typer.Option(help="Sample every replica's RSS and open files; report their drift and p95's.")
     ] = False,
@@ -164,8 +177,8 @@ def compare(
     except ValueError as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(EXIT_USAGE) from None
-    if stack not in ("compose", "external"):
-        console.print("[red]error:[/red] --stack must be compose or external")
+    if stack not in ("compose", "swarm", "external"):
+        console.print("[red]error:[/red] --stack must be compose, swarm or external")
         raise typer.Exit(EXIT_USAGE)
     estimates = estimate_seconds(settings, plan, stack_change_seconds(stack))
     console.print(
@@ -181,6 +194,8 @@ def compare(
         the_stack: Stack
         if stack == "compose":
             the_stack = ComposeStack(directory, ready_timeout_s=timeout_s, project_name=project_name)
+        elif stack == "swarm":
+            the_stack = SwarmStack(directory, ready_timeout_s=timeout_s)
         else:
             if not locust_url:
                 raise StackError("--stack external needs --locust-url")
@@ -219,16 +234,12 @@ def soak_command(
         int | None, typer.Option(help="Classifier replicas (default: as many as are running).")
     ] = None,
     warmup: Annotated[str, typer.Option(help="Load before the measurement, not counted.")] = "15s",
-    slo_p95_ms: Annotated[float | None, typer.Option(help="Latency SLO: p95 in milliseconds.")] = None,
-    out: Annotated[Path, typer.Option(help="Folder for results/<run-id>/.")] = Path("results"),
-    run_id: Annotated[str | None, typer.Option(help="Name of the run folder (default: a timestamp).")] = None,
-    project_dir: Annotated[
-        Path | None, typer.Option(help="Compose project folder (default: nearest with a compose file).")
-    ] = None,
-    project_name: Annotated[
-        str | None, typer.Option(help="Compose project name (default: COMPOSE_PROJECT_NAME or the file's).")
-    ] = None,
-    fault: Annotated[list[str] | None, typer.Option("--fault", help="As for `lab compare`.")] = None,
+    slo_p95_ms: SloP95 = None,
+    out: Out = Path("results"),
+    run_id: RunId = None,
+    project_dir: ProjectDir = None,
+    project_name: ProjectName = None,
+    fault: Faults = None,
 ) -> None:
     """Hold one load for a long time on the compose stack: per-replica RSS and open files at the start and
     end with their slope, and p95 drift between the first and last minute; growth over 10 % is flagged."""

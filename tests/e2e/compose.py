@@ -95,7 +95,14 @@ class Stack:
 
 @contextmanager
 def running_stack(project: str, api_port: int, web_port: int, up_args: Sequence[str]) -> Iterator[Stack]:
-    env = {**os.environ, "API_PORT": str(api_port), "LOCUST_WEB_PORT": str(web_port), "API_BIND": "127.0.0.1"}
+    env = {
+        **os.environ,
+        "API_PORT": str(api_port),
+        "LOCUST_WEB_PORT": str(web_port),
+        "API_BIND": "127.0.0.1",
+        # Off the default 5557, so a lab the user runs on this machine does not collide with the tests'.
+        "LOCUST_MASTER_PORT": str(web_port - 8089 + 5557),
+    }
     stack = Stack(project=project, api_port=api_port, web_port=web_port, env=env)
     try:
         stack.compose("up", "-d", "--build", "--wait", "--wait-timeout", "600", *up_args, timeout=2400)

@@ -164,7 +164,7 @@ def test_driver_measures_each_config_and_summary_matches_locust(
         mdir = result.run_dir / entry["config_dir"]
         for name in (
             "stats.csv", "failures.csv", "locust_report.html", "served_by.json", "server_timing.json",
-            "arrivals.json", "measurement.json",
+            "arrivals.json", "timeline.json", "measurement.json",
         ):  # fmt: skip
             assert (mdir / name).is_file(), name
         stats = read_stats_csv(mdir / "stats.csv")
@@ -202,10 +202,13 @@ def test_driver_measures_each_config_and_summary_matches_locust(
         assert entry["cpu_cores_used"] is not None and entry["generator_cpu_max_pct"] is not None
         assert "fake-locust-worker-1" in entry["cpu_by_container"]
         locust_total += entry["requests"]
+        # The per-second timeline holds every request of the window (the stats and it travel together).
+        seconds = json.loads((mdir / "timeline.json").read_text())["seconds"]
+        assert sum(s["requests"] for s in seconds) == entry["requests"]
     # The server saw every counted request; at most the few in flight at each stop were not counted.
     assert locust_total <= served <= locust_total + 2 * 3 * 2
     html = (result.run_dir / "report.html").read_text()
-    assert html.count("<svg") == 5
+    assert html.count("<svg") == 5 + len(summary["configs"])  # the five charts and a timeline each
 
 
 def test_ctrl_c_stops_the_swarm_keeps_the_measurement_and_writes_a_partial_summary(

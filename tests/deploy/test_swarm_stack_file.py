@@ -1,0 +1,75 @@
+"""scripts/swarm's stack file, rendered offline (`up --print`): what Swarm needs, from the compose file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from typing import Any
+
+import pytest
+
+from tests.deploy.manifests import compose_services
+from tests.test_settings_in_step import ROOT, dotenv
+
+SWARM = ROOT / "scripts" / "swarm"
+PLACEMENT = ROOT / "deploy" / "swarm" / "placement.yml"
+
+
+def rendered(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    done = subprocess.run(
+        [str(SWARM), "up", "--print", *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if done.returncode != 0 and "docker compose" in done.stderr and not os.environ.get("CI"):
+        pytest.skip(f"docker compose is not usable here: {done.stderr[-300:]}")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def stack() -> dict[str, Any]:
+    return rendered()
+
+
+def test_same_services_images_and_settings_as_compose(stack: dict[str, Any]) -> None:
+    compose = compose_services()
+    assert set(stack["services"]) == set(compose)
+    for name, service in stack["services"].items():
+        assert service["image"] == compose[name]["image"]
+        assert service.get("environment", {}) == compose[name].get("environment", {})
+    assert stack["services"]["classifier"]["deploy"]["replicas"] == int(dotenv()["CLASSIFIER_REPLICAS"])
+
+
+def test_only_keys_swarm_reads(stack: dict[str, Any]) -> None:
+    for name, service in stack["services"].items():
+        assert not {"build", "depends_on", "restart", "pull_policy"} & service.keys(), name
+        assert None not in service.values(), name
+        for volume in service.get("volumes", []):
+            assert "create_host_path" not in volume.get("bind", {}), name
+    assert stack["networks"]["lab"]["driver"] == "overlay"
+
+
+def test_no_virtual_ips_and_host_mode_ports(stack: dict[str, Any]) -> None:
+    for name, service in stack["services"].items():
+        assert service["deploy"]["endpoint_mode"] == "dnsrr", name
+    (api,) = stack["services"]["nginx"]["ports"]
+    assert api == {"target": 80, "published": int(dotenv()["API_PORT"]), "protocol": "tcp", "mode": "host"}
+
+
+def test_locust_ui_published_only_when_asked() -> None:
+    assert "ports" not in rendered()["services"]["locust-master"]
+    (ui,) = rendered("--publish-ui", env={"LOCUST_WEB_PORT": "18189"})["services"]["locust-master"]["ports"]
+    assert ui == {"target": 8089, "published": 18189, "protocol": "tcp", "mode": "host"}
+
+
+def test_placement_override_puts_load_and_replicas_apart() -> None:
+    services = rendered("-f", str(PLACEMENT))["services"]
+    constraint = {name: s["deploy"]["placement"]["constraints"] for name, s in services.items()}
+    assert constraint["classifier"] == constraint["nginx"] == ["node.labels.loadlab.serve == true"]
+    assert constraint["locust-master"] == constraint["locust-worker"] == ["node.labels.loadlab.load == true"]
+    assert all(s["deploy"]["endpoint_mode"] == "dnsrr" for s in services.values())

@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""A stand-in `docker` executable for SwarmStack tests: the subset of `docker service`, `node`, `ps`,
+`stats`, `info` and `network inspect` that SwarmStack calls, in Docker CLI 28's JSON shapes, with its state
+in a JSON file ($FAKE_DOCKER_STATE): services {name: {replicas, env, ports}}. Every task converges at once
+and runs on this node (`node-1`). Every call is logged."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+STATE = Path(os.environ["FAKE_DOCKER_STATE"])
+NODE = "node-1"
+
+
+def main(args: list[str]) -> None:
+    state = json.loads(STATE.read_text())
+    state.setdefault("calls", []).append(args)
+    services: dict = state["services"]
+    out = ""
+    match args:
+        case ["service", "ls", *_]:
+            out = "\n".join(
+                json.dumps({"Name": f"loadlab_{n}", "Replicas": f"{s['replicas']}/{s['replicas']}"})
+                for n, s in services.items()
+            )
+        case ["service", "inspect", name]:
+            s = services[name.removeprefix("loadlab_")]
+            spec = {"TaskTemplate": {"ContainerSpec": {"Env": [f"{k}={v}" for k, v in s["env"].items()]}}}
+            out = json.dumps([{"Spec": spec, "Endpoint": {"Ports": s.get("ports", [])}}])
+        case ["service", "ps", name, *_]:
+            s = services[name.removeprefix("loadlab_")]
+            state_text = s.get("task_state", "Running 3 seconds ago")
+            out = "\n".join(
+                json.dumps(
+                    {
+                        "Name": f"{name}.{i + 1}",
+                        "Node": NODE,
+                        "CurrentState": state_text,
+                        "Image": f"loadlab/{name}:latest",
+                    }
+                )
+                for i in range(s["replicas"])
+            )
+        case ["service", "scale", "--detach", target]:
+            name, count = target.split("=")
+            services[name.removeprefix("loadlab_")]["replicas"] = int(count)
+        case ["service", "update", "--detach", "--replicas", count, *rest]:
+            name = rest[-1].removeprefix("loadlab_")
+            services[name]["replicas"] = int(count)
+            for i, item in enumerate(rest[:-1]):
+                if item == "--env-add":
+                    key, value = rest[i + 1].split("=", 1)
+                    services[name]["env"][key] = value
+        case ["node", "ls", *_]:
+            out = json.dumps({"Hostname": NODE, "Status": "Ready", "Availability": "Active"})
+        case ["info", "--format", "{{.Name}}"]:
+            out = NODE
+        case ["info", "--format", "{{.NCPU}}"]:
+            out = "2"
+        case ["ps", "-q", "--filter", label]:
+            name = label.rsplit("=", 1)[1].removeprefix("loadlab_")
+            out = "\n".join(f"{name}{i}" for i in range(services[name]["replicas"]))
+        case ["ps", "-q", "--no-trunc", "--filter", label]:
+            name = label.rsplit("=", 1)[1].removeprefix("loadlab_")
+            out = "\n".join(f"{name}-full-id-{i}" for i in range(services[name]["replicas"]))
+        case ["ps", "--filter", _, "--format", _]:
+            out = "\n".join(
+                f"loadlab_{n}.{i + 1}\tloadlab_{n}" for n, s in services.items() for i in range(s["replicas"])
+            )
+        case ["stats", "--no-stream", "--format", _, *names]:
+            out = "\n".join(
+                json.dumps({"Name": n, "CPUPerc": "50.00%", "MemUsage": "100MiB / 2GiB"}) for n in names
+            )
+        case ["network", "inspect", "docker_gwbridge", *_]:
+            out = json.dumps({"locust-master-full-id-0": {"IPv4Address": "192.168.0.5/20"}})
+        case ["image", "inspect", *_]:
+            out = "sha256:0123"
+        case _:
+            print(f"fake docker: unexpected {args}", file=sys.stderr)
+            sys.exit(2)
+    STATE.write_text(json.dumps(state))
+    print(out)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
