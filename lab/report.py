@@ -277,12 +277,19 @@ def _optional_html(title: str, header: list[str], rows: list[Row], note: str) ->
     return f'<h2>{escape(title)}</h2>{_html_table(header, rows)}<p class="meta">{escape(note)}</p>'
 
 
+def _stack_text(summary: Summary) -> str:
+    if summary.nodes is None:
+        return str(summary.stack or "unknown")
+    return f"{summary.stack}, {summary.nodes} node" + ("s" if summary.nodes != 1 else "")
+
+
 def render_markdown(summary: Summary) -> str:
     return "\n".join(
         [
             f"## Load-test lab: run {summary.run_id}",
             "",
-            f"SLO: {_thresholds_text(summary.thresholds)}. Machine: {summary.host_cpus} cores. "
+            f"SLO: {_thresholds_text(summary.thresholds)}. Stack: {_stack_text(summary)}. "
+            f"Machine: {summary.host_cpus} cores. "
             f"Git: `{summary.git_sha or 'unknown'}`. Status: {summary.status}.",
             "",
             _md_table(CAPACITY_HEADER, capacity_rows(summary)),
@@ -354,7 +361,7 @@ def render_html(summary: Summary) -> str:
 <p class="meta">Started {escape(str(summary.started_at))} · status
 <span class="{status_class}">{escape(str(summary.status))}</span>
 · git {escape(str(summary.git_sha))} · mode {escape(str(summary.settings.get("mode", "")))}
-· machine {summary.host_cpus} cores · SLO {thresholds}
+· stack {escape(_stack_text(summary))} · machine {summary.host_cpus} cores · SLO {thresholds}
 </p>
 <h2>Verdict</h2>
 <p class="verdict">{escape(summary.verdict)}</p>

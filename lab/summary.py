@@ -23,7 +23,10 @@ class Summary:
     settings: dict[str, Any]  # as saved in run.json
     thresholds: Thresholds
     host_cpus: int
-    stack: str | None  # compose or external
+    stack: str | None  # compose, swarm or external
+    nodes: (
+        int | None
+    )  # Docker hosts the stack ran on (swarm: its nodes; compose: this one; external: unknown)
     configs: list[ConfigResult]
     analysis: CapacityAnalysis
     verdict: str
@@ -56,6 +59,7 @@ class Summary:
             "thresholds": asdict(self.thresholds),
             "host_cpus": self.host_cpus,
             "stack": self.stack,
+            "nodes": self.nodes,
             "configs": [c.to_dict() for c in self.configs],
             "capacity": a.capacity,
             "knee": {k: asdict(v) if v is not None else None for k, v in a.knee.items()},
@@ -120,6 +124,7 @@ def build_summary(run_dir: Path, thresholds: Thresholds | None = None) -> Summar
     configs = config_results(run_dir, thresholds, host_cpus)
     analysis = analyse(configs, thresholds, settings.ramp)
     stack = run.get("stack_kind")
+    nodes = (run.get("stack_before") or {}).get("nodes")
     return Summary(
         run_id=run.get("run_id"),
         git_sha=run.get("git_sha"),
@@ -130,6 +135,7 @@ def build_summary(run_dir: Path, thresholds: Thresholds | None = None) -> Summar
         thresholds=thresholds,
         host_cpus=host_cpus,
         stack=stack,
+        nodes=len(nodes) if isinstance(nodes, list) else (1 if stack == "compose" else None),
         configs=configs,
         analysis=analysis,
         verdict=verdict(configs, analysis, thresholds, host_cpus, stack),

@@ -140,3 +140,17 @@ def test_compare_dry_run_prints_the_grid_and_estimate(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "2 configuration(s), closed model, estimated" in result.output
     assert "1. r1-u8" in result.output and "2. r2-u8" in result.output
+
+
+def test_report_says_which_stack_and_how_many_nodes(tmp_path: Path) -> None:
+    run = _run(tmp_path)
+    write_report(run)
+    assert "Stack: compose, 1 node." in (run / "summary.md").read_text()
+    meta = json.loads((run / "run.json").read_text())
+    meta["stack_kind"] = "swarm"
+    meta["stack_before"] = {"nodes": [{"hostname": "a"}, {"hostname": "b"}, {"hostname": "c"}]}
+    (run / "run.json").write_text(json.dumps(meta))
+    summary = write_report(run)
+    assert summary.nodes == 3 and json.loads((run / "summary.json").read_text())["nodes"] == 3
+    assert "Stack: swarm, 3 nodes." in (run / "summary.md").read_text()
+    assert "stack swarm, 3 nodes" in (run / "report.html").read_text()
