@@ -21,7 +21,8 @@ GOOD_SCALING_EFFICIENCY = 0.75
 # so a configuration is not chosen for being cheap at a light load.
 NEAR_BEST_CAPACITY = 0.95
 # After a fault, a TIMELINE_WINDOW_S-second window is back to the level before it when its RPS is within
-# RECOVERY_RPS_TOLERANCE below that level and its p95 within RECOVERY_P95_TOLERANCE above it.
+# RECOVERY_RPS_TOLERANCE below that level and its p95 within RECOVERY_P95_TOLERANCE above it, or within the
+# range the windows before the fault spanned, whichever is wider (lab.timeline.Band).
 TIMELINE_WINDOW_S = 5
 RECOVERY_RPS_TOLERANCE = 0.10
 RECOVERY_P95_TOLERANCE = 0.20

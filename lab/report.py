@@ -337,7 +337,8 @@ FAULT_NOTE = (
     f"From timeline.json (every request per second, merged by the Locust master) and faults.json. Before: "
     f"from the start to the fault. Worst: the worst {TIMELINE_WINDOW_S}-second window from the fault on. "
     f"Recovered: from the fault until every later {TIMELINE_WINDOW_S}-second window had RPS within "
-    f"{RECOVERY_RPS_TOLERANCE:.0%} and p95 within {RECOVERY_P95_TOLERANCE:.0%} of the level before. "
+    f"{RECOVERY_RPS_TOLERANCE:.0%} and p95 within {RECOVERY_P95_TOLERANCE:.0%} of the level before, or "
+    "within the range its windows spanned before the fault, whichever is wider. "
     "Failed during: from the fault to the recovery (or the end); after: the rest. Replicas serving after: "
     "those whose X-Served-By count grew after the fault."
 )

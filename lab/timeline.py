@@ -200,12 +200,30 @@ class FaultImpact:
         return asdict(self)
 
 
-def _back_to_level(w: Window, rps: float, p95: float) -> bool:
-    return (
-        w.rps >= (1 - RECOVERY_RPS_TOLERANCE) * rps
-        and w.p95_ms is not None
-        and w.p95_ms <= (1 + RECOVERY_P95_TOLERANCE) * p95
-    )
+@dataclass(frozen=True)
+class Band:
+    """Where a window counts as back to the level before a fault: RPS at least `min_rps`, p95 at most
+    `max_p95_ms`. The tolerances around the level before, or the range the service's own windows spanned
+    before the fault, whichever is wider: a service whose p95 already swung by 40 % between windows before
+    the fault is back when it swings like that again, not only when it beats its own average."""
+
+    min_rps: float
+    max_p95_ms: float
+
+    @classmethod
+    def before(cls, by_t: dict[int, Second], first: int, fault_t: int) -> Band | None:
+        level = window(by_t, first, fault_t - first)
+        if level.p95_ms is None:
+            return None
+        pre = [window(by_t, t, TIMELINE_WINDOW_S) for t in range(first, fault_t - TIMELINE_WINDOW_S + 1)]
+        pre_p95 = [w.p95_ms for w in pre if w.p95_ms is not None]
+        return cls(
+            min_rps=min((1 - RECOVERY_RPS_TOLERANCE) * level.rps, *(w.rps for w in pre)),
+            max_p95_ms=max((1 + RECOVERY_P95_TOLERANCE) * level.p95_ms, *pre_p95),
+        )
+
+    def holds(self, w: Window) -> bool:
+        return w.rps >= self.min_rps and w.p95_ms is not None and w.p95_ms <= self.max_p95_ms
 
 
 def fault_impact(
@@ -236,10 +254,11 @@ def fault_impact(
     worst_p95 = max((w.p95_ms for w in windows if w.p95_ms is not None), default=None)
     worst_rps = min((w.rps for w in windows), default=None)
     recovery_t: int | None = None
-    if before is not None and before.p95_ms is not None and windows:
+    band = Band.before(by_t, first, fault_t) if before is not None else None
+    if band is not None and windows:
         # The first window from which every later window is back near the level: recovered, and stays so.
         for w in reversed(windows):
-            if not _back_to_level(w, before.rps, before.p95_ms):
+            if not band.holds(w):
                 break
             recovery_t = w.start
     end_of_impact = recovery_t if recovery_t is not None else last

@@ -17,10 +17,14 @@ PLACEMENT = ROOT / "deploy" / "swarm" / "placement.yml"
 
 
 def rendered(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    # The file's own defaults: a knob exported in the shell (CI exports the offline images' settings, e.g.
+    # CLASSIFIER_BACKEND) would win over .env, as it does for compose.
+    knobs = set(dotenv())
+    base = {k: v for k, v in os.environ.items() if k not in knobs}
     done = subprocess.run(
         [str(SWARM), "up", "--print", *args],
         cwd=ROOT,
-        env={**os.environ, **(env or {})},
+        env={**base, **(env or {})},
         capture_output=True,
         text=True,
         timeout=60,

@@ -50,7 +50,7 @@ def _only_config(run: Path) -> dict[str, Any]:
 
 def test_kill_replica_mid_measurement(stack: Stack, tmp_path: Path) -> None:
     run = _lab(
-        stack, tmp_path, "compare", "--replicas", str(REPLICAS), "--users", "8", "--duration", "40s",
+        stack, tmp_path, "compare", "--replicas", str(REPLICAS), "--users", "8", "--duration", "50s",
         "--warmup", "5s", "--fault", "kill-replica@15s",
     )  # fmt: skip
     config = _only_config(run)

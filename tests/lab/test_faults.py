@@ -262,3 +262,28 @@ def test_report_has_the_fault_table_soak_table_timeline_and_verdict(tmp_path: Pa
     html = (run / "report.html").read_text()
     assert "Timeline: r2-u8" in html and "kill-replica, recovered +5 s" in html
     assert html.count("<svg") == 6  # the five charts and the timeline
+
+
+def test_recovery_band_is_as_wide_as_the_swings_before_the_fault() -> None:
+    def run(swing_before: bool) -> list[Second]:
+        seconds = []
+        for k in range(40):
+            if 15 <= k < 20:
+                seconds.append(Second(T0 + k, 8, 0, {600.0: 8}))  # the fault
+            elif k == 30 or (k == 8 and swing_before):
+                seconds.append(Second(T0 + k, 20, 0, {100.0: 10, 180.0: 10}))  # a slow second
+            else:
+                seconds.append(Second(T0 + k, 20, 0, {100.0: 20}))
+        return seconds
+
+    record = AppliedFault(FaultSpec.parse("kill-replica@15s"), t=T0 + 15.0, t_end=T0 + 15.0)
+    # One slow second before the fault: the level's p95 stays 100 ms (10 of 260 requests at 180 ms), but
+    # the 5-s windows around that second had p95 180 ms. The same swing after the fault is no fault.
+    swinging = fault_impact(record, run(swing_before=True), T0, T0 + 40, 2, {})
+    assert swinging.before_p95_ms == 100.0
+    assert swinging.recovered and swinging.recovery_s == 5.0
+    # Without that swing before, the windows holding the slow second at +30 s are not back (180 > 120 ms):
+    # recovered only from +31 s.
+    calm = fault_impact(record, run(swing_before=False), T0, T0 + 40, 2, {})
+    assert calm.before_p95_ms == 100.0
+    assert calm.recovered and calm.recovery_s == 16.0
