@@ -200,6 +200,8 @@ def compare(
             if not locust_url:
                 raise StackError("--stack external needs --locust-url")
             the_stack = ExternalStack(locust_url, expect_workers)
+        if settings.faults and not the_stack.injects_faults:
+            raise StackError(f"--fault needs --stack compose (lab cannot inject faults into a {stack} stack)")
     except StackError as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(EXIT_USAGE) from None

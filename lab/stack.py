@@ -58,6 +58,7 @@ class Stack(Protocol):
     """The stack operations `lab compare` needs; everything else talks to Locust's web API."""
 
     kind: str
+    injects_faults: bool
 
     def capture(self) -> StackState: ...
 
@@ -145,6 +146,7 @@ def parse_json_records(text: str) -> list[dict[str, Any]]:
 
 class ComposeStack:
     kind = "compose"
+    injects_faults = True
 
     def __init__(
         self,
@@ -448,7 +450,26 @@ def _ps_summary(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row.get(k) for k in ("Name", "Service", "ID", "Image", "State", "Health", "Status")}
 
 
-class ExternalStack:
+class NoFaults:
+    """For stacks lab does not inject faults into or sample processes of; `lab compare` refuses --fault on
+    them before a run, so these are only the last line."""
+
+    injects_faults = False
+
+    def inject_fault(self, spec: FaultSpec) -> tuple[str | None, str]:
+        raise StackError("faults are implemented for --stack compose only")
+
+    def end_fault(self, spec: FaultSpec, target: str | None) -> None:
+        return None
+
+    def heal(self, replicas: int, locust_workers: int | None) -> None:
+        return None
+
+    def process_stats(self) -> list[dict[str, Any]]:
+        return []
+
+
+class ExternalStack(NoFaults):
     """A stack `lab` does not manage (a Locust master and a target you started yourself). Configurations
     are labels only; nothing is scaled; no container statistics unless a subclass provides them."""
 
@@ -490,18 +511,6 @@ class ExternalStack:
 
     def restore(self, state: StackState) -> None:
         return None
-
-    def inject_fault(self, spec: FaultSpec) -> tuple[str | None, str]:
-        raise StackError("faults need a stack lab manages (--stack compose)")
-
-    def end_fault(self, spec: FaultSpec, target: str | None) -> None:
-        return None
-
-    def heal(self, replicas: int, locust_workers: int | None) -> None:
-        return None
-
-    def process_stats(self) -> list[dict[str, Any]]:
-        return []
 
 
 def git_sha(directory: Path) -> str | None:

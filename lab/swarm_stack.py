@@ -21,7 +21,6 @@ from typing import Any
 
 import httpx
 
-from lab.faults import FaultSpec
 from lab.grid import ExperimentSettings, StackConfig
 from lab.stack import (
     CLASSIFIER,
@@ -29,6 +28,7 @@ from lab.stack import (
     LOCUST_WEB_CONTAINER_PORT,
     LOCUST_WORKER,
     NGINX,
+    NoFaults,
     StackError,
     StackState,
     classifier_env_for,
@@ -52,7 +52,7 @@ def published_port(ports: list[dict[str, Any]] | None, target: int) -> int | Non
     return None
 
 
-class SwarmStack:
+class SwarmStack(NoFaults):
     kind = "swarm"
 
     def __init__(
@@ -323,15 +323,3 @@ class SwarmStack:
         workers = state.replicas.get(LOCUST_WORKER)
         if workers is not None and workers != self.locust_worker_count():
             self.scale_locust_workers(workers)
-
-    def inject_fault(self, spec: FaultSpec) -> tuple[str | None, str]:
-        raise StackError("faults are implemented for --stack compose only")
-
-    def end_fault(self, spec: FaultSpec, target: str | None) -> None:
-        return None
-
-    def heal(self, replicas: int, locust_workers: int | None) -> None:
-        return None
-
-    def process_stats(self) -> list[dict[str, Any]]:
-        return []

@@ -287,3 +287,18 @@ def test_recovery_band_is_as_wide_as_the_swings_before_the_fault() -> None:
     calm = fault_impact(record, run(swing_before=False), T0, T0 + 40, 2, {})
     assert calm.before_p95_ms == 100.0
     assert calm.recovered and calm.recovery_s == 16.0
+
+
+def test_compare_refuses_faults_on_a_stack_lab_does_not_manage(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lab.cli import EXIT_USAGE, app
+
+    args = [
+        "compare", "--stack", "external", "--locust-url", "http://127.0.0.1:9", "--replicas", "1",
+        "--users", "1", "--duration", "20s", "--fault", "kill-replica@5s", "--out", str(tmp_path),
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "--fault needs --stack compose" in result.output
+    assert not any(tmp_path.iterdir())  # refused before a run folder was made
