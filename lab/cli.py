@@ -12,7 +12,13 @@ from rich.console import Console
 from rich.table import Table
 
 from lab.compare import Driver
-from lab.grid import ExperimentSettings, estimate_seconds, expand, stack_change_seconds
+from lab.grid import (
+    USERS_FOR_RATE_RULE,
+    ExperimentSettings,
+    estimate_seconds,
+    expand,
+    stack_change_seconds,
+)
 from lab.metrics import Thresholds
 from lab.progress import RichProgress
 from lab.report import CAPACITY_HEADER, capacity_rows, write_report
@@ -100,7 +106,7 @@ def compare(
     out: Out = Path("results"),
     run_id: RunId = None,
     expected_latency_ms: Annotated[
-        float, typer.Option(help="Open model: users = ceil(rate x max(1 s, 4 x this)).")
+        float, typer.Option(help=f"Open model: users = {USERS_FOR_RATE_RULE}.")
     ] = 250.0,
     arrivals: Annotated[
         str, typer.Option(help="Open model: poisson (independent clients) or even (evenly spaced).")

@@ -21,7 +21,7 @@ one user's share of the arrivals): past that bound the swarm has fallen more tha
 behind, and catching up would send the backlog as a burst. Arrivals nobody claimed are also dropped by a
 periodic sweep, so that they are counted while every user is stuck waiting, not only afterwards. Enough
 users make both rare: Little's law gives `λ x latency` users busy on average, and the lab gives `λ x
-max(1 s, 4 x expected latency)`.
+max(2 s, 4 x expected latency)`.
 
 The tally counts late and dropped arrivals and keeps the send times (Locust's `start_time`) for the
 achieved rate and the inter-arrival CV of the whole swarm, as deltas from workers to the master like

@@ -272,21 +272,21 @@ def test_open_model_ramp_paces_arrivals_and_records_each_step(cluster: LocustClu
         settings, stack, tmp_path, locust_url=cluster.url, project_dir=ROOT, sample_interval_s=1
     ).run()
     assert not result.interrupted and result.error is None, result.error
-    cdir = result.run_dir / "01-r1-rate15-u15"
+    cdir = result.run_dir / "01-r1-rate15-u30"
     cfg = json.loads((cdir / "config.json").read_text())
     assert [(s["dir"], s["users"], s["target_rps"], s["passed"]) for s in cfg["steps"]] == [
-        ("step-01", 15, 15.0, True),
-        ("step-02", 30, 30.0, True),
+        ("step-01", 30, 15.0, True),
+        ("step-02", 60, 30.0, True),
     ]
     assert cfg["knee"]["dir"] == "step-02"
     summary = write_report(result.run_dir).to_dict()
     steps = summary["configs"]
-    assert [(c["label"], c["step"]) for c in steps] == [("r1-rate15-u15", 1), ("r1-rate30-u30", 2)]
+    assert [(c["label"], c["step"]) for c in steps] == [("r1-rate15-u30", 1), ("r1-rate30-u60", 2)]
     for entry in steps:
         meta = json.loads((cdir / entry["dir"] / "measurement.json").read_text())
         assert meta["options"]["target_rps"] == f"{entry['target_rps']:g}"
         assert meta["options"]["arrivals"] == "even" == entry["arrivals"]
-        # 15-30 users for a ~1 ms server: every arrival found a user free.
+        # 30-60 users for a ~1 ms server: every arrival found a user free.
         assert entry["arrivals_late"] == entry["arrivals_dropped"] == 0 and not entry["too_few_users"]
         # Paced, not closed-loop: a closed loop against a ~1 ms server would run at hundreds of req/s.
         assert 0.7 <= entry["achieved_ratio"] <= 1.5, entry

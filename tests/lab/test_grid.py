@@ -68,7 +68,7 @@ def test_labels_leave_out_unset_dimensions() -> None:
 
 
 def test_open_model_users_and_labels() -> None:
-    assert users_for_rate(50, 250) == 50  # window max(1 s, 4 x 0.25 s) = 1 s
+    assert users_for_rate(50, 250) == 100  # window max(2 s, 4 x 0.25 s) = 2 s
     assert users_for_rate(50, 1000) == 200  # 4 s of arrivals in flight
     assert users_for_rate(0.2, 100) == 1
     plan = expand(ExperimentSettings(replicas=[2], rates=[12.5], expected_latency_ms=500))
@@ -82,7 +82,7 @@ def test_ramp_levels_closed_and_open() -> None:
     stepped = ExperimentSettings(replicas=[1], users=[8], ramp=True, ramp_step=4, max_steps=3)
     assert [lv.users for lv in ramp_levels(stepped)] == [8, 12, 16]
     open_ = ExperimentSettings(replicas=[1], rates=[20], ramp=True, ramp_step=10, max_steps=3)
-    assert [(lv.target_rps, lv.users) for lv in ramp_levels(open_)] == [(20, 20), (30, 30), (40, 40)]
+    assert [(lv.target_rps, lv.users) for lv in ramp_levels(open_)] == [(20, 40), (30, 60), (40, 80)]
     # A ramp runs one configuration per stack setting: the steps live inside it.
     assert len(expand(ExperimentSettings(replicas=[1, 2], users=[8], ramp=True))) == 2
 
