@@ -90,9 +90,10 @@ def parse_raw(path: Path) -> dict[int, tuple[str, Counter[str]]]:
     return threads
 
 
-def thread_times(pid: int) -> dict[int, tuple[float, int, int]]:
-    """{tid: (cpu seconds, voluntary, involuntary context switches)} of one process's threads."""
-    found: dict[int, tuple[float, int, int]] = {}
+def thread_times(pid: int) -> dict[int, tuple[float, float, int, int]]:
+    """{tid: (cpu seconds, of which in the kernel, voluntary, involuntary context switches)} of one
+    process's threads. The kernel share is where socket work shows (receiving an upload over TCP)."""
+    found: dict[int, tuple[float, float, int, int]] = {}
     for thread in psutil.Process(pid).threads():
         voluntary = involuntary = 0
         try:
@@ -104,7 +105,7 @@ def thread_times(pid: int) -> dict[int, tuple[float, int, int]]:
                 voluntary = int(line.split()[1])
             elif line.startswith("nonvoluntary_ctxt_switches"):
                 involuntary = int(line.split()[1])
-        found[thread.id] = (thread.user_time + thread.system_time, voluntary, involuntary)
+        found[thread.id] = (thread.user_time + thread.system_time, thread.system_time, voluntary, involuntary)
     return found
 
 
@@ -191,11 +192,13 @@ def profile_level(
     names = {tid: entry[0] for tid, entry in samples.items()}
     per_role: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     switches: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
-    for tid, (cpu1, vol1, invol1) in after.items():
-        cpu0, vol0, invol0 = before.get(tid, (0.0, 0, 0))
+    kernel: dict[str, float] = defaultdict(float)
+    for tid, (cpu1, sys1, vol1, invol1) in after.items():
+        cpu0, sys0, vol0, invol0 = before.get(tid, (0.0, 0.0, 0, 0))
         name = names.get(tid, "")
         who = role(name) if name else ("event loop thread" if tid == worker else "other threads")
         cpu_ms = (cpu1 - cpu0) * 1000.0 / requests
+        kernel[who] += (sys1 - sys0) * 1000.0 / requests
         switches[who][0] += (vol1 - vol0) / requests
         switches[who][1] += (invol1 - invol0) / requests
         counts = samples.get(tid, ("", Counter()))[1]
@@ -213,6 +216,7 @@ def profile_level(
         "p50_ms": point["latency_ms"]["p50"],
         "server_timing_ms": {k: v["mean"] for k, v in point["server_timing_ms"].items()},
         "cpu_ms_per_request": {who: dict(stages) for who, stages in per_role.items()},
+        "kernel_cpu_ms_per_request": dict(kernel),
         "context_switches_per_request": {
             who: {"voluntary": v, "involuntary": i} for who, (v, i) in switches.items()
         },
@@ -231,8 +235,10 @@ def render(result: dict[str, Any]) -> str:
         subtotal = sum(stages.values())
         grand += subtotal
         sw = result["context_switches_per_request"].get(who, {})
+        kernel = result["kernel_cpu_ms_per_request"]
         lines.append(
-            f"  {who}: {subtotal:.2f} ms/request (switches/request: voluntary {sw.get('voluntary', 0):.1f}, "
+            f"  {who}: {subtotal:.2f} ms/request, {kernel.get(who, 0.0):.2f} of it "
+            f"in the kernel (switches/request: voluntary {sw.get('voluntary', 0):.1f}, "
             f"involuntary {sw.get('involuntary', 0):.1f})"
         )
         for stage, ms in sorted(stages.items(), key=lambda kv: -kv[1]):

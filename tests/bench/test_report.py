@@ -233,3 +233,12 @@ def test_baseline_note_splits_decode_predict_and_the_direct_call(results: dict[s
     assert "directly takes 25.0 ms" in note and "(about 75 ms)" in note
     assert "draft mode (12.5 ms)" in note and "used 80% of its core" in note
     assert "| Tutorial-style | **7.0** (40.0 + 100.0) |" in render_markdown(results)
+
+
+def test_a_ratio_that_rounds_to_its_target_but_fails_shows_the_third_digit(results: dict[str, Any]) -> None:
+    # 36.72 / 40 = 0.918: "0.92x | ≥ 0.92x | FAIL" would read as a contradiction.
+    results["points"][2] = _point("service", "tf", 36.72, 50.0, 4, path="nginx")
+    results["checks"] = compute_checks(results)
+    text = render_markdown(results)
+    assert "| 640x480 JPEG | service/bare tf nginx | 0.918x | ≥ 0.92x | FAIL |" in text
+    assert "| 640x480 JPEG | service/bare tf direct | 0.90x | ≥ 0.92x | FAIL |" in text
