@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from classifier.multipart import boundary_of, single_file_part
@@ -109,3 +110,59 @@ async def test_httpx_uploads_take_the_fast_path(
     async with serve(app_factory(FakeBackend())) as client:
         response = await client.post("/predict", files={"file": ("p.jpg", jpeg_bytes(), "image/jpeg")})
     assert response.status_code == 200
+
+
+@pytest.mark.asyncio
+async def test_the_common_upload_is_answered_without_the_route_and_alike(
+    app_factory: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """api.UploadFastPath answers a single-file upload itself; any other shape reaches the route, and both
+    answers carry the same body, Server-Timing stages and headers."""
+    import classifier.api as api
+
+    routed: list[str] = []
+    read_upload = api._read_upload
+
+    async def counted(request: object, max_bytes: int) -> bytes:
+        routed.append("route")
+        return await read_upload(request, max_bytes)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(api, "_read_upload", counted)
+    image = jpeg_bytes((10, 200, 30))
+    headers = {"content-type": f"multipart/form-data; boundary={BOUNDARY.decode()}"}
+    extra_field = (b'Content-Disposition: form-data; name="x"', b"1")
+    async with serve(app_factory(FakeBackend())) as client:
+        fast = await client.post("/predict", content=body((FILE_HEADERS, image)), headers=headers)
+        assert routed == []
+        two_parts = body(extra_field, (FILE_HEADERS, image))
+        slow = await client.post("/predict", content=two_parts, headers=headers)
+        assert routed == ["route"]
+    assert fast.status_code == slow.status_code == 200
+    assert fast.json() == slow.json()
+    for name in ("content-type", "x-served-by"):
+        assert fast.headers[name] == slow.headers[name]
+    stages = [entry.split(";")[0].strip() for entry in fast.headers["server-timing"].split(",")]
+    assert stages == [entry.split(";")[0].strip() for entry in slow.headers["server-timing"].split(",")]
+
+
+@pytest.mark.asyncio
+async def test_fast_path_keeps_the_body_limit_and_the_route_s_errors(app_factory: AppFactory) -> None:
+    headers = {"content-type": f"multipart/form-data; boundary={BOUNDARY.decode()}"}
+
+    async def streamed(data: bytes) -> object:  # no Content-Length: BodyLimit counts as it arrives
+        for start in range(0, len(data), 4096):
+            yield data[start : start + 4096]
+
+    big = body((FILE_HEADERS, b"\xff" * 40_000))
+    app = app_factory(FakeBackend(), max_upload_bytes=1_000, multipart_overhead_bytes=100)
+    async with serve(app) as client:
+
+        async def upload(data: bytes) -> httpx.Response:
+            return await client.post("/predict", content=body((FILE_HEADERS, data)), headers=headers)
+
+        over = await client.post("/predict", content=streamed(big), headers=headers)
+        empty, not_image, healthy = await upload(b""), await upload(b"%PDF" * 100), await upload(jpeg_bytes())
+    assert (over.status_code, over.json()["error"]) == (413, "payload_too_large")
+    assert (empty.status_code, empty.json()["error"]) == (400, "empty_body")
+    assert (not_image.status_code, not_image.json()["error"]) == (422, "not_an_image")
+    assert healthy.status_code == 200

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import httpx
 from fastapi import FastAPI
 
-from classifier.api import Runtime, body_limit, router
+from classifier.api import Runtime, UploadFastPath, body_limit, router
 from classifier.errors import install_error_handlers
 from classifier.fetch import ImageFetcher, make_client
 from classifier.metrics import Metrics
@@ -78,6 +78,8 @@ def create_app(settings: Settings | None = None, backend_loader: BackendLoader =
     app.state.runtime = runtime
     install_error_handlers(app)
     app.include_router(router)
+    # Innermost: the common upload is answered here, inside the body limit and the request metrics.
+    app.add_middleware(UploadFastPath, runtime=runtime)
     app.add_middleware(BodyLimit, limit_for=partial(body_limit, settings))
     # Added last = outermost: it also counts and stamps the answers the inner layers make.
     app.add_middleware(RequestMetrics, metrics=runtime.metrics, served_by=runtime.hostname)
