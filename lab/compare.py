@@ -410,9 +410,11 @@ class Driver:
             meta["error"] = str(err)
         finally:
             try:
+                # The window ends when the stop is asked for: the seconds in which users wind down are not
+                # load at the level measured (a timeline's last window would look like a drop).
+                meta["t_end"] = time.time()
                 if started:
                     self._locust.stop()
-                meta["t_end"] = time.time()
                 if injector is not None:
                     injector.stop()  # ends a pause that still lasts
                 for sampler in samplers:

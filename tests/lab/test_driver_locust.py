@@ -22,6 +22,7 @@ import pytest
 
 from lab.compare import Driver
 from lab.grid import ExperimentSettings, StackConfig
+from lab.locust_api import LocustAPI
 from lab.locust_csv import read_stats_csv
 from lab.report import write_report
 from lab.stack import ExternalStack
@@ -131,7 +132,7 @@ class FakeStack(RecordingStack):
 
 
 def test_driver_measures_each_config_and_summary_matches_locust(
-    cluster: LocustCluster, tmp_path: Path
+    cluster: LocustCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stack = FakeStack(
         cluster.url,
@@ -140,6 +141,15 @@ def test_driver_measures_each_config_and_summary_matches_locust(
     settings = ExperimentSettings(replicas=[1, 2], users=[3], duration_s=3, warmup_s=0, slo_p95_ms=1000)
     served_before = cluster.served()
     progress = RecordingProgress()
+    stops: list[float] = []
+    real_stop = LocustAPI.stop
+
+    def timed_stop(api: LocustAPI) -> None:
+        stops.append(time.time())
+        time.sleep(0.3)  # a slow stop: users wind down after the window
+        real_stop(api)
+
+    monkeypatch.setattr(LocustAPI, "stop", timed_stop)
     result = Driver(
         settings,
         stack,
@@ -198,6 +208,8 @@ def test_driver_measures_each_config_and_summary_matches_locust(
         assert meta["options"] == {"target_rps": "0", "arrivals": "poisson"}
         assert meta["downloads"]["stats.csv"] == 200
         assert 3 <= meta["t_end"] - meta["t_start"] < 10
+        # The window closes when the stop is asked for, before users wind down.
+        assert any(0 <= stop - meta["t_end"] < 0.1 for stop in stops), (meta["t_end"], stops)
         # CPU samples (psutil in docker-stats shape) reached the summary.
         assert entry["cpu_cores_used"] is not None and entry["generator_cpu_max_pct"] is not None
         assert "fake-locust-worker-1" in entry["cpu_by_container"]
