@@ -29,7 +29,7 @@ from typing import Any
 
 import psutil
 
-from bench import models, report, servers
+from bench import loadgen, models, report, servers
 from bench.dns import DNSStub
 from bench.stats import cpu_share
 
@@ -300,21 +300,7 @@ class Sweep:
         self, url: str, image: Path, level: int, server: servers.Process, extra: servers.Process | None
     ) -> dict[str, Any]:
         args = self.args
-        argv = [
-            sys.executable,
-            "-m",
-            "bench.loadgen",
-            "--url",
-            url,
-            "--image",
-            str(image),
-            "--concurrency",
-            str(level),
-            "--duration",
-            str(args.duration),
-            "--warmup",
-            str(args.warmup),
-        ]
+        argv = loadgen.command(url, image, level, args.duration, args.warmup)
         generator = subprocess.Popen(
             servers.pinned(args.client_cpu, argv), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )

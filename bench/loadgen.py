@@ -223,6 +223,14 @@ def run(url: str, image: bytes, **kwargs: object) -> dict[str, object]:
     return uvloop.run(closed_loop(url, image, **kwargs))  # type: ignore[arg-type]
 
 
+def command(url: str, image: Path, concurrency: int, duration_s: float, warmup_s: float) -> list[str]:
+    """The command line that runs this generator in its own process (to pin it to its own core)."""
+    return [
+        sys.executable, "-m", "bench.loadgen", "--url", url, "--image", str(image),
+        "--concurrency", str(concurrency), "--duration", str(duration_s), "--warmup", str(warmup_s),
+    ]  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", required=True, help="e.g. http://127.0.0.1:8000/predict")

@@ -27,7 +27,7 @@ from typing import Any
 
 import psutil
 
-from bench import models, servers
+from bench import loadgen, models, servers
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGES = [REPO / "images" / "chelsea_640x480.jpg", REPO / "images" / "rocket_1920x1080.jpg"]
@@ -132,24 +132,7 @@ def profile_level(
 ) -> dict[str, Any]:
     raw = workdir / f"pyspy-{image.stem}-c{level}.txt"
     generator = subprocess.Popen(
-        servers.pinned(
-            client_cpu,
-            [
-                sys.executable,
-                "-m",
-                "bench.loadgen",
-                "--url",
-                url,
-                "--image",
-                str(image),
-                "--concurrency",
-                str(level),
-                "--duration",
-                str(seconds),
-                "--warmup",
-                str(warmup),
-            ],
-        ),
+        servers.pinned(client_cpu, loadgen.command(url, image, level, seconds, warmup)),
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -523,15 +523,9 @@ def render_markdown(results: Results) -> str:
             if check["target"] is not None
             else "-"
         )
-        value = _fmt(check["value"], 2)
-        if (
-            check["target"] is not None
-            and value != "-"
-            and float(value) == check["target"]
-            and check["passed"] is False
-        ):
-            # 0.918 printed as "0.92" next to "≥ 0.92" and FAIL reads as a contradiction: show the digit.
-            value = _fmt(check["value"], 3)
+        # 0.918 printed as "0.92" next to "≥ 0.92" and FAIL reads as a contradiction: show the third digit.
+        hidden = check["passed"] is False and round(check["value"], 2) == check["target"]
+        value = _fmt(check["value"], 3 if hidden else 2)
         out.append(
             f"| {_image_label(images, check['image'])} | {check['name']} | "
             f"{value}{unit if value != '-' else ''} | {target} | {_verdict(check)} | {check['detail']} |"
