@@ -339,13 +339,9 @@ async def _read_upload(request: Request, max_bytes: int) -> bytes:
 
 
 async def _read_multipart_file(request: Request) -> bytes:
-    # The body is bounded by the BodyLimit middleware; the whole upload ends up in memory either way.
-    boundary = boundary_of(request.headers.get("content-type", ""))
-    if boundary is not None:
-        data = single_file_part(await request.body(), boundary)
-        if data is not None:
-            return data
-    # Any other shape: Starlette's parser (it reads the body kept by request.body() above).
+    # The common single-file body was answered by UploadFastPath; what reaches here is any other shape (or
+    # an empty or oversized file, which the checks in _read_upload answer): Starlette's parser. The body is
+    # bounded by the BodyLimit middleware.
     try:
         form = await request.form(max_files=1, max_fields=16)
     except (MultiPartException, StarletteHTTPException) as exc:
