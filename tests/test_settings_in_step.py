@@ -52,6 +52,14 @@ def test_compose_passes_every_classifier_setting_from_dotenv() -> None:
         assert value == f"${{{key}}}", f"{key} must come from .env (or the shell) by interpolation"
 
 
+def test_compose_limits_each_replica_to_its_cpu_budget() -> None:
+    # The same variable the replica reads (its threads follow it); `:-0` because an empty value would not
+    # parse, and Compose drops a limit of 0 (tests/deploy/test_swarm_stack_file.py renders both cases).
+    limits = compose()["services"]["classifier"]["deploy"]["resources"]["limits"]
+    assert limits == {"cpus": "${CLASSIFIER_CPUS:-0}"}
+    assert float(dotenv()["CLASSIFIER_CPUS"]) == Settings.model_fields["cpus"].default == 0.0
+
+
 def test_every_variable_compose_interpolates_is_in_dotenv() -> None:
     text = (ROOT / "docker-compose.yml").read_text()
     used = set(re.findall(r"\$\{([A-Z0-9_]+)", text))

@@ -55,7 +55,8 @@ def test_environment_overrides(clean_env: pytest.MonkeyPatch) -> None:
     [
         ("CLASSIFIER_BACKEND", "onnx"),
         ("CLASSIFIER_MAX_BATCH_SIZE", "0"),
-        ("CLASSIFIER_THREADS", "0"),
+        ("CLASSIFIER_THREADS", "-1"),
+        ("CLASSIFIER_CPUS", "-0.5"),
         ("CLASSIFIER_TOP_K", "zero"),
         ("CLASSIFIER_PORT", "70000"),
         ("CLASSIFIER_URL_TIMEOUT_S", "0"),
@@ -65,6 +66,29 @@ def test_invalid_values_fail_fast(clean_env: pytest.MonkeyPatch, name: str, valu
     clean_env.setenv(name, value)
     with pytest.raises(ValidationError):
         Settings()
+
+
+@pytest.mark.parametrize(
+    ("cpus", "workers", "threads"),
+    [("", "1", 1), ("0", "1", 1), ("0.5", "1", 1), ("1", "1", 1), ("1.5", "1", 2), ("2", "1", 2),
+     ("2", "2", 1), ("3", "2", 2), ("0.5", "4", 1)],
+)  # fmt: skip
+def test_inference_threads_follow_the_cpu_budget(
+    clean_env: pytest.MonkeyPatch, cpus: str, workers: str, threads: int
+) -> None:
+    # compose passes CLASSIFIER_THREADS=0 (derive) and the budget; never more threads than cores budgeted.
+    clean_env.setenv("CLASSIFIER_THREADS", "0")
+    clean_env.setenv("CLASSIFIER_CPUS", cpus)
+    clean_env.setenv("CLASSIFIER_WORKERS", workers)
+    settings = Settings()
+    assert settings.threads == threads
+    assert settings.cpus == (float(cpus) if cpus else 0.0)
+
+
+def test_threads_given_win_over_the_budget(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("CLASSIFIER_THREADS", "3")
+    clean_env.setenv("CLASSIFIER_CPUS", "1")
+    assert Settings().threads == 3
 
 
 def test_every_field_is_documented() -> None:

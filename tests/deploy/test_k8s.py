@@ -6,6 +6,7 @@ place that value is defined for the compose stack, so a change on one side that 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from classifier.api import router
-from classifier.settings import Settings
+from classifier.settings import Settings, inference_threads_for
 from tests.deploy.manifests import (
     K8S,
     ROOT,
@@ -62,6 +63,11 @@ def config_map(rendered: list[dict[str, Any]], name: str) -> dict[str, Any]:
     return found
 
 
+def cpu_quantity(text: str) -> float:
+    """A Kubernetes CPU quantity in cores: "1", "0.5" or "500m"."""
+    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
 def port_by_name(c: dict[str, Any], name: str) -> int:
     return next(p["containerPort"] for p in c["ports"] if p["name"] == name)
 
@@ -98,13 +104,31 @@ def test_classifier_config_map_is_every_setting_with_its_dotenv_value(
     rendered: list[dict[str, Any]], deployments: dict[str, dict[str, Any]]
 ) -> None:
     env = dotenv()
-    keys = [f"CLASSIFIER_{name.upper()}" for name in Settings.model_fields]
+    # The CPU budget is the pod's own limit (test_classifier_budget_is_its_cpu_limit), not a ConfigMap value.
+    keys = [f"CLASSIFIER_{name.upper()}" for name in Settings.model_fields if name != "cpus"]
     expected = {key: env[key] for key in keys}
     data = config_map(rendered, "classifier")["data"]
     assert data == expected
     (source,) = container(deployments["classifier"])["envFrom"]
     assert source["configMapRef"]["name"] == config_map(rendered, "classifier")["metadata"]["name"]
     assert deployments["classifier"]["spec"]["replicas"] == int(env["CLASSIFIER_REPLICAS"])
+
+
+def test_classifier_budget_is_its_cpu_limit(deployments: dict[str, dict[str, Any]]) -> None:
+    c = container(deployments["classifier"])
+    (budget,) = [e for e in c["env"] if e["name"] == "CLASSIFIER_CPUS"]
+    ref = budget["valueFrom"]["resourceFieldRef"]
+    assert ref == {"containerName": c["name"], "resource": "limits.cpu", "divisor": "1"}
+    # The key compose and Swarm turn into deploy.resources.limits.cpus (test_swarm_stack_file.py).
+    assert "CLASSIFIER_CPUS" in compose_services()["classifier"]["environment"]
+    # A budget is real only as a reservation too: request = limit, so replicas do not share the cores.
+    resources = c["resources"]
+    assert resources["requests"]["cpu"] == resources["limits"]["cpu"]
+    # What the pod then runs: the downward API's value (whole cores, rounded up) through the settings' rule.
+    cores = math.ceil(cpu_quantity(resources["limits"]["cpu"]))
+    pod_env = env_file(K8S / "base" / "classifier.env")
+    assert pod_env["CLASSIFIER_THREADS"] == "0", "the pods derive their threads from the budget"
+    assert inference_threads_for(cores, int(pod_env["CLASSIFIER_WORKERS"])) == 1
 
 
 def test_locust_config_map_is_what_compose_gives_master_and_workers(

@@ -77,3 +77,17 @@ def test_placement_override_puts_load_and_replicas_apart() -> None:
     assert constraint["classifier"] == constraint["nginx"] == ["node.labels.loadlab.serve == true"]
     assert constraint["locust-master"] == constraint["locust-worker"] == ["node.labels.loadlab.load == true"]
     assert all(s["deploy"]["endpoint_mode"] == "dnsrr" for s in services.values())
+
+
+def test_cpu_budget_is_the_swarm_limit_and_none_by_default(stack: dict[str, Any]) -> None:
+    def limits(services: dict[str, Any], name: str) -> dict[str, Any]:
+        return services[name].get("deploy", {}).get("resources", {}).get("limits", {})
+
+    # Default (.env's CLASSIFIER_CPUS=0.0) and an empty value: no limit at all, not a limit of 0.
+    assert "cpus" not in limits(stack["services"], "classifier")
+    assert "cpus" not in limits(rendered(env={"CLASSIFIER_CPUS": ""})["services"], "classifier")
+    budgeted = rendered(env={"CLASSIFIER_CPUS": "0.5"})["services"]
+    assert limits(budgeted, "classifier")["cpus"] == 0.5
+    # The replica reads the same value (its inference threads follow it); nothing else is limited.
+    assert budgeted["classifier"]["environment"]["CLASSIFIER_CPUS"] == "0.5"
+    assert all(not limits(budgeted, name) for name in ("nginx", "locust-master", "locust-worker"))

@@ -6,10 +6,11 @@ defined exactly once. Each field's docstring is its documentation (with its unit
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIB = 1024 * 1024
@@ -29,8 +30,9 @@ class Settings(BaseSettings):
     """Inference backend: `tf` (SavedModel <model_dir>/saved_model) or `litert` (<model_dir>/model.tflite)."""
     model_dir: Path = Path("/opt/model")
     """Directory holding saved_model/ and/or model.tflite, plus labels.txt (one label per line)."""
-    threads: int = Field(1, ge=1)
-    """Threads one inference call may use (TF intra-op / LiteRT interpreter threads), per worker process."""
+    threads: int = Field(0, ge=0)
+    """Threads one inference call may use (TF intra-op / LiteRT interpreter threads), per worker process; 0:
+    derived from the CPU budget (`inference_threads_for`: ceil(cpus / workers), 1 without a budget)."""
     inter_op_threads: int = Field(1, ge=1)
     """TF inter-op threads per worker process (ignored by litert)."""
     decode_threads: int = Field(2, ge=1)
@@ -38,6 +40,10 @@ class Settings(BaseSettings):
     on; with batching off the inference thread decodes each image right before its model call."""
     top_k: int = Field(5, ge=1)
     """How many labels each answer lists in `top_k` (count)."""
+
+    cpus: float = Field(0.0, ge=0.0)
+    """CPU budget of one replica (cores, may be fractional); the same value sets the container's CPU limit
+    (compose and Swarm `deploy.resources.limits.cpus`, Kubernetes `limits.cpu`). 0: no limit."""
 
     # --- adaptive batching ---
     max_batch_size: int = Field(1, ge=1, le=256)
@@ -83,6 +89,18 @@ class Settings(BaseSettings):
     metrics_dir: Path = Path("/tmp/classifier-metrics")
     """Directory for prometheus-client's multiprocess files (PROMETHEUS_MULTIPROC_DIR), emptied at start."""
 
+    @field_validator("cpus", mode="before")
+    @classmethod
+    def _empty_is_no_budget(cls, value: object) -> object:
+        # An empty CLASSIFIER_CPUS means no limit, as it does for compose (`${CLASSIFIER_CPUS:-0}`).
+        return 0.0 if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _derive_threads(self) -> Settings:
+        if self.threads == 0:
+            self.threads = inference_threads_for(self.cpus, self.workers)
+        return self
+
     @field_validator("url_allowlist", mode="before")
     @classmethod
     def _split_allowlist(cls, value: object) -> object:
@@ -103,3 +121,13 @@ class Settings(BaseSettings):
     @property
     def labels_path(self) -> Path:
         return self.model_dir / "labels.txt"
+
+
+def inference_threads_for(cpus: float, workers: int) -> int:
+    """Inference threads per worker process for a replica's CPU budget: the budget rounded up, shared by its
+    workers, at least 1. TensorFlow and LiteRT otherwise size their pools by the host's cores, which a CFS
+    quota does not hide: 2 threads against a 1-core quota spend the quota in half a period and then wait
+    out the rest (throttled), which is tail latency the budget did not ask for."""
+    if cpus <= 0:
+        return 1
+    return max(1, math.ceil(cpus / workers))
