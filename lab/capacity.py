@@ -7,6 +7,7 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 
+from lab.budget import budget_sentences
 from lab.limits import (
     FELL_BEHIND_RATIO,
     GENERATOR_CPU_LIMIT_PCT,
@@ -109,9 +110,13 @@ def peak_rps(configs: list[ConfigResult], thresholds: Thresholds) -> dict[str, f
 def scaling_efficiency(configs: list[ConfigResult], peak: dict[str, float | None]) -> dict[str, Efficiency]:
     """RPS_N / (N/N0 x RPS_N0) within each group of configs that differ only by replicas (N0: fewest
     replicas measured in the group, ideally 1)."""
-    groups: dict[tuple[int | None, str | None, str | None], list[ConfigResult]] = defaultdict(list)
+    groups: dict[tuple[int | None, str | None, str | None, float | None], list[ConfigResult]] = defaultdict(
+        list
+    )
     for entry in _first_by_label(configs).values():
-        groups[(entry.workers_per_replica, entry.backend, entry.batching)].append(entry)
+        groups[(entry.workers_per_replica, entry.backend, entry.batching, entry.cpus_per_replica)].append(
+            entry
+        )
     out: dict[str, Efficiency] = {}
     for members in groups.values():
         members.sort(key=lambda e: e.replicas)
@@ -271,6 +276,7 @@ def verdict(
             "cannot add throughput there; give each replica its own cores (cpus/cpuset) for a fair "
             "comparison."
         )
+    sentences += budget_sentences([(c.label, c.metrics.cpu_budget) for c in configs], host_cpus)
     behind = [c for c in configs if c.metrics.fell_behind]
     if behind:
         sentences.append(

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lab.budget import check_pin
 from lab.compare import Driver
 from lab.grid import (
     USERS_FOR_RATE_RULE,
@@ -81,6 +82,14 @@ def compare(
         str | None, typer.Option(help="tf, litert or tf,litert (default: as configured).")
     ] = None,
     batching: Annotated[str | None, typer.Option(help="off, on or off,on (default: as configured).")] = None,
+    cpus_per_replica: Annotated[
+        str | None,
+        typer.Option(help="CPU budget of each replica in cores, e.g. 0.5 or 1,2 (default: as configured)."),
+    ] = None,
+    pin: Annotated[
+        bool,
+        typer.Option(help="Each replica on its own cores, nginx and Locust on the rest (needs the cores)."),
+    ] = False,
     users: Annotated[
         str | None, typer.Option(help="Closed model: concurrent users, e.g. 32 or 8,16,32.")
     ] = None,
@@ -155,6 +164,8 @@ def compare(
             workers_per_replica=list(_list(workers_per_replica, int, "worker count") or [None]),
             backends=list(_list(backend, str, "backend") or [None]),
             batching=list(_list(batching, str, "batching value") or [None]),
+            cpus_per_replica=list(_list(cpus_per_replica, float, "CPU budget") or [None]),
+            pin=pin,
             users=_list(users, int, "user count"),
             rates=_list(rate, float, "rate"),
             ramp=ramp,
@@ -208,7 +219,11 @@ def compare(
             the_stack = ExternalStack(locust_url, expect_workers)
         if settings.faults and not the_stack.injects_faults:
             raise StackError(f"--fault needs --stack compose (lab cannot inject faults into a {stack} stack)")
-    except StackError as err:
+        if settings.pin:
+            if stack != "compose":
+                raise StackError("--pin needs --stack compose")
+            check_pin(settings, the_stack.host_cpus())
+    except (StackError, ValueError) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(EXIT_USAGE) from None
     driver = Driver(

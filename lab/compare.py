@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from lab import __version__
+from lab.budget import asked_budget
+from lab.cgroups import CGROUP_CPU_FILE, CgroupCpu
 from lab.faults import FaultInjector
 from lab.grid import (
     ExperimentSettings,
@@ -87,6 +89,7 @@ def effective_settings(config_env: dict[str, str], planned: PlannedConfig) -> di
             ("on" if int(batch) > 1 else "off") if batch and batch.isdigit() else planned.stack.batching
         ),
         "max_batch_size": int(batch) if batch and batch.isdigit() else None,
+        "cpus_per_replica": asked_budget(config_env) if config_env else planned.stack.cpus_per_replica,
     }
 
 
@@ -364,6 +367,8 @@ class Driver:
         samplers = [
             Sampler(mdir / "docker_stats.jsonl", self.stack.container_stats, self.sample_interval_s),
             Sampler(mdir / "locust_live.jsonl", self._poll_locust, self.sample_interval_s),
+            # Each container's CPU, CFS quota and throttling from its cgroup (none for an external stack).
+            Sampler(mdir / CGROUP_CPU_FILE, CgroupCpu(self.stack.cgroup_targets), self.sample_interval_s),
         ]
         if self.stack.kind == "compose":
             # On the Docker host itself: the machine's busy cores, other processes included.

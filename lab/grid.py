@@ -32,12 +32,15 @@ class StackConfig:
     workers_per_replica: int | None = None
     backend: str | None = None
     batching: str | None = None
+    cpus_per_replica: float | None = None  # CLASSIFIER_CPUS: each replica's CPU limit in cores
 
     @property
     def label(self) -> str:
         parts = [f"r{self.replicas}"]
         if self.workers_per_replica is not None:
             parts.append(f"w{self.workers_per_replica}")
+        if self.cpus_per_replica is not None:
+            parts.append(f"c{_num(self.cpus_per_replica)}")
         if self.backend is not None:
             parts.append(self.backend)
         if self.batching is not None:
@@ -90,6 +93,8 @@ class ExperimentSettings:
     workers_per_replica: list[int | None] = field(default_factory=lambda: [None])
     backends: list[str | None] = field(default_factory=lambda: [None])
     batching: list[str | None] = field(default_factory=lambda: [None])
+    cpus_per_replica: list[float | None] = field(default_factory=lambda: [None])
+    pin: bool = False  # each replica on its own cores (cpusets), nginx and Locust on the rest
     users: list[int] | None = None
     rates: list[float] | None = None
     ramp: bool = False
@@ -143,6 +148,10 @@ class ExperimentSettings:
             errors.append("--workers-per-replica: each value must be >= 1")
         if any(b is not None and b not in BACKENDS for b in self.backends):
             errors.append(f"--backend: choose from {', '.join(BACKENDS)}")
+        if any(c is not None and not (c > 0 and math.isfinite(c)) for c in self.cpus_per_replica):
+            errors.append("--cpus-per-replica: each value must be > 0 (cores, e.g. 0.5)")
+        if self.pin and None in self.cpus_per_replica:
+            errors.append("--pin needs --cpus-per-replica (the cores to give each replica)")
         if any(b is not None and b not in BATCHING for b in self.batching):
             errors.append(f"--batching: choose from {', '.join(BATCHING)}")
         if (self.users is None) == (self.rates is None):
@@ -230,12 +239,13 @@ def ramp_levels(settings: ExperimentSettings) -> list[LoadLevel]:
 
 def stack_configs(settings: ExperimentSettings) -> list[StackConfig]:
     # Replicas vary fastest: changing only the replica count scales without recreating containers,
-    # while changing workers/backend/batching recreates every classifier (a model load each).
+    # while changing workers/backend/batching/CPU budget recreates every classifier (a model load each).
     return [
-        StackConfig(replicas, workers, backend, batching)
+        StackConfig(replicas, workers, backend, batching, cpus)
         for backend in settings.backends
         for batching in settings.batching
         for workers in settings.workers_per_replica
+        for cpus in settings.cpus_per_replica
         for replicas in settings.replicas
     ]
 
@@ -282,10 +292,11 @@ def estimate_seconds(
 
 
 def _recreates(old: StackConfig, new: StackConfig) -> bool:
-    return (old.workers_per_replica, old.backend, old.batching) != (
+    return (old.workers_per_replica, old.backend, old.batching, old.cpus_per_replica) != (
         new.workers_per_replica,
         new.backend,
         new.batching,
+        new.cpus_per_replica,
     ) or new.replicas > old.replicas
 
 

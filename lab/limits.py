@@ -28,3 +28,6 @@ RECOVERY_RPS_TOLERANCE = 0.10
 RECOVERY_P95_TOLERANCE = 0.20
 # A soak flags growth of a replica's RSS or open files, or of p95, above this fraction.
 SOAK_GROWTH_LIMIT = 0.10
+# A replica whose mean CPU is above its budget by more than this fraction was not held by its quota
+# (sampling at 2-s intervals moves the mean a few %; a quota holds it within one CFS period).
+BUDGET_OVERRUN_TOLERANCE = 0.10

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from lab.arrivals import read_arrivals
+from lab.budget import CpuBudget, cpu_budget
+from lab.cgroups import CGROUP_CPU_FILE
 from lab.faults import read_faults
 from lab.grid import ExperimentSettings
 from lab.limits import FELL_BEHIND_RATIO, GENERATOR_CPU_LIMIT_PCT, HOST_BUSY_FRACTION, LATE_ARRIVALS_SHARE
@@ -87,6 +89,8 @@ class MeasurementMetrics:
     machine_cpu_saturated: bool = False
     generator_cpu_max_pct: float | None = None
     generator_saturated: bool = False
+    # Each container's cgroup: the replicas' CPU against their budget, CFS throttling (cgroup_cpu.jsonl).
+    cpu_budget: CpuBudget | None = None
     # X-Served-By counts.
     served_by: dict[str, int] = field(default_factory=dict)
     replicas_served: int | None = None
@@ -99,6 +103,7 @@ class MeasurementMetrics:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["soak"] = self.soak.to_dict() if self.soak is not None else None
+        out["cpu_budget"] = self.cpu_budget.to_dict() if self.cpu_budget is not None else None
         del out["timeline"]
         return out
 
@@ -161,7 +166,9 @@ def _over_time(
     return faults, soak, timeline
 
 
-def measurement_metrics(mdir: Path, host_cpus: int, replicas: int | None = None) -> MeasurementMetrics:
+def measurement_metrics(
+    mdir: Path, host_cpus: int, replicas: int | None = None, cpus_per_replica: float | None = None
+) -> MeasurementMetrics:
     """Numbers of one measurement (a config, or a ramp step) from its raw files."""
     meta = read_json(mdir / "measurement.json")
     stats = read_stats_csv(mdir / "stats.csv") if (mdir / "stats.csv").is_file() else LocustStats([], None)
@@ -231,6 +238,7 @@ def measurement_metrics(mdir: Path, host_cpus: int, replicas: int | None = None)
         or (host is not None and host >= HOST_BUSY_FRACTION * host_cpus),
         generator_cpu_max_pct=_r(generator),
         generator_saturated=generator is not None and generator > GENERATOR_CPU_LIMIT_PCT,
+        cpu_budget=cpu_budget(read_jsonl(mdir / CGROUP_CPU_FILE), host_cpus, cpus_per_replica),
         served_by=counts,
         replicas_served=sum(1 for v in counts.values() if v > 0) if counts else None,
         faults=faults,
@@ -270,6 +278,7 @@ class ConfigResult:
     workers_per_replica: int | None
     backend: str | None
     batching: str | None
+    cpus_per_replica: float | None  # the CPU budget asked for (CLASSIFIER_CPUS); None: none or as found
     mode: str | None
     repeat: int
     step: int | None  # a ramp's step number, None for a fixed load
@@ -295,6 +304,7 @@ class ConfigResult:
             "workers_per_replica": self.workers_per_replica,
             "backend": self.backend,
             "batching": self.batching,
+            "cpus_per_replica": self.cpus_per_replica,
             "mode": self.mode,
             "repeat": self.repeat,
             "step": self.step,

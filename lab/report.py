@@ -8,6 +8,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from lab.budget import BUDGET_HEADER, BUDGET_NOTE, budget_rows
 from lab.charts import all_charts
 from lab.limits import (
     GENERATOR_CPU_LIMIT_PCT,
@@ -248,6 +249,10 @@ def soak_rows(summary: Summary) -> list[Row]:
     return rows
 
 
+def _budget_rows(summary: Summary) -> list[Row]:
+    return [Row(cells) for cells in budget_rows([(c.label, c.metrics.cpu_budget) for c in summary.configs])]
+
+
 def _md_table(header: list[str], rows: list[Row]) -> str:
     def clean(cell: str) -> str:
         return cell.replace("|", "\\|")
@@ -298,6 +303,7 @@ def render_markdown(summary: Summary) -> str:
             "",
             *_optional_md("Faults", FAULT_HEADER, fault_rows(summary)),
             *_optional_md("Soak", SOAK_HEADER, soak_rows(summary)),
+            *_optional_md("CPU budget", BUDGET_HEADER, _budget_rows(summary)),
             f"**Verdict.** {summary.verdict}",
             "",
         ]
@@ -384,6 +390,7 @@ On a small machine the generator and the replicas share the cores: read the CPU 
 throughput.</p>
 {_optional_html("Faults", FAULT_HEADER, fault_rows(summary), FAULT_NOTE)}
 {_optional_html("Soak", SOAK_HEADER, soak_rows(summary), SOAK_NOTE)}
+{_optional_html("CPU budget", BUDGET_HEADER, _budget_rows(summary), BUDGET_NOTE)}
 {charts}
 <h2>Raw files</h2>
 {_raw_links(summary)}

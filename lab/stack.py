@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from lab.budget import cpusets, pin_containers
 from lab.faults import FaultSpec
 from lab.grid import ExperimentSettings, StackConfig
 
@@ -90,6 +91,8 @@ class Stack(Protocol):
 
     def process_stats(self) -> list[dict[str, Any]]: ...
 
+    def cgroup_targets(self) -> list[dict[str, Any]]: ...
+
 
 def classifier_env_for(
     config: StackConfig, settings: ExperimentSettings, base: Mapping[str, str]
@@ -102,6 +105,8 @@ def classifier_env_for(
         env["CLASSIFIER_WORKERS"] = str(config.workers_per_replica)
     if config.backend is not None:
         env["CLASSIFIER_BACKEND"] = config.backend
+    if config.cpus_per_replica is not None:
+        env["CLASSIFIER_CPUS"] = f"{config.cpus_per_replica:g}"  # the limit, and the threads derived from it
     if config.batching == "off":
         env["CLASSIFIER_MAX_BATCH_SIZE"] = "1"
     elif config.batching == "on":
@@ -166,6 +171,7 @@ class ComposeStack:
         # The CLASSIFIER_* values a config starts from: the stack's own, captured before the run.
         self._base_env: dict[str, str] = {}
         self._current_env: dict[str, str] = {}
+        self._cpusets: dict[str, str] = {}  # --pin: the cpuset each container was given
 
     def _run(
         self, args: list[str], env: Mapping[str, str] | None = None, timeout: float = 600.0
@@ -233,7 +239,16 @@ class ComposeStack:
         self._scale(CLASSIFIER, config.replicas, env)
         self.wait_ready(CLASSIFIER, config.replicas)
         self._current_env = overrides
+        if settings.pin and config.cpus_per_replica is not None:
+            others = [
+                r["Name"] for r in self.ps() if r.get("Service") != CLASSIFIER and r.get("State") == "running"
+            ]
+            sets = cpusets(config.replicas, config.cpus_per_replica, self.host_cpus())
+            self._cpusets = pin_containers(self._cpuset, self._running(CLASSIFIER), others, sets)
         return overrides
+
+    def _cpuset(self, cpus: str, containers: list[str]) -> None:
+        self._run([self.docker, "update", "--cpuset-cpus", cpus, *containers])
 
     def _scale(self, service: str, count: int, env: Mapping[str, str] | None = None) -> None:
         # --no-deps: `up <service>` would otherwise also reconcile the services it depends on (nginx, the
@@ -298,6 +313,7 @@ class ComposeStack:
                 for img in images
             ],
             "classifier_env": self.classifier_settings(),
+            "cpusets": dict(self._cpusets),
         }
 
     def model_info(self) -> dict[str, Any]:
@@ -340,6 +356,10 @@ class ComposeStack:
         return f"http://{host}:{port}"
 
     def restore(self, state: StackState) -> None:
+        if self._cpusets:  # --pin: every container back on every core
+            running = [r["Name"] for r in self.ps() if r.get("State") == "running"]
+            self._cpuset(f"0-{self.host_cpus() - 1}", running)
+            self._cpusets = {}
         if not state.existed:
             self._run([*self.compose, "down"])
             return
@@ -445,6 +465,22 @@ class ComposeStack:
             )
         return rows
 
+    def cgroup_targets(self) -> list[dict[str, Any]]:
+        """Every running container of the project with its service and main process's host PID, whose
+        cgroup lab.cgroups reads (CPU used, quota, throttling)."""
+        rows = [r for r in self.ps() if r.get("State") == "running"]
+        if not rows:
+            return []
+        out = self._run(
+            [self.docker, "inspect", "--format", "{{.Name}} {{.State.Pid}}", *[r["Name"] for r in rows]]
+        )
+        pids = {
+            name.lstrip("/"): int(pid) for name, pid in (line.split() for line in out.stdout.splitlines())
+        }
+        return [
+            {"container": r["Name"], "service": r["Service"], "pid": pids.get(r["Name"], 0)} for r in rows
+        ]
+
 
 def _ps_summary(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row.get(k) for k in ("Name", "Service", "ID", "Image", "State", "Health", "Status")}
@@ -466,6 +502,9 @@ class NoFaults:
         return None
 
     def process_stats(self) -> list[dict[str, Any]]:
+        return []
+
+    def cgroup_targets(self) -> list[dict[str, Any]]:
         return []
 
 

@@ -89,7 +89,8 @@ def config_results(run_dir: Path, thresholds: Thresholds, host_cpus: int) -> lis
         ramp = bool(cfg.get("ramp"))
         for step, mdir in enumerate(_measurement_dirs(cdir), start=1):
             replicas = int(cfg.get("stack", {}).get("replicas") or 0)
-            metrics = measurement_metrics(mdir, host_cpus, replicas)
+            budget = effective.get("cpus_per_replica")
+            metrics = measurement_metrics(mdir, host_cpus, replicas, budget)
             ok, reasons = evaluate(metrics, thresholds)
             stack_label = str(cfg.get("stack_label"))
             results.append(
@@ -103,6 +104,7 @@ def config_results(run_dir: Path, thresholds: Thresholds, host_cpus: int) -> lis
                     workers_per_replica=effective.get("workers_per_replica"),
                     backend=effective.get("backend"),
                     batching=effective.get("batching"),
+                    cpus_per_replica=budget,
                     mode=cfg.get("mode"),
                     repeat=int(cfg.get("repeat") or 1),
                     step=step if ramp else None,

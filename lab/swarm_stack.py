@@ -172,6 +172,8 @@ class SwarmStack(NoFaults):
             args = [self.docker, "service", "update", "--detach", "--replicas", str(replicas)]
             for key, value in sorted(changed.items()):
                 args += ["--env-add", f"{key}={value}"]
+            if "CLASSIFIER_CPUS" in changed:  # the budget is the tasks' limit too (0: none), as in compose
+                args += ["--limit-cpu", changed["CLASSIFIER_CPUS"] or "0"]
             self._run([*args, self._service(CLASSIFIER)])
         else:
             self._run(

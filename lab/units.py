@@ -60,3 +60,9 @@ def parse_list(text: str, convert: Callable[[str], T], what: str) -> list[T]:
     if not items:
         raise ValueError(f"no {what} given")
     return items
+
+
+def name_list(labels: list[str], most: int = 6) -> str:
+    """'a, b, c' for labels in the order given (repeats dropped), at most `most` of them and a count."""
+    unique = list(dict.fromkeys(labels))
+    return ", ".join(unique[:most]) + (f" and {len(unique) - most} more" if len(unique) > most else "")

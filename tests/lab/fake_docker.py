@@ -105,6 +105,15 @@ def main() -> int:
         if rest[:1] == ["-p"]:
             rest = rest[2:]  # one fake project whatever its name
         code = compose(rest, state)
+    elif args[0] == "inspect" and "{{.Name}} {{.State.Pid}}" in args:
+        for name in args[args.index("{{.Name}} {{.State.Pid}}") + 1 :]:
+            number = next(i for i, c in enumerate(state["containers"], start=1000) if c["Name"] == name)
+            print(f"/{name} {number}")
+    elif args[0] == "update":
+        cpuset = args[args.index("--cpuset-cpus") + 1]
+        for c in state["containers"]:
+            if c["Name"] in args[3:]:
+                c["cpuset"] = cpuset
     elif args[0] == "inspect":
         c = next(c for c in state["containers"] if c["Name"] == args[-1])
         print(json.dumps([f"{k}={v}" for k, v in c["env"].items()] + ["PATH=/usr/bin"]))
