@@ -167,6 +167,8 @@ class SwarmStack(NoFaults):
     def _set_classifier(self, env: Mapping[str, str], replicas: int) -> None:
         current = self._classifier_env()
         changed = {k: v for k, v in env.items() if k != "CLASSIFIER_REPLICAS" and current.get(k) != v}
+        if current.get("CLASSIFIER_CPUS") and "CLASSIFIER_CPUS" not in env:
+            changed["CLASSIFIER_CPUS"] = "0"  # a stack deployed without a budget: back to none
         if changed:
             # One rolling update of settings and count; Swarm replaces every task with the new settings.
             args = [self.docker, "service", "update", "--detach", "--replicas", str(replicas)]

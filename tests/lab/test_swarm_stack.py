@@ -81,6 +81,19 @@ def test_changed_settings_are_one_update_with_the_count(fake: Fake) -> None:
     assert classifier["replicas"] == 3 and classifier["env"]["CLASSIFIER_BACKEND"] == "litert"
 
 
+def test_a_cpu_budget_is_the_tasks_limit_and_goes_back_to_none(fake: Fake) -> None:
+    state = fake.stack.capture()
+    fake.stack.apply(StackConfig(2, cpus_per_replica=0.5), SETTINGS)
+    (update,) = fake.calls("service", "update")
+    assert update[-4:] == ["CLASSIFIER_CPUS=0.5", "--limit-cpu", "0.5", "loadlab_classifier"]
+    assert fake.read()["services"]["classifier"]["env"]["CLASSIFIER_CPUS"] == "0.5"
+    fake.stack.restore(state)
+    # The stack was deployed without CLASSIFIER_CPUS (no budget): restore takes the limit off again.
+    assert "CLASSIFIER_CPUS" not in state.classifier_env
+    (_, restore) = fake.calls("service", "update")
+    assert restore[-4:] == ["CLASSIFIER_CPUS=0", "--limit-cpu", "0", "loadlab_classifier"]
+
+
 def test_restore_puts_back_settings_count_and_workers(fake: Fake) -> None:
     state = fake.stack.capture()
     fake.stack.apply(StackConfig(1, backend="litert"), SETTINGS)
