@@ -61,18 +61,19 @@ class Stack:
         out = self.compose("ps", "-q", service).stdout
         return [line.strip() for line in out.splitlines() if line.strip()]
 
-    def hostnames(self, service: str) -> set[str]:
-        """Hostnames of a service's containers: what the classifier puts in X-Served-By."""
+    def inspect(self, service: str, template: str) -> list[str]:
+        """`docker inspect --format template` of each of a service's containers, one line each."""
         ids = self.container_ids(service)
         if not ids:
-            return set()
+            return []
         out = subprocess.run(
-            ["docker", "inspect", "--format", "{{.Config.Hostname}}", *ids],
-            capture_output=True,
-            text=True,
-            check=True,
+            ["docker", "inspect", "--format", template, *ids], capture_output=True, text=True, check=True
         ).stdout
-        return {line.strip() for line in out.splitlines() if line.strip()}
+        return [line.strip() for line in out.splitlines() if line.strip()]
+
+    def hostnames(self, service: str) -> set[str]:
+        """Hostnames of a service's containers: what the classifier puts in X-Served-By."""
+        return set(self.inspect(service, "{{.Config.Hostname}}"))
 
     def health(self, service: str) -> list[str]:
         out = self.compose("ps", "--format", "json", service).stdout

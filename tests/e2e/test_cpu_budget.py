@@ -25,17 +25,6 @@ def _lab(stack: Stack, *args: str, timeout: float = 900) -> subprocess.Completed
     return subprocess.run(cmd, cwd=ROOT, env=stack.env, capture_output=True, text=True, timeout=timeout)
 
 
-def _nano_cpus(stack: Stack) -> list[int]:
-    ids = stack.container_ids("classifier")
-    out = subprocess.run(
-        ["docker", "inspect", "--format", "{{.HostConfig.NanoCpus}}", *ids],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return [int(line) for line in out.split()]
-
-
 @pytest.fixture(scope="module")
 def run_dir(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Path:
     stack.compose(
@@ -100,7 +89,7 @@ def test_the_replicas_ran_one_inference_thread_and_the_limit_is_gone_after(
     # The replica's own answer: CLASSIFIER_THREADS=0 derived 1 thread from the 0.5-core budget.
     assert config["stack_after_setup"]["model"]["threads"]["intra_op"] == 1
     assert stack.health("classifier") == ["healthy"] * REPLICAS
-    assert _nano_cpus(stack) == [0] * REPLICAS
+    assert [int(n) for n in stack.inspect("classifier", "{{.HostConfig.NanoCpus}}")] == [0] * REPLICAS
 
 
 def test_pin_is_refused_on_a_machine_without_the_cores(stack: Stack, run_dir: Path) -> None:
