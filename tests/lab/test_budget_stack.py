@@ -4,10 +4,13 @@ exported per configuration and put back, the containers' PIDs for the cgroup sam
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from lab.cli import app
 from lab.grid import ExperimentSettings, StackConfig
 from tests.lab.test_compose_stack import ORIGINAL_ENV, SETTINGS, Fake, _running_stack
 
@@ -59,3 +62,25 @@ def test_pin_puts_each_replica_on_its_own_core_and_restores_every_core(fake: Fak
     before = len(fake.commands())
     fake.stack.apply(StackConfig(2, cpus_per_replica=1.0), SETTINGS)
     assert not any(args[0] == "update" for args in fake.commands()[before:])
+
+
+def test_lab_compare_refuses_pin_before_measuring_on_a_machine_too_small(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Fake(tmp_path, _running_stack())  # writes the stand-in `docker` and its state (2 cores)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_DOCKER_STATE", str(tmp_path / "state.json"))
+    (tmp_path / "docker-compose.yml").write_text("services: {}\n")
+    args = ["compare", "--replicas", "1,2", "--cpus-per-replica", "0.5", "--pin", "--users", "8",
+            "--project-dir", str(tmp_path), "--out", str(tmp_path / "results")]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "needs 2 replica(s) x 1 core(s) + 1 core for nginx and Locust = 3 cores" in " ".join(
+        result.output.split()
+    )
+    assert not (tmp_path / "results").exists()
+    assert not [
+        c
+        for c in json.loads((tmp_path / "state.json").read_text())["calls"]
+        if c["args"][:2] == ["compose", "up"]
+    ]
