@@ -80,14 +80,6 @@ class RunRecord:
     locust_workers: int | None = None
     error: str | None = None
 
-    @property
-    def nodes(self) -> int | None:
-        """Docker hosts the stack ran on (swarm: its nodes; compose: this one; external: unknown)."""
-        nodes = (self.stack_before or {}).get("nodes")
-        if isinstance(nodes, list):
-            return len(nodes)
-        return 1 if self.stack_kind == "compose" else None
-
     def to_dict(self) -> dict[str, Any]:
         return _plain(self)
 

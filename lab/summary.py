@@ -126,6 +126,8 @@ def summarise(
     host_cpus = int(run.host_cpus or 1)
     results = [r for cfg, data in configs for r in config_results(cfg, data, thresholds, host_cpus)]
     analysis = analyse(results, thresholds, settings.ramp)
+    stack = run.stack_kind
+    nodes = (run.stack_before or {}).get("nodes")
     return Summary(
         run_id=run.run_id,
         git_sha=run.git_sha,
@@ -136,11 +138,11 @@ def summarise(
         mode=run.mode or settings.mode,
         thresholds=thresholds,
         host_cpus=host_cpus,
-        stack=run.stack_kind,
-        nodes=run.nodes,
+        stack=stack,
+        nodes=len(nodes) if isinstance(nodes, list) else (1 if stack == "compose" else None),
         configs=results,
         analysis=analysis,
-        verdict=verdict(results, analysis, thresholds, host_cpus, run.stack_kind),
+        verdict=verdict(results, analysis, thresholds, host_cpus, stack),
     )
 
 
