@@ -41,9 +41,8 @@ class MeanInterval:
         head = f"{self.mean:.{digits}f}{suffix}"
         if not self.has_interval:
             return f"{head} ({SINGLE_RUN})"
-        return (
-            f"{head} ({self.confidence:.0%} CI {self.low:.{digits}f}–{self.high:.{digits}f}, {self.n} runs)"
-        )
+        band = f"{self.confidence:.0%} CI {self.low:.{digits}f} to {self.high:.{digits}f}"
+        return f"{head} ({band}, {self.n} runs)"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,10 +94,10 @@ class RatioInterval:
         return f"{self.n_a} runs" if self.n_a == self.n_b else f"{self.n_a} and {self.n_b} runs"
 
     def text(self, digits: int = 2) -> str:
-        head = f"{self.ratio:.{digits}f}×"
+        head = f"{self.ratio:.{digits}f}x"
         if not self.has_interval:
             return f"{head} ({SINGLE_RUN})"
-        band = f"{self.confidence:.0%} CI {self.low:.{digits}f}–{self.high:.{digits}f}"
+        band = f"{self.confidence:.0%} CI {self.low:.{digits}f} to {self.high:.{digits}f}"
         if not self.measurable:
             return f"{head} ({band}): no measurable difference with {self.runs}"
         return f"{head} ({band}, {self.runs})"
@@ -112,7 +111,7 @@ class RatioInterval:
 
 
 def welch_df(var_a: float, n_a: int, var_b: float, n_b: int) -> float:
-    """Welch–Satterthwaite degrees of freedom for two means with variances of the mean var_a, var_b."""
+    """Welch-Satterthwaite degrees of freedom for two means with variances of the mean var_a, var_b."""
     den = var_a**2 / (n_a - 1) + var_b**2 / (n_b - 1)
     return (var_a + var_b) ** 2 / den if den > 0 else math.inf
 
