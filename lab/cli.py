@@ -1,4 +1,5 @@
-"""The `lab` command: `lab compare` measures a grid of configurations, `lab report` rebuilds its reports."""
+"""The `lab` command: `lab compare` measures a grid of configurations, `lab report` rebuilds its reports,
+`lab plan` predicts the replicas a traffic level needs from them."""
 
 from __future__ import annotations
 
@@ -20,9 +21,20 @@ from lab.grid import (
     stack_change_seconds,
 )
 from lab.metrics import Thresholds
+from lab.plan import (
+    HOLDOUT_HEADER,
+    PREDICTION_HEADER,
+    Measured,
+    PlanRequest,
+    holdout_rows,
+    make_plan,
+    plan_text,
+    prediction_rows,
+)
 from lab.progress import RichProgress
 from lab.report import CAPACITY_HEADER, capacity_rows, write_report
 from lab.stack import CLASSIFIER, ComposeStack, ExternalStack, Stack, StackError, find_project_dir
+from lab.summary import build_summary
 from lab.swarm_stack import SwarmStack
 from lab.units import format_duration, parse_duration, parse_list
 
@@ -295,6 +307,59 @@ def report(
             need_rps if need_rps is not None else saved.need_rps,
         )
     raise typer.Exit(_finish(run_dir, overrides))
+
+
+@app.command("plan")
+def plan_command(
+    results: Annotated[
+        list[Path],
+        typer.Argument(help="results/<run-id> folders: a replica sweep, and runs to check against."),
+    ],
+    need_rps: Annotated[float, typer.Option(help="Traffic to serve (req/s).")],
+    slo_p95_ms: Annotated[float, typer.Option(help="Latency SLO: p95 in milliseconds.")],
+    holdout: Annotated[
+        list[int] | None,
+        typer.Option(help="Fit without this replica count and compare with what it measured (repeatable)."),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Predict past 4x the largest measured replica count.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap and the queue simulation.")] = 0,
+) -> None:
+    """The fewest replicas predicted to serve --need-rps within --slo-p95-ms: a scalability fit (USL) and a
+    queue model of the measured runs, with a band; --holdout checks it against counts left out."""
+    measured: list[Measured] = []
+    budgets: list[float | None] = []
+    try:
+        request = PlanRequest(need_rps, slo_p95_ms, tuple(holdout or ()), force, seed)
+        for run_dir in results:
+            if not (run_dir / "run.json").is_file():
+                raise ValueError(f"{run_dir} has no run.json: not a `lab compare` result folder")
+            summary = build_summary(run_dir)
+            measured += [Measured(run_dir, c) for c in summary.configs]
+            cpus = summary.settings.get("cpus_per_replica")
+            budgets.append(float(cpus) if isinstance(cpus, int | float) else None)
+        plan = make_plan(
+            measured, Thresholds(slo_p95_ms, summary.thresholds.max_failure_ratio), budgets, request
+        )
+    except ValueError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(EXIT_USAGE) from None
+    for group in plan.groups:
+        table = Table(title=f"{group.group}: predicted at {need_rps:g} req/s ({group.fit.model} fit)")
+        for column in PREDICTION_HEADER:
+            table.add_column(column)
+        for row in prediction_rows(group):
+            table.add_row(*row)
+        console.print(table)
+        if group.holdout:
+            check = Table(title=f"{group.group}: model vs measured (held out)")
+            for column in HOLDOUT_HEADER:
+                check.add_column(column)
+            for row in holdout_rows(group):
+                check.add_row(*row)
+            console.print(check)
+    for line in plan_text(plan):
+        console.print(line, highlight=False)
+    raise typer.Exit(0 if all(g.answer is not None for g in plan.groups) else EXIT_SLO_UNMET)
 
 
 def _finish(run_dir: Path, overrides: Thresholds | None) -> int:

@@ -67,9 +67,8 @@ class UslFit:
         if self.model == AMDAHL:
             lines.append(f"coherency beta set to 0 (Amdahl's law): {self.why_amdahl}")
             if self.alpha > 0:
-                lines.append(
-                    f"throughput can approach, never pass, gamma / alpha = {self.gamma / self.alpha:.0f}"
-                )
+                limit = self.gamma / self.alpha
+                lines.append(f"throughput approaches, never passes, gamma / alpha = {limit:.0f} req/s")
         else:
             lines.append(
                 f"coherency beta = {self.beta:.3g}: each pair of replicas costs {self.beta:.2%} of a "
@@ -91,16 +90,27 @@ class UslFit:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
-def _least_squares(n: np.ndarray, x: np.ndarray, with_beta: bool) -> optimize.OptimizeResult:
+def _least_squares(
+    n: np.ndarray, x: np.ndarray, with_beta: bool, start: Sequence[float] | None = None
+) -> optimize.OptimizeResult:
     gamma0 = float(np.mean(x[n == n.min()]) / n.min())
 
     def residuals(p: np.ndarray) -> np.ndarray:
         beta = p[2] if with_beta else 0.0
         return (throughput(n, p[0], p[1], beta) - x) / x  # relative: run noise is proportional to X
 
-    x0 = [gamma0, 0.02, 1e-4] if with_beta else [gamma0, 0.02]
+    def jacobian(p: np.ndarray) -> np.ndarray:
+        beta = p[2] if with_beta else 0.0
+        d = 1.0 + p[1] * (n - 1.0) + beta * n * (n - 1.0)
+        columns = [n / d, -p[0] * n * (n - 1.0) / d**2]
+        if with_beta:
+            columns.append(-p[0] * n * n * (n - 1.0) / d**2)
+        return np.column_stack(columns) / x[:, None]
+
+    x0 = list(start) if start is not None else ([gamma0, 0.02, 1e-4] if with_beta else [gamma0, 0.02])
     lower = [1e-9, 0.0, 0.0] if with_beta else [1e-9, 0.0]
-    return optimize.least_squares(residuals, x0, bounds=(lower, np.inf), x_scale="jac", method="trf")
+    x0 = [max(v, lo) for v, lo in zip(x0, lower, strict=True)]
+    return optimize.least_squares(residuals, x0, jac=jacobian, bounds=(lower, np.inf), x_scale="jac")
 
 
 def _beta_se(result: optimize.OptimizeResult, points: int) -> float | None:
@@ -125,8 +135,11 @@ def _as_arrays(counts: Sequence[float], values: Sequence[float]) -> tuple[np.nda
     return n, x
 
 
-def fit(counts: Sequence[float], values: Sequence[float], model: str | None = None) -> UslFit:
-    """Fit one throughput per run (`values`) at its replica count; `model` forces usl or amdahl."""
+def fit(
+    counts: Sequence[float], values: Sequence[float], model: str | None = None, start: UslFit | None = None
+) -> UslFit:
+    """Fit one throughput per run (`values`) at its replica count; `model` forces usl or amdahl, and
+    `start` begins the search from an earlier fit (the bootstrap's refits start from the central one)."""
     n, x = _as_arrays(counts, values)
     distinct = sorted({int(v) for v in n})
     if len(distinct) < 2:
@@ -138,7 +151,8 @@ def fit(counts: Sequence[float], values: Sequence[float], model: str | None = No
     elif len(distinct) == 2:
         why = "2 replica counts cannot tell coherency (beta) from contention (alpha)"
     else:
-        full = _least_squares(n, x, with_beta=True)
+        begin = [start.gamma, start.alpha, max(start.beta, 1e-6)] if start is not None else None
+        full = _least_squares(n, x, with_beta=True, start=begin)
         gamma, alpha, beta = (float(v) for v in full.x)
         beta_se = _beta_se(full, int(n.size))
         if model == USL:
@@ -149,7 +163,7 @@ def fit(counts: Sequence[float], values: Sequence[float], model: str | None = No
             why = f"beta = {beta:.2g} ± {beta_se:.2g} is not distinguishable from 0 with these runs"
         else:
             return UslFit(USL, gamma, alpha, beta, distinct, int(n.size), None, beta_se)
-    amdahl = _least_squares(n, x, with_beta=False)
+    amdahl = _least_squares(n, x, with_beta=False, start=[start.gamma, start.alpha] if start else None)
     gamma, alpha = (float(v) for v in amdahl.x)
     return UslFit(AMDAHL, gamma, alpha, 0.0, distinct, int(n.size), why, beta_se)
 
@@ -216,7 +230,7 @@ def band(
             rn, rx = n, fitted * (1.0 + rng.choice(residuals, size=residuals.size, replace=True))
         if np.any(rx <= 0):
             continue
-        refit = fit(rn, rx, model=central.model)
+        refit = fit(rn, rx, model=central.model, start=central)
         curves.append(refit.at(g))
     mid = central.at(g)
     if curves:
