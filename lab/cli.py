@@ -34,6 +34,7 @@ from lab.plan import (
 from lab.progress import RichProgress
 from lab.report import CAPACITY_HEADER, capacity_rows, write_report
 from lab.results import SchemaError, read_run
+from lab.rounds import ORDERS, new_seed
 from lab.stack import CLASSIFIER, ComposeStack, ExternalStack, Stack, StackError, find_project_dir
 from lab.summary import build_summary, ramp_judge
 from lab.swarm_stack import SwarmStack
@@ -144,7 +145,34 @@ def compare(
     ] = None,
     repeat: Annotated[
         int | None,
-        typer.Option(help=f"Measure each configuration this many times (default: {_default('repeat')})."),
+        typer.Option(
+            help="Measure in this many rounds, each configuration once a round "
+            f"(default: {_default('repeat')})."
+        ),
+    ] = None,
+    order: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Order of the rounds: {' or '.join(ORDERS)} the configurations "
+            f"(default: {_default('order')})."
+        ),
+    ] = None,
+    order_seed: Annotated[
+        int | None, typer.Option(help="Seed of --order shuffle (default: a new one, recorded in run.json).")
+    ] = None,
+    until_stable: Annotated[
+        bool,
+        typer.Option(
+            help="Stop a measurement once the last 3 windows agree within --stability (at most --duration)."
+        ),
+    ] = False,
+    window: Annotated[
+        int | None,
+        typer.Option(help=f"--until-stable's window in seconds (default: {_default('window_s')})."),
+    ] = None,
+    stability: Annotated[
+        float | None,
+        typer.Option(help=f"--until-stable's tolerance in % (default: {_default('stability_pct')})."),
     ] = None,
     out: Out = Path("results"),
     run_id: RunId = None,
@@ -223,6 +251,11 @@ def compare(
                 max_failure_ratio=max_failure_ratio,
                 need_rps=need_rps,
                 repeat=repeat,
+                order=order,
+                order_seed=order_seed if order_seed is not None else new_seed(),
+                until_stable=until_stable,
+                window_s=window,
+                stability_pct=stability,
                 expected_latency_ms=expected_latency_ms,
                 arrivals=arrivals,
                 max_batch_size=max_batch_size,

@@ -6,6 +6,7 @@ from collections import Counter
 
 import pytest
 
+from lab.grid import ExperimentSettings, expand
 from lab.rounds import ORDERS, ROTATE, SHUFFLE, RoundOrder
 
 CONFIGS = ["r1", "r2", "r3", "r4"]
@@ -39,3 +40,26 @@ def test_the_seed_reproduces_the_shuffle() -> None:
 def test_unknown_order_is_refused() -> None:
     with pytest.raises(ValueError, match="--order"):
         RoundOrder("alphabetical", 1, 2)
+
+
+def test_repeat_expands_into_rounds_with_the_recorded_seed() -> None:
+    settings = ExperimentSettings(replicas=[1, 2, 3], users=[8], repeat=3, order=SHUFFLE, order_seed=99)
+    plan = expand(settings)
+    assert [p.index for p in plan] == list(range(1, 10))
+    for k in (1, 2, 3):
+        assert sorted(p.stack.replicas for p in plan if p.repeat == k) == [1, 2, 3]
+    assert [p.repeat for p in plan] == [1, 1, 1, 2, 2, 2, 3, 3, 3]
+    again = expand(ExperimentSettings.from_dict(settings.to_dict()))
+    assert [p.label for p in again] == [p.label for p in plan]
+    rotated = expand(ExperimentSettings(replicas=[1, 2, 3], users=[8], repeat=2))
+    assert [p.label for p in rotated] == [
+        "r1-u8-rep1", "r2-u8-rep1", "r3-u8-rep1", "r2-u8-rep2", "r3-u8-rep2", "r1-u8-rep2",
+    ]  # fmt: skip
+
+
+def test_until_stable_needs_room_for_its_windows() -> None:
+    with pytest.raises(ValueError, match="--duration must hold them"):
+        expand(ExperimentSettings(replicas=[1], users=[8], until_stable=True, duration_s=10.0))
+    with pytest.raises(ValueError, match="--stability"):
+        expand(ExperimentSettings(replicas=[1], users=[8], until_stable=True, stability_pct=0.0))
+    expand(ExperimentSettings(replicas=[1], users=[8], until_stable=True, duration_s=15.0))
