@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -36,7 +37,7 @@ from lab.report import CAPACITY_HEADER, capacity_rows, write_report
 from lab.results import SchemaError, read_run
 from lab.rounds import ORDERS, new_seed
 from lab.stack import CLASSIFIER, ComposeStack, ExternalStack, Stack, StackError, find_project_dir
-from lab.summary import build_summary, ramp_judge
+from lab.summary import cpu_budget, measured_of, ramp_judge, read_configs
 from lab.swarm_stack import SwarmStack
 from lab.units import format_duration, parse_duration, parse_list
 
@@ -412,16 +413,20 @@ def plan_command(
     budgets: list[float | None] = []
     try:
         request = PlanRequest(need_rps, slo_p95_ms, tuple(holdout or ()), force, seed)
+        failure_limits = []
         for run_dir in results:
             if not (run_dir / "run.json").is_file():
                 raise ValueError(f"{run_dir} has no run.json: not a `lab compare` result folder")
-            summary = build_summary(run_dir)
-            measured += [Measured(run_dir, c) for c in summary.configs]
-            cpus = summary.settings.get("cpus_per_replica")
-            budgets.append(float(cpus) if isinstance(cpus, int | float) else None)
-        plan = make_plan(
-            measured, Thresholds(slo_p95_ms, summary.thresholds.max_failure_ratio), budgets, request
-        )
+            run = read_run(run_dir)
+            thresholds = Thresholds(slo_p95_ms, run.settings.failure_limit, need_rps)
+            # Each folder is its own source of runs, whatever its run id says.
+            measured += [
+                replace(m, source=str(run_dir)) for m in measured_of(run, read_configs(run_dir), thresholds)
+            ]
+            budgets.append(cpu_budget(run.settings))
+            failure_limits.append(run.settings.failure_limit)
+        limit = Thresholds(slo_p95_ms, max(failure_limits), need_rps)
+        plan = make_plan(measured, limit, budgets, request)
     except ValueError as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(EXIT_USAGE) from None

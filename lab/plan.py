@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,7 @@ import numpy as np
 from lab.intervals import MeanInterval, mean_interval
 from lab.metrics import ConfigResult, Thresholds
 from lab.queueing import QueueResult, ServiceTime, service_from_timing, simulate
-from lab.server_timing import read_server_timing
+from lab.server_timing import ServerTiming
 from lab.usl import Band, UslFit, band, fit
 
 PLAN_SCHEMA_VERSION = 1
@@ -158,11 +157,12 @@ class Plan:
 
 @dataclass(frozen=True)
 class Measured:
-    """A judged measurement and the run folder it came from (a plan may read several folders: a closed
-    sweep for capacity, open-model runs to check latency against)."""
+    """A judged measurement, the run it came from (a plan may read several: a closed sweep for capacity,
+    open-model runs to check latency against) and its Server-Timing split."""
 
-    run_dir: Path
+    source: str  # the run (its folder or id): runs of different sources are different runs
     entry: ConfigResult
+    server_timing: ServerTiming | None = None
 
 
 def _group_key(entry: ConfigResult) -> tuple[int | None, str | None, str | None]:
@@ -187,15 +187,10 @@ def run_capacities(measured: list[Measured], thresholds: Thresholds) -> list[tup
             continue
         if m.target_rps and entry.step is None:
             continue
-        key = (str(item.run_dir), entry.stack_label, entry.repeat)
+        key = (item.source, entry.stack_label, entry.repeat)
         if key not in best or m.rps > best[key][1]:
             best[key] = (entry.replicas, m.rps)
     return sorted(best.values())
-
-
-def _measurement_dir(run_dir: Path, entry: ConfigResult) -> Path:
-    cdir = run_dir / entry.config_dir
-    return cdir if entry.metrics.dir == entry.config_dir else cdir / entry.metrics.dir
 
 
 def latency_model(measured: list[Measured]) -> LatencyModel | None:
@@ -216,7 +211,7 @@ def latency_model(measured: list[Measured]) -> LatencyModel | None:
 
     for item in sorted((c for c in candidates if c.entry.replicas == fewest), key=lightest):
         entry = item.entry
-        timing = read_server_timing(_measurement_dir(item.run_dir, entry) / "server_timing.json")
+        timing = item.server_timing
         service = service_from_timing(timing) if timing is not None else None
         if service is None:
             continue

@@ -23,6 +23,12 @@ class StabilityRule:
     tolerance: float = DEFAULT_STABILITY_PCT / 100  # a fraction of the windows' mean
     windows: int = WINDOWS_COMPARED
 
+    def describe(self) -> str:
+        return (
+            f"the last {self.windows} windows of {self.window_s} s within {self.tolerance:.0%} of their mean "
+            "in throughput and p95"
+        )
+
     def __post_init__(self) -> None:
         if self.window_s < 1:
             raise ValueError("--window must be >= 1 s")
@@ -90,14 +96,9 @@ class Stability:
     windows: list[WindowPoint] = field(default_factory=list)
 
     def text(self) -> str:
-        rule = self.rule
-        how = (
-            f"last {rule.windows} windows of {rule.window_s} s within {rule.tolerance:.0%} "
-            "in throughput and p95"
-        )
         if self.stable:
-            return f"stable after {self.settled_after_s:g} s ({how})"
-        return f"not stable by the end of the measurement (never the {how})"
+            return f"stable after {self.settled_after_s:g} s ({self.rule.describe()})"
+        return f"not stable by the end of the measurement (never {self.rule.describe()})"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -4,6 +4,7 @@ open-model run at a held-out count to check the latency model against."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,9 @@ from typer.testing import CliRunner
 from lab.cli import EXIT_SLO_UNMET, EXIT_USAGE, app
 from lab.grid import ExperimentSettings
 from lab.metrics import Thresholds
-from lab.plan import EXTRAPOLATION_LIMIT, SHARED_CORES, Measured, PlanRequest, make_plan
-from lab.summary import build_summary
+from lab.plan import EXTRAPOLATION_LIMIT, SHARED_CORES, PlanRequest, make_plan
+from lab.results import read_run
+from lab.summary import build_summary, measured_of, read_configs
 from lab.usl import throughput
 from tests.lab.golden import Config, Measurement, row_with, write_run
 
@@ -45,8 +47,11 @@ def open_run(tmp_path: Path) -> Path:
 
 
 def _plan(dirs: list[Path], request: PlanRequest):
-    measured = [Measured(d, c) for d in dirs for c in build_summary(d).configs]
-    return make_plan(measured, Thresholds(request.slo_p95_ms, 0.01), [None] * len(dirs), request)
+    thresholds = Thresholds(request.slo_p95_ms, 0.01, request.need_rps)
+    measured = [
+        replace(m, source=str(d)) for d in dirs for m in measured_of(read_run(d), read_configs(d), thresholds)
+    ]
+    return make_plan(measured, thresholds, [None] * len(dirs), request)
 
 
 def test_holdout_predicts_the_left_out_count_and_checks_its_latency(sweep: Path, open_run: Path) -> None:
@@ -122,3 +127,20 @@ def test_lab_plan_command(sweep: Path, open_run: Path) -> None:
     assert (
         runner.invoke(app, ["plan", str(sweep.parent), "--need-rps", "1", "--slo-p95-ms", "1"]).exit_code == 2
     )
+
+
+def test_compare_with_need_and_slo_puts_the_plan_in_the_summary(tmp_path: Path) -> None:
+    settings = ExperimentSettings(
+        replicas=COUNTS, users=[16], repeat=2, duration_s=20.0, need_rps=150.0, slo_p95_ms=500.0
+    )
+    run = write_run(tmp_path / "sweep", settings, [_closed(n, k) for k in (1, 2) for n in COUNTS])
+    summary = build_summary(run)
+    assert summary.plan is not None and summary.plan_error is None
+    data = summary.to_dict()["plan"]
+    assert data["schema_version"] == 1 and data["need_rps"] == 150.0
+    (group,) = data["groups"]
+    assert group["fit"]["counts"] == COUNTS and group["band"]["fitted_range"] == [1, 4]
+    assert group["answer"] == summary.plan.groups[0].answer
+    lone = ExperimentSettings(replicas=[2], users=[16], need_rps=1.0, slo_p95_ms=9.0)
+    one = write_run(tmp_path / "one", lone, [_closed(2, 1)])
+    assert build_summary(one).plan is None and "2 replica counts" in (build_summary(one).plan_error or "")
