@@ -91,6 +91,16 @@ class HoldoutCheck:
 
 
 @dataclass(frozen=True)
+class CountRuns:
+    """What one replica count measured: each run's capacity, and whether the fit used them."""
+
+    replicas: int
+    runs: list[float]
+    interval: MeanInterval
+    fitted: bool
+
+
+@dataclass(frozen=True)
 class LatencyModel:
     service: ServiceTime
     measured_at: str  # the measurement it comes from
@@ -115,6 +125,7 @@ class GroupPlan:
     refused: str | None  # why no answer was given
     next_counts: list[int]
     holdout: list[HoldoutCheck] = field(default_factory=list)
+    measured: list[CountRuns] = field(default_factory=list)
 
     def headline(self, need_rps: float, slo_p95_ms: float) -> str:
         head = f"{self.group}: "
@@ -409,6 +420,11 @@ def plan_group(
         refused,
         _next_counts(usl_fit, answer, largest, limit),
         _checks(held, runs, configs, usl_fit, the_band, model, request.seed),
+        [
+            CountRuns(n, xs, mean_interval(xs), n not in held)
+            for n in sorted({n for n, _ in runs})
+            if (xs := [x for m, x in runs if m == n])
+        ],
     )
 
 
@@ -443,6 +459,7 @@ def make_plan(
 # ---- tables, for the terminal, summary.md and report.html -----------------------------------------------
 
 PREDICTION_HEADER = ["Replicas", "Capacity req/s (band)", "Utilisation", "p95 ms (pessimistic)", "Meets"]
+MODEL_HEADER = ["Replicas", "Measured capacity req/s", "Model req/s (band)", "Error", "Used by the fit"]
 HOLDOUT_HEADER = ["Held out", "Predicted req/s (band)", "Measured req/s", "Error", "p95 predicted / measured"]
 
 
@@ -462,6 +479,24 @@ def prediction_rows(group: GroupPlan, measured_counts: set[int] | None = None) -
                 f"{p.utilisation:.0%}" if math.isfinite(p.utilisation) else "—",
                 f"{_ms(p.p95_ms)} ({_ms(p.p95_pessimistic_ms)})",
                 "yes" if p.meets else ("central only" if p.meets_central else "no"),
+            ]
+        )
+    return rows
+
+
+def model_rows(group: GroupPlan) -> list[list[str]]:
+    """Model vs measured at every measured count (in the fit, or held out)."""
+    rows = []
+    for count in group.measured:
+        low, mid, high = group.band.at(count.replicas)
+        error = (mid - count.interval.mean) / count.interval.mean * 100
+        rows.append(
+            [
+                str(count.replicas),
+                count.interval.text(),
+                f"{mid:.1f} ({low:.1f} to {high:.1f})",
+                f"{error:+.1f} %",
+                "yes" if count.fitted else "no (held out)",
             ]
         )
     return rows
@@ -487,24 +522,28 @@ def holdout_rows(group: GroupPlan) -> list[list[str]]:
     return rows
 
 
+def group_text(plan: Plan, g: GroupPlan) -> list[str]:
+    """One group's answer, its fit in words, its latency model and what to measure next."""
+    lines = [g.headline(plan.need_rps, plan.slo_p95_ms)]
+    lines += [f"  {w}" for w in g.fit.words()]
+    lines.append(f"  band: {g.band.method} ({g.band.resamples} resamples, seed {g.band.seed})")
+    if g.latency is not None:
+        m = g.latency
+        lines.append(
+            f"  latency model: service {m.service.mean_ms:.1f} ms mean, p95 {_ms(m.service.p95_ms)} ms "
+            f"(decode + infer at {m.measured_at}), {m.overhead_ms:.1f} ms outside the replica, "
+            f"arrival CV {m.arrival_cv:.2f}, {m.servers} server(s) per replica"
+        )
+        lines += [f"  note: {n}" for n in m.notes]
+    else:
+        lines.append("  latency model: none (no Server-Timing split measured); capacity only")
+    if g.next_counts:
+        lines.append(f"  measure N = {', '.join(map(str, g.next_counts))} next to narrow this")
+    return lines
+
+
 def plan_text(plan: Plan) -> list[str]:
-    """The plan's sentences: per group the answer, the fit in words, what to measure next; the budget."""
-    lines: list[str] = []
-    for g in plan.groups:
-        lines.append(g.headline(plan.need_rps, plan.slo_p95_ms))
-        lines += [f"  {w}" for w in g.fit.words()]
-        lines.append(f"  band: {g.band.method} ({g.band.resamples} resamples, seed {g.band.seed})")
-        if g.latency is not None:
-            m = g.latency
-            lines.append(
-                f"  latency model: service {m.service.mean_ms:.1f} ms mean, p95 {_ms(m.service.p95_ms)} ms "
-                f"(decode + infer at {m.measured_at}), {m.overhead_ms:.1f} ms outside the replica, "
-                f"arrival CV {m.arrival_cv:.2f}, {m.servers} server(s) per replica"
-            )
-            lines += [f"  note: {n}" for n in m.notes]
-        else:
-            lines.append("  latency model: none (no Server-Timing split measured); capacity only")
-        if g.next_counts:
-            lines.append(f"  measure N = {', '.join(map(str, g.next_counts))} next to narrow this")
+    """The plan's sentences: every group's, then the CPU budget the fits assume."""
+    lines = [line for g in plan.groups for line in group_text(plan, g)]
     lines.append(plan.budget_note[0].upper() + plan.budget_note[1:] + ".")
     return lines

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from lab.cli import EXIT_SLO_UNMET, EXIT_USAGE, app
 from lab.grid import ExperimentSettings
 from lab.metrics import Thresholds
-from lab.plan import EXTRAPOLATION_LIMIT, SHARED_CORES, PlanRequest, make_plan
+from lab.plan import EXTRAPOLATION_LIMIT, SHARED_CORES, PlanRequest, make_plan, model_rows
+from lab.report import write_report
 from lab.results import read_run
 from lab.summary import build_summary, measured_of, read_configs
 from lab.usl import throughput
@@ -144,3 +145,24 @@ def test_compare_with_need_and_slo_puts_the_plan_in_the_summary(tmp_path: Path) 
     lone = ExperimentSettings(replicas=[2], users=[16], need_rps=1.0, slo_p95_ms=9.0)
     one = write_run(tmp_path / "one", lone, [_closed(2, 1)])
     assert build_summary(one).plan is None and "2 replica counts" in (build_summary(one).plan_error or "")
+
+
+def test_report_shows_the_plan_model_vs_measured_and_the_repeats(tmp_path: Path) -> None:
+    settings = ExperimentSettings(
+        replicas=COUNTS, users=[16], repeat=2, duration_s=20.0, need_rps=150.0, slo_p95_ms=500.0
+    )
+    run = write_run(tmp_path / "sweep", settings, [_closed(n, k) for k in (1, 2) for n in COUNTS])
+    summary = write_report(run)
+    html = (run / "report.html").read_text()
+    md = (run / "summary.md").read_text()
+    group = summary.plan.groups[0]
+    for text in (html, md):
+        assert "Plan past what you measured: all" in text and "Model vs measured: all" in text
+        assert "### Repeats" in text or "<h2>Repeats</h2>" in text
+    assert html.count("<svg") >= 6  # the five charts and the model's
+    # The model-vs-measured rows: one per measured count, the error the table's own arithmetic.
+    rows = model_rows(group)
+    assert [r[0] for r in rows] == ["1", "2", "3", "4"]
+    mid = group.band.at(2)[1]
+    measured = group.measured[1].interval.mean
+    assert rows[1][3] == f"{(mid - measured) / measured * 100:+.1f} %"
