@@ -13,11 +13,12 @@ import matplotlib
 matplotlib.use("Agg")  # before pyplot: no display, and the same output in CI as on a laptop
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from lab.capacity import at_knee
 from lab.limits import GOOD_SCALING_EFFICIENCY
 from lab.metrics import ConfigResult, MeasurementMetrics
-from lab.plan import GroupPlan, Plan
+from lab.plan import EXTRAPOLATION_LIMIT, GroupPlan, Plan
 from lab.summary import Summary
 
 matplotlib.rcParams.update(
@@ -328,7 +329,9 @@ def chart_plan(plan: Plan, group: GroupPlan) -> str:
     over the counts the plan looked at, the need, and the answer."""
     fig, ax = plt.subplots(figsize=(6.5, 3.4))
     band = group.band
-    shown = [i for i, n in enumerate(band.n) if n <= max(len(group.predictions), max(group.fit.counts))]
+    # Out to the plan's own limit (or its answer past it, with --force): where the band widens.
+    reach = max(EXTRAPOLATION_LIMIT * max(group.fit.counts), group.answer or 0)
+    shown = [i for i, n in enumerate(band.n) if n <= reach]
     n = [band.n[i] for i in shown]
     ax.fill_between(n, [band.low[i] for i in shown], [band.high[i] for i in shown], color="#c6dbef",
                     label=f"{band.confidence:.0%} band (bootstrap over runs)")  # fmt: skip
@@ -344,6 +347,7 @@ def chart_plan(plan: Plan, group: GroupPlan) -> str:
         ax.axvline(group.answer, color="#31a354", linestyle=":", linewidth=1, label=f"plan: {group.answer}")
     ax.axvspan(band.fitted_range[0], band.fitted_range[1], color="#f0f0f0", zorder=0, label="fitted range")
     ax.set_xlabel("replicas")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("capacity req/s")
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=7, loc="lower right")
