@@ -81,14 +81,6 @@ class RunRecord:
     error: str | None = None
     order: dict[str, Any] | None = None  # --repeat's rounds: RoundOrder.to_dict() (kind, seed, rounds)
 
-    @property
-    def nodes(self) -> int | None:
-        """Docker hosts the stack ran on (swarm: its nodes; compose: this one; external: unknown)."""
-        nodes = (self.stack_before or {}).get("nodes")
-        if isinstance(nodes, list):
-            return len(nodes)
-        return 1 if self.stack_kind == "compose" else None
-
     def to_dict(self) -> dict[str, Any]:
         return _plain(self)
 
@@ -297,25 +289,25 @@ def _with_path(path: Path, read: Callable[[dict[str, Any]], Any], data: dict[str
 
 def read_run(run_dir: Path) -> RunRecord:
     path = run_dir / RUN_FILE
-    data = _read(path)
-    if data is None:
+    if (data := _read(path)) is None:
         raise FileNotFoundError(f"{path} is missing: not a `lab compare` result folder")
     return _with_path(path, RunRecord.from_dict, data)
 
 
 def read_config(cdir: Path) -> ConfigRecord:
-    path = cdir / CONFIG_FILE
-    data = _read(path)
-    if data is None:
-        raise FileNotFoundError(f"{path} is missing")
-    return _with_path(path, ConfigRecord.from_dict, data)
+    if (data := _read(cdir / CONFIG_FILE)) is None:
+        raise FileNotFoundError(f"{cdir / CONFIG_FILE} is missing")
+    return _with_path(cdir / CONFIG_FILE, ConfigRecord.from_dict, data)
 
 
 def read_measurement_record(mdir: Path) -> MeasurementRecord:
     """The measurement's record; a missing file reads as status "missing" (a run cut before it began)."""
-    path = mdir / MEASUREMENT_FILE
-    data = _read(path)
-    return MeasurementRecord() if data is None else _with_path(path, MeasurementRecord.from_dict, data)
+    data = _read(mdir / MEASUREMENT_FILE)
+    return (
+        MeasurementRecord()
+        if data is None
+        else _with_path(mdir / MEASUREMENT_FILE, MeasurementRecord.from_dict, data)
+    )
 
 
 def config_dirs(run_dir: Path) -> list[Path]:

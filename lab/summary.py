@@ -136,6 +136,8 @@ def summarise(
     results = [m.entry for m in measured]
     analysis = analyse(results, thresholds, settings.ramp)
     plan, plan_error = _plan(measured, thresholds, settings)
+    stack = run.stack_kind
+    nodes = (run.stack_before or {}).get("nodes")
     return Summary(
         run_id=run.run_id,
         git_sha=run.git_sha,
@@ -146,11 +148,11 @@ def summarise(
         mode=run.mode or settings.mode,
         thresholds=thresholds,
         host_cpus=host_cpus,
-        stack=run.stack_kind,
-        nodes=run.nodes,
+        stack=stack,
+        nodes=len(nodes) if isinstance(nodes, list) else (1 if stack == "compose" else None),
         configs=results,
         analysis=analysis,
-        verdict=verdict(results, analysis, thresholds, host_cpus, run.stack_kind),
+        verdict=verdict(results, analysis, thresholds, host_cpus, stack),
         plan=plan,
         plan_error=plan_error,
     )

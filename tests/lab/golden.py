@@ -13,20 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lab import results
 from lab.arrivals import parse_arrivals
 from lab.grid import ExperimentSettings, LoadLevel, StackConfig, config_label
 from lab.locust_csv import parse_stats_csv
 from lab.metrics import MeasurementData
-from lab.results import (
-    CONFIG_FILE,
-    MEASUREMENT_FILE,
-    RUN_FILE,
-    ConfigRecord,
-    Effective,
-    MeasurementRecord,
-    RunRecord,
-    write_record,
-)
+from lab.results import ConfigRecord, Effective, MeasurementRecord, RunRecord, write_record
 from lab.server_timing import parse_server_timing
 
 STATS_HEADER = (
@@ -202,7 +194,7 @@ def measurement_data(m: Measurement, t_start: float = T_START, name: str = "01-m
 
 def write_measurement(mdir: Path, m: Measurement, t_start: float = T_START) -> None:
     mdir.mkdir(parents=True, exist_ok=True)
-    write_record(mdir / MEASUREMENT_FILE, measurement_record(m, t_start))
+    write_record(mdir / results.MEASUREMENT_FILE, measurement_record(m, t_start))
     (mdir / "stats.csv").write_text(stats_csv(m.traffic, m.aggregated))
     timing = _timing(m)
     if timing is not None:
@@ -290,12 +282,12 @@ def write_run(
     status: str = "complete",
 ) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_record(run_dir / RUN_FILE, run_record(settings, run_dir.name, host_cpus, status))
+    write_record(run_dir / results.RUN_FILE, run_record(settings, run_dir.name, host_cpus, status))
     for index, cfg in enumerate(configs, start=1):
         record = cfg.record(index, settings.repeat)
         cdir = run_dir / record.dirname
         cdir.mkdir()
-        write_record(cdir / CONFIG_FILE, record)
+        write_record(cdir / results.CONFIG_FILE, record)
         for sub, m, t_start in cfg.measured():
             write_measurement(cdir / sub if sub else cdir, m, t_start)
     return run_dir
