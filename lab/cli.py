@@ -26,6 +26,7 @@ from lab.plan import (
     HOLDOUT_HEADER,
     PREDICTION_HEADER,
     Measured,
+    Plan,
     PlanRequest,
     holdout_rows,
     make_plan,
@@ -430,8 +431,13 @@ def plan_command(
     except ValueError as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(EXIT_USAGE) from None
+    _print_plan(plan)
+    raise typer.Exit(0 if all(g.answer is not None for g in plan.groups) else EXIT_SLO_UNMET)
+
+
+def _print_plan(plan: Plan) -> None:
     for group in plan.groups:
-        table = Table(title=f"{group.group}: predicted at {need_rps:g} req/s ({group.fit.model} fit)")
+        table = Table(title=f"{group.group}: predicted at {plan.need_rps:g} req/s ({group.fit.model} fit)")
         for column in PREDICTION_HEADER:
             table.add_column(column)
         for row in prediction_rows(group):
@@ -446,7 +452,6 @@ def plan_command(
             console.print(check)
     for line in plan_text(plan):
         console.print(line, highlight=False)
-    raise typer.Exit(0 if all(g.answer is not None for g in plan.groups) else EXIT_SLO_UNMET)
 
 
 def _finish(run_dir: Path, overrides: Thresholds | None) -> int:
@@ -459,6 +464,10 @@ def _finish(run_dir: Path, overrides: Thresholds | None) -> int:
         table.add_row(*row.cells)
     console.print(table)
     console.print(summary.verdict)
+    if summary.plan is not None:
+        _print_plan(summary.plan)
+    elif summary.plan_error:
+        console.print(f"no plan: {summary.plan_error}")
     console.print(f"report: {run_dir / 'report.html'}  summary: {run_dir / 'summary.json'}")
     given = overrides is not None or ExperimentSettings.from_dict(summary.settings).thresholds_given
     reason = summary.unmet_reason()
