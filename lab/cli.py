@@ -24,11 +24,13 @@ from lab.grid import (
 from lab.metrics import Thresholds
 from lab.plan import (
     HOLDOUT_HEADER,
+    LATENCY_HEADER,
     PREDICTION_HEADER,
     Measured,
     Plan,
     PlanRequest,
     holdout_rows,
+    latency_rows,
     make_plan,
     plan_text,
     prediction_rows,
@@ -443,6 +445,13 @@ def _print_plan(plan: Plan) -> None:
         for row in prediction_rows(group):
             table.add_row(*row)
         console.print(table)
+        if group.p95_checks:
+            p95 = Table(title=f"{group.group}: p95 model vs measured (open-model runs)")
+            for column in LATENCY_HEADER:
+                p95.add_column(column)
+            for row in latency_rows(group):
+                p95.add_row(*row)
+            console.print(p95)
         if group.holdout:
             check = Table(title=f"{group.group}: model vs measured (held out)")
             for column in HOLDOUT_HEADER:

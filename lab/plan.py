@@ -126,6 +126,7 @@ class GroupPlan:
     next_counts: list[int]
     holdout: list[HoldoutCheck] = field(default_factory=list)
     measured: list[CountRuns] = field(default_factory=list)
+    p95_checks: list[LatencyCheck] = field(default_factory=list)  # every --rate run: model vs measured
 
     def headline(self, need_rps: float, slo_p95_ms: float) -> str:
         head = f"{self.group}: "
@@ -323,6 +324,24 @@ def _next_counts(usl_fit: UslFit, answer: int | None, largest: int, limit: int) 
     return sorted(wanted)
 
 
+def latency_checks(
+    configs: list[ConfigResult], model: LatencyModel | None, usl_fit: UslFit, seed: int
+) -> list[LatencyCheck]:
+    """The latency model against every open-model (--rate) measurement: the p95 it predicts at that
+    rate and replica count next to the measured one. Closed-model latency is set by the users in flight,
+    not by an arrival rate, so it is not compared."""
+    out: list[LatencyCheck] = []
+    for c in configs if model is not None else []:
+        if not c.metrics.target_rps or c.metrics.status != "complete":
+            continue
+        rate = float(c.metrics.target_rps)
+        predicted = predict_p95(model, usl_fit, rate, c.replicas, seed)
+        got = c.metrics.p95_ms
+        error = (predicted - got) / got * 100 if predicted is not None and got else None
+        out.append(LatencyCheck(c.label, rate, got, predicted, error))
+    return out
+
+
 def _checks(
     held: list[int],
     runs: list[tuple[int, float]],
@@ -336,28 +355,16 @@ def _checks(
     for h in held:
         measured = mean_interval([x for n, x in runs if n == h])
         low, mid, high = the_band.at(h)
-        latency: list[LatencyCheck] = []
+        latency = latency_checks([c for c in configs if c.replicas == h], model, usl_fit, seed)
         note = None
-        opens = [
-            c for c in configs if c.replicas == h and c.metrics.target_rps and c.metrics.status == "complete"
-        ]
         if model is None:
             note = "no Server-Timing split in the fitted counts: no latency model"
-        elif not opens:
+        elif not latency:
             note = (
-                "no open-model (--rate) measurement at this count: closed-model latency is set by the users"
+                "no open-model (--rate) measurement at this count (closed-model latency is set by the users)"
             )
-        for c in opens if model is not None else []:
-            rate = float(c.metrics.target_rps or 0.0)
-            predicted = predict_p95(model, usl_fit, rate, h, seed)
-            got = c.metrics.p95_ms
-            error = (predicted - got) / got * 100 if predicted is not None and got else None
-            latency.append(LatencyCheck(c.label, rate, got, predicted, error))
-        checks.append(
-            HoldoutCheck(
-                h, mid, low, high, measured, (mid - measured.mean) / measured.mean * 100, latency, note
-            )
-        )
+        error = (mid - measured.mean) / measured.mean * 100
+        checks.append(HoldoutCheck(h, mid, low, high, measured, error, latency, note))
     return checks
 
 
@@ -425,6 +432,7 @@ def plan_group(
             for n in sorted({n for n, _ in runs})
             if (xs := [x for m, x in runs if m == n])
         ],
+        latency_checks(configs, model, usl_fit, request.seed),
     )
 
 
@@ -500,6 +508,22 @@ def model_rows(group: GroupPlan) -> list[list[str]]:
             ]
         )
     return rows
+
+
+LATENCY_HEADER = ["Measurement", "Rate req/s", "p95 ms predicted", "p95 ms measured", "Error"]
+
+
+def latency_rows(group: GroupPlan) -> list[list[str]]:
+    return [
+        [
+            c.label,
+            f"{c.target_rps:g}",
+            _ms(c.predicted_p95_ms),
+            _ms(c.measured_p95_ms),
+            f"{c.error_pct:+.0f} %" if c.error_pct is not None else "—",
+        ]
+        for c in group.p95_checks
+    ]
 
 
 def holdout_rows(group: GroupPlan) -> list[list[str]]:

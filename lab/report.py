@@ -18,7 +18,15 @@ from lab.limits import (
     TIMELINE_WINDOW_S,
 )
 from lab.metrics import ConfigResult, MeasurementMetrics, Thresholds
-from lab.plan import MODEL_HEADER, PREDICTION_HEADER, group_text, model_rows, prediction_rows
+from lab.plan import (
+    LATENCY_HEADER,
+    MODEL_HEADER,
+    PREDICTION_HEADER,
+    group_text,
+    latency_rows,
+    model_rows,
+    prediction_rows,
+)
 from lab.summary import Summary, build_summary
 
 CSS = """
@@ -324,6 +332,10 @@ def plan_sections(summary: Summary) -> list[tuple[str, str, list[str], list[Row]
             )
         )
         out.append((f"Model vs measured: {g.group}", "", MODEL_HEADER, [Row(r) for r in model_rows(g)]))
+        if g.p95_checks:
+            out.append(
+                (f"p95 model vs measured: {g.group}", "", LATENCY_HEADER, [Row(r) for r in latency_rows(g)])
+            )
     return out
 
 

@@ -68,6 +68,7 @@ def test_holdout_predicts_the_left_out_count_and_checks_its_latency(sweep: Path,
     assert check.predicted_low <= check.predicted_rps <= check.predicted_high
     assert abs(check.rps_error_pct) < 10  # exact USL data with 1 % noise: the fit extrapolates one step
     (latency,) = check.latency
+    assert group.p95_checks == [latency]  # every --rate run is checked, held out or not
     assert latency.target_rps == 120.0 and latency.measured_p95_ms == 41.0
     assert latency.predicted_p95_ms is not None
     assert latency.error_pct == pytest.approx((latency.predicted_p95_ms / 41.0 - 1) * 100)
