@@ -16,9 +16,9 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
 from lab.capacity import at_knee
-from lab.limits import GOOD_SCALING_EFFICIENCY
+from lab.limits import EXTRAPOLATION_LIMIT, GOOD_SCALING_EFFICIENCY
 from lab.metrics import ConfigResult, MeasurementMetrics
-from lab.plan import EXTRAPOLATION_LIMIT, GroupPlan, Plan
+from lab.plan import GroupPlan, Plan
 from lab.summary import Summary
 
 matplotlib.rcParams.update(

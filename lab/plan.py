@@ -19,15 +19,14 @@ from typing import Any
 import numpy as np
 
 from lab.intervals import MeanInterval, mean_interval
+from lab.limits import EXTRAPOLATION_LIMIT, LIGHT_LOAD_UTILISATION
 from lab.metrics import ConfigResult, Thresholds
 from lab.queueing import QueueResult, ServiceTime, service_from_timing, simulate
 from lab.server_timing import ServerTiming
 from lab.usl import Band, UslFit, band, fit
 
 PLAN_SCHEMA_VERSION = 1
-EXTRAPOLATION_LIMIT = 4  # refuse to answer past this many times the largest measured count (without --force)
 FORCED_LIMIT = 64  # with --force, look this far at most
-LIGHT_LOAD_UTILISATION = 0.5  # service times measured above this utilisation include queueing
 SHARED_CORES = (
     "no CPU budget per replica was set: the fit describes this host's shared cores (every replica, "
     "Locust and nginx on the same cores), not replicas on separate nodes"

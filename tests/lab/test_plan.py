@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 
 from lab.cli import EXIT_SLO_UNMET, EXIT_USAGE, app
 from lab.grid import ExperimentSettings
+from lab.limits import EXTRAPOLATION_LIMIT
 from lab.metrics import Thresholds
-from lab.plan import EXTRAPOLATION_LIMIT, SHARED_CORES, PlanRequest, make_plan, model_rows
+from lab.plan import SHARED_CORES, PlanRequest, make_plan, model_rows
 from lab.report import write_report
 from lab.results import read_run
 from lab.summary import build_summary, measured_of, read_configs
