@@ -52,8 +52,11 @@ class MeanInterval:
         return cls(**{k: data.get(k) for k in cls.__dataclass_fields__ if k in data})
 
 
-def mean_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> MeanInterval:
-    """Student-t interval of the mean of `values`, one value per run."""
+def mean_interval(
+    values: Sequence[float], confidence: float = CONFIDENCE, floor: float | None = None
+) -> MeanInterval:
+    """Student-t interval of the mean of `values`, one value per run; `floor` cuts the interval where the
+    quantity cannot go (a throughput or a latency is not negative: with 2 noisy runs t reaches below 0)."""
     x = np.asarray(values, dtype=float)
     if x.size == 0:
         raise ValueError("no runs to average")
@@ -64,6 +67,8 @@ def mean_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Me
     if sd == 0.0:
         return MeanInterval(int(x.size), mean, 0.0, mean, mean, confidence)
     low, high = stats.t.interval(confidence, df=x.size - 1, loc=mean, scale=sd / math.sqrt(x.size))
+    if floor is not None:
+        low = max(float(low), floor)
     return MeanInterval(int(x.size), mean, sd, float(low), float(high), confidence)
 
 

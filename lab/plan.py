@@ -352,7 +352,7 @@ def _checks(
 ) -> list[HoldoutCheck]:
     checks: list[HoldoutCheck] = []
     for h in held:
-        measured = mean_interval([x for n, x in runs if n == h])
+        measured = mean_interval([x for n, x in runs if n == h], floor=0.0)
         low, mid, high = the_band.at(h)
         latency = latency_checks([c for c in configs if c.replicas == h], model, usl_fit, seed)
         note = None
@@ -427,7 +427,7 @@ def plan_group(
         _next_counts(usl_fit, answer, largest, limit),
         _checks(held, runs, configs, usl_fit, the_band, model, request.seed),
         [
-            CountRuns(n, xs, mean_interval(xs), n not in held)
+            CountRuns(n, xs, mean_interval(xs, floor=0.0), n not in held)
             for n in sorted({n for n, _ in runs})
             if (xs := [x for m, x in runs if m == n])
         ],

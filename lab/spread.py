@@ -93,8 +93,8 @@ def config_spreads(configs: list[ConfigResult]) -> list[ConfigSpread]:
                 config_label(stack_label, load_label(users, target)),
                 stack_label,
                 len(entries),
-                mean_interval([e.metrics.rps for e in entries]),
-                mean_interval(p95s) if p95s else None,
+                mean_interval([e.metrics.rps for e in entries], floor=0.0),
+                mean_interval(p95s, floor=0.0) if p95s else None,
                 sum(1 for e in entries if e.metrics.stability is not None and not e.metrics.stability.stable),
             )
         )
@@ -110,7 +110,7 @@ def knee_capacity(
         key = knees.get(entry.stack_label)
         if key is not None and entry.load_key == key and entry.metrics.status == "complete":
             at[entry.stack_label].append(entry.metrics.rps)
-    return {label: mean_interval(values) for label, values in at.items() if values}
+    return {label: mean_interval(values, floor=0.0) for label, values in at.items() if values}
 
 
 def _safe_ratio(a: list[float], b: list[float], scale: float = 1.0) -> RatioInterval | None:

@@ -105,3 +105,10 @@ def test_bad_input_is_refused() -> None:
         mean_interval([])
     with pytest.raises(ValueError):
         ratio_interval([1.0, 2.0], [0.0, 0.0])
+
+
+def test_floor_cuts_an_interval_where_the_quantity_cannot_go() -> None:
+    wide = mean_interval([22.4, 45.3])
+    assert wide.low < 0
+    cut = mean_interval([22.4, 45.3], floor=0.0)
+    assert cut.low == 0.0 and cut.high == pytest.approx(wide.high) and cut.mean == wide.mean

@@ -88,3 +88,11 @@ def test_bad_input_is_refused_and_fit_round_trips() -> None:
         fit([1, 2], [100.0, 0.0])
     got = fit([1, 2], [80.0, 140.0])
     assert UslFit.from_dict(got.to_dict()) == got
+
+
+def test_amdahl_on_two_counts_goes_through_the_runs_means() -> None:
+    # Two very noisy runs per count (a busy machine): the fit passes through each count's arithmetic mean,
+    # not toward the slower run.
+    got = fit([1, 1, 2, 2], [22.4, 45.3, 39.6, 77.2])
+    assert float(got.at(1)) == pytest.approx(33.85, rel=1e-3)
+    assert float(got.at(2)) == pytest.approx(58.4, rel=1e-3)
