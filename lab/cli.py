@@ -437,28 +437,28 @@ def plan_command(
     raise typer.Exit(0 if all(g.answer is not None for g in plan.groups) else EXIT_SLO_UNMET)
 
 
+def _print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    table = Table(title=title)
+    for column in header:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
 def _print_plan(plan: Plan) -> None:
-    for group in plan.groups:
-        table = Table(title=f"{group.group}: predicted at {plan.need_rps:g} req/s ({group.fit.model} fit)")
-        for column in PREDICTION_HEADER:
-            table.add_column(column)
-        for row in prediction_rows(group):
-            table.add_row(*row)
-        console.print(table)
-        if group.p95_checks:
-            p95 = Table(title=f"{group.group}: p95 model vs measured (open-model runs)")
-            for column in LATENCY_HEADER:
-                p95.add_column(column)
-            for row in latency_rows(group):
-                p95.add_row(*row)
-            console.print(p95)
-        if group.holdout:
-            check = Table(title=f"{group.group}: model vs measured (held out)")
-            for column in HOLDOUT_HEADER:
-                check.add_column(column)
-            for row in holdout_rows(group):
-                check.add_row(*row)
-            console.print(check)
+    for g in plan.groups:
+        _print_table(
+            f"{g.group}: predicted at {plan.need_rps:g} req/s ({g.fit.model} fit)",
+            PREDICTION_HEADER,
+            prediction_rows(g),
+        )
+        if g.p95_checks:
+            _print_table(
+                f"{g.group}: p95 model vs measured (open-model runs)", LATENCY_HEADER, latency_rows(g)
+            )
+        if g.holdout:
+            _print_table(f"{g.group}: model vs measured (held out)", HOLDOUT_HEADER, holdout_rows(g))
     for line in plan_text(plan):
         console.print(line, highlight=False)
 
