@@ -32,8 +32,13 @@ class FuzzRun:
         return self.output[self.output.rfind("SUMMARY") :]
 
 
-def run_schemathesis(schema_url: str, workdir: Path, *, max_examples: int, timeout_s: float) -> FuzzRun:
-    """Every check, positive and negative data, no example database (a fixed seed decides every case)."""
+def run_schemathesis(
+    schema_url: str, workdir: Path, *, max_examples: int, timeout_s: float, image_hook: bool = True
+) -> FuzzRun:
+    """Every check, positive and negative data, no example database (a fixed seed decides every case).
+
+    `image_hook=False` runs schemathesis as a user would, with no project hooks: every generated upload is
+    then bytes, and the schema alone must say which of them the service refuses."""
     command = [
         sys.executable, "-m", "schemathesis.cli", "run", schema_url,
         "--checks", "all",
@@ -44,12 +49,15 @@ def run_schemathesis(schema_url: str, workdir: Path, *, max_examples: int, timeo
         "--request-timeout", "30",
         "--no-color",
     ]  # fmt: skip
+    env = {key: value for key, value in os.environ.items() if key != "SCHEMATHESIS_HOOKS"}
+    if image_hook:
+        env["SCHEMATHESIS_HOOKS"] = str(HOOKS)
     started = time.monotonic()
     # In workdir: the CLI keeps a cache of failed cases (for `st replay`) in its working directory.
     done = subprocess.run(
         command,
         cwd=workdir,
-        env={**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS)},
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout_s,
