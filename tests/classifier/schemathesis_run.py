@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
+CONFIG = Path(__file__).resolve().parents[2] / "schemathesis.toml"
+"""The repository's schemathesis configuration, what a user's `st run` from the repository reads."""
 SEED = 20261129
 
 
@@ -37,10 +39,13 @@ def run_schemathesis(
 ) -> FuzzRun:
     """Every check, positive and negative data, no example database (a fixed seed decides every case).
 
-    `image_hook=False` runs schemathesis as a user would, with no project hooks: every generated upload is
-    then bytes, and the schema alone must say which of them the service refuses."""
+    `image_hook=False` runs schemathesis as a user would from the repository: no project hooks (a generated
+    upload is then whatever the schema allows) and the repository's schemathesis.toml. With the hook every
+    upload is a real picture and no configuration relaxes any check."""
     command = [
-        sys.executable, "-m", "schemathesis.cli", "run", schema_url,
+        sys.executable, "-m", "schemathesis.cli",
+        *([] if image_hook else ["--config-file", str(CONFIG)]),
+        "run", schema_url,
         "--checks", "all",
         "--mode", "all",
         "--seed", str(SEED),
