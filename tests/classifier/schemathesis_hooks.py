@@ -32,6 +32,6 @@ images = st.builds(
     st.sampled_from(FORMATS),
 )
 
-# The upload's declared image media type (classifier/api.py: _UPLOAD_BODY), for raw bodies and the multipart
-# part alike.
-schemathesis.openapi.media_type("image/*", images)
+# The upload's declared media types (classifier/api.py: _UPLOAD_BODY), each registered by its exact name.
+for media_type in ("image/*", "application/octet-stream"):
+    schemathesis.openapi.media_type(media_type, images)
