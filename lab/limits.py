@@ -31,3 +31,8 @@ SOAK_GROWTH_LIMIT = 0.10
 # A replica whose mean CPU is above its budget by more than this fraction was not held by its quota
 # (sampling at 2-s intervals moves the mean a few %; a quota holds it within one CFS period).
 BUDGET_OVERRUN_TOLERANCE = 0.10
+# `lab plan` answers up to this many times the largest measured replica count (further needs --force): the
+# USL's band grows fast outside the fitted range, and the R usl authors warn even inside it below 6 points.
+EXTRAPOLATION_LIMIT = 4
+# A latency model's service time measured with each replica busier than this share includes queueing.
+LIGHT_LOAD_UTILISATION = 0.5
