@@ -368,9 +368,15 @@ def verdict(
         busiest = max((c.metrics.host_busy_cores or c.metrics.total_cores_used or 0.0) for c in machine)
         sentences.append(
             f"In {_names(machine)} the machine's {host_cpus} cores were nearly all busy (up to "
-            f"{busiest:.2f} cores, the load generator and any other process included): more replicas "
-            "cannot add throughput there; give each replica its own cores (cpus/cpuset) for a fair "
-            "comparison."
+            f"{busiest:.2f} cores, the load generator and any other process included): "
+            + (
+                # Budgets that fitted: the rest was other processes, which the quotas do not keep away.
+                "the replicas' CPU budgets fitted the machine, so other processes took the rest and may "
+                "have delayed the replicas within their quota."
+                if all(c.metrics.cpu_budget is not None and c.metrics.cpu_budget.real for c in machine)
+                else "more replicas cannot add throughput there; give each replica its own cores "
+                "(--cpus-per-replica, --pin) for a fair comparison."
+            )
         )
     sentences += budget_sentences([(c.label, c.metrics.cpu_budget) for c in configs], host_cpus)
     behind = [c for c in configs if c.metrics.fell_behind]

@@ -124,8 +124,16 @@ def test_the_summary_verdict_and_report_show_the_budgets(tmp_path: Path) -> None
 
 
 def test_real_budgets_say_nothing_about_reality(tmp_path: Path) -> None:
-    summary = build_summary(_budget_run(tmp_path, others=0.4))
-    assert "not real" not in summary.verdict
+    run = _budget_run(tmp_path, others=0.4)
+    assert "not real" not in build_summary(run).verdict
+    # A machine busy with other processes while the budgets fitted: not "give each replica its cores".
+    for cdir in (p for p in run.iterdir() if p.is_dir()):
+        (cdir / "host_cpu.jsonl").write_text(json.dumps({"t": T0, "busy_cores": 1.95, "cores": 2}) + "\n")
+    verdict = build_summary(run).verdict
+    assert (
+        "cores were nearly all busy" in verdict and "the replicas' CPU budgets fitted the machine" in verdict
+    )
+    assert "--cpus-per-replica, --pin" not in verdict
 
 
 def test_the_budget_is_a_grid_dimension_and_recreates_the_replicas() -> None:
