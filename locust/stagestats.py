@@ -19,7 +19,9 @@ from typing import Any
 REPORT_KEY = "server_timing"  # key of the deltas in the worker -> master stats report
 SIGNIFICANT_DIGITS = 3
 PERCENTILES = {"p50_ms": 0.50, "p95_ms": 0.95, "p99_ms": 0.99}
-# Stages in the order a request passes them (the classifier's Server-Timing); others sort after.
+# Stages in the order a request passes them, `total` last; others sort after. A copy of the classifier's
+# canonical list (services/classifier/classifier/timing.py STAGES), which this image cannot import;
+# tests/locust/test_stage_list.py keeps the two equal.
 STAGE_ORDER = ("fetch", "queue", "decode", "infer", "total")
 
 
