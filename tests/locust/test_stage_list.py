@@ -16,6 +16,8 @@ def test_locust_and_lab_copies_are_the_classifier_s_list() -> None:
 
 
 def test_the_header_follows_the_list() -> None:
-    header = timing.server_timing({"total": 0.01, "infer": 0.006, "extra": 0.001, "queue": 0.002, "fetch": 0.05})
+    header = timing.server_timing(
+        {"total": 0.01, "infer": 0.006, "extra": 0.001, "queue": 0.002, "fetch": 0.05}
+    )
     names = [entry.split(";")[0] for entry in header.split(", ")]
     assert names == ["fetch", "queue", "infer", "extra", "total"]
