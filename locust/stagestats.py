@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 REPORT_KEY = "server_timing"  # key of the deltas in the worker -> master stats report
 SIGNIFICANT_DIGITS = 3
@@ -98,7 +98,11 @@ def _stage_key(stage: str) -> tuple[int, str]:
 
 
 class ServerTimingStats:
-    """Histograms per request name and stage. A worker `add`s and `drain`s; the master `merge`s."""
+    """Histograms per request name and stage; a `Tally`: a worker `add`s and `drain`s, the master `merge`s."""
+
+    key: ClassVar[str] = REPORT_KEY
+    route: ClassVar[str] = "/server-timing"
+    file_option: ClassVar[str | None] = "server_timing_file"
 
     def __init__(self) -> None:
         self._by_name: dict[str, dict[str, StageHistogram]] = {}
