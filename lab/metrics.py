@@ -23,6 +23,7 @@ from lab.locust_csv import LocustStats, read_stats_csv
 from lab.results import MeasurementRecord, read_measurement_record
 from lab.samples import container_metrics, host_busy_cores, locust_worker_cpu_max, read_json, read_jsonl
 from lab.server_timing import PARTS, ServerTiming, read_server_timing
+from lab.stability import Stability
 from lab.timeline import (
     FaultImpact,
     Second,
@@ -111,6 +112,7 @@ class MeasurementMetrics:
     # Over time (timeline.json): what each --fault did, and a soak's drift.
     faults: list[FaultImpact] = field(default_factory=list)
     soak: SoakResult | None = None
+    stability: Stability | None = None  # --until-stable: whether and when the driver found it settled
     # For the timeline chart only; not in summary.json (timeline.json and the samples are the raw data).
     timeline: Series | None = None
 
@@ -281,6 +283,7 @@ def measurement_metrics(
         replicas_served=sum(1 for v in counts.values() if v > 0) if counts else None,
         faults=faults,
         soak=soak,
+        stability=Stability.from_dict(meta.stability) if meta.stability else None,
         timeline=timeline,
     )
 
