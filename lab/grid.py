@@ -9,7 +9,9 @@ from typing import Any
 from lab.arrivals import PROCESSES
 from lab.faults import FaultSpec, check_fits
 
-BACKENDS = ("tf", "litert")
+# The classifier's CLASSIFIER_BACKEND choices (classifier/backends BACKEND_KINDS; a test keeps them in step:
+# the lab runs on the host and imports no service code).
+BACKENDS = ("tf", "litert", "litert-uint8", "litert-int8")
 BATCHING = ("off", "on")
 
 # Seconds a measurement costs beyond its duration: POST /stop, Locust's worker stats flush

@@ -50,7 +50,8 @@ KAGGLE_HANDLE = re.compile(r"^[\w.-]+/[\w.-]+/[\w.-]+/[\w.-]+(/\d+)?$")
 MAX_CONVERSION_DIFF = 1e-3
 STANDIN = "standin:mobilenet_v2"
 DEQUANTIZE = "dequantize:"
-REPO_IMAGES = Path(__file__).resolve().parents[2] / "images"
+# The repository's photos, when this script sits in its clone (services/classifier/): the default probes.
+REPO_IMAGES = Path(__file__).resolve().parent.parent.parent / "images"
 
 
 class FetchError(Exception):
@@ -311,6 +312,9 @@ def probe_photos(images: str | None) -> list[Path]:
 
     if not images:
         return []
+    if not Path(images).is_dir():
+        say(f"no probe photos: {images} does not exist (int8 needs it; the other checks use fixed images)")
+        return []
     try:
         photos = image_files(Path(images))
     except ImagesError as exc:
@@ -383,6 +387,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     made: dict[str, Path] = {}
     wanted = parse_tflite(args.tflite)
     photos = probe_photos(args.images)
+    if "int8" in wanted and not photos:  # before any download or conversion
+        from modelbuild.quantize import NO_CALIBRATION
+
+        raise FetchError(f"{NO_CALIBRATION}: {args.images or 'no --images folder given'}")
     with tempfile.TemporaryDirectory(prefix="fetch_model-") as tmp:
         workdir = Path(tmp)
         if args.source.startswith(DEQUANTIZE):

@@ -279,3 +279,10 @@ def test_the_build_lays_out_every_file_a_backend_serves() -> None:
     for number_format, name in fetch_model.TFLITE_FILES.items():
         kind = "litert" if number_format == "float32" else f"litert-{number_format}"
         assert BACKEND_KINDS[kind].model_file == name
+
+
+def test_the_lab_compares_every_backend_the_service_has() -> None:
+    from classifier.backends import BACKEND_KINDS
+    from lab.grid import BACKENDS
+
+    assert tuple(BACKEND_KINDS) == BACKENDS

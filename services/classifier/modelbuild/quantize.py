@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from modelbuild.images import ImagesError, calibration_images, files_digest, load_batch
+from modelbuild.images import IMAGE_SUFFIXES, ImagesError, calibration_images, files_digest, load_batch
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,10 @@ class Agreement:
 
 
 AGREEMENT = Agreement()
+NO_CALIBRATION = (
+    "int8 quantization needs calibration images and the calibration folder has none "
+    f"(MODEL_CALIBRATION_DIR: {', '.join(IMAGE_SUFFIXES)} files like the traffic you serve)"
+)
 CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 CALIBRATION_INPUTS = 128
 """Representative inputs made from the calibration photos (crops and flips): a few hundred is what TF's
@@ -73,10 +77,7 @@ def quantize_int8(saved_model_dir: Path, destination: Path, calibration: list[Pa
     import tensorflow as tf
 
     if not calibration:
-        raise ImagesError(
-            "int8 quantization needs calibration images and the calibration folder has none "
-            "(MODEL_CALIBRATION_DIR: .jpg, .jpeg, .png, .webp or .bmp files like the traffic you serve)"
-        )
+        raise ImagesError(NO_CALIBRATION)
     started = time.monotonic()
     _loaded, probabilities, size = _float_probabilities(saved_model_dir)
 
