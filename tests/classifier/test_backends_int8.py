@@ -34,22 +34,26 @@ def _photos(directory: Path, count: int = 4) -> Path:
     return directory
 
 
-@pytest.fixture(scope="module")
-def int8_model(standin_model: StandinModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("int8")
-    argv = [
+def _int8_argv(standin: StandinModel, images: Path, out: Path) -> list[str]:
+    source, labels = str(standin.saved_model_dir), str(standin.labels_path)
+    return [
         "--source",
-        str(standin_model.saved_model_dir),
+        source,
         "--labels",
-        str(standin_model.labels_path),
+        labels,
         "--tflite",
         "int8",
         "--images",
-        str(_photos(root / "photos")),
+        str(images),
         "--out",
-        str(root / "model"),
+        str(out),
     ]
-    assert fetch_model.main(argv) == 0
+
+
+@pytest.fixture(scope="module")
+def int8_model(standin_model: StandinModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("int8")
+    assert fetch_model.main(_int8_argv(standin_model, _photos(root / "photos"), root / "model")) == 0
     return root / "model"
 
 
@@ -84,6 +88,9 @@ def test_the_int8_backend_answers_like_the_float_model(int8_model: Path) -> None
         inter_op_threads=1,
     )
     assert backend.name == "litert-int8"
+    # GET /model shows what the build measured next to the backend's name.
+    check = backend.info()["build_check"]
+    assert check is not None and check["passed"] is True and check["photos"] == 4
     blocks = np.random.default_rng(5).integers(0, 256, (6, 7, 7, 3), dtype=np.uint8)
     images = np.stack([np.kron(b, np.ones((32, 32, 1), np.uint8)) for b in blocks])
     assert images.shape[1:3] == STANDIN_SIZE
@@ -98,19 +105,7 @@ def test_an_empty_calibration_folder_is_refused(
 ) -> None:
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("not an image")
-    argv = [
-        "--source",
-        str(standin_model.saved_model_dir),
-        "--labels",
-        str(standin_model.labels_path),
-        "--tflite",
-        "int8",
-        "--images",
-        str(tmp_path / "empty"),
-        "--out",
-        str(tmp_path / "model"),
-    ]
-    assert fetch_model.main(argv) == 1
+    assert fetch_model.main(_int8_argv(standin_model, tmp_path / "empty", tmp_path / "model")) == 1
     error = capsys.readouterr().err
     assert "int8 quantization needs calibration images" in error and "MODEL_CALIBRATION_DIR" in error
     assert not (tmp_path / "model" / "model-int8.tflite").exists()

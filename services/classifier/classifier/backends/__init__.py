@@ -7,7 +7,9 @@ TensorFlow (seconds and a few hundred MB per worker).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -62,6 +64,8 @@ class Backend(Protocol):
     """(height, width) of the images `predict` takes."""
     labels: list[str]
     """Index -> label, as long as the model's output."""
+    build_check: dict[str, object] | None
+    """The image build's check of this file against its source (manifest.json), when there is one."""
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """uint8 RGB [N, H, W, 3] at `input_size` -> float32 probabilities [N, len(labels)]."""
@@ -95,4 +99,23 @@ def load_backend(
 
         backend = LiteRTBackend(model_path, labels_path, threads=threads)
     backend.name = spec.name
+    backend.build_check = build_check(spec, model_path)
     return backend
+
+
+def build_check(spec: BackendKind, model_path: str) -> dict[str, object] | None:
+    """What the image build measured about this file against its source (fetch_model.py's manifest.json
+    beside it): int8's agreement with the float model, a dequantized SavedModel's with its .tflite. Shown
+    in GET /model, so that nobody reads an int8 replica's speed without its accuracy."""
+    manifest_path = Path(model_path).parent / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict):
+        return None
+    if spec.name == "litert-int8":
+        return (manifest.get("int8") or {}).get("agreement")
+    if spec.runtime == "tf" or spec.name == "litert":  # both serve the rebuilt float weights
+        return (manifest.get("dequantized") or {}).get("top1_check")
+    return None
