@@ -1,6 +1,7 @@
 """Fetch the classifier's model at image build time (never at container start) and lay it out for the service.
 
-    python fetch_model.py --source SOURCE --labels LABELS [--tflite none|float32|FILE] [--no-verify] --out DIR
+    python fetch_model.py --source SOURCE --labels LABELS [--tflite none|LIST] [--images DIR] [--no-verify]
+        --out DIR
 
 SOURCE is one of:
 - an http(s) URL of a TF Hub / Kaggle model (https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/
@@ -9,19 +10,26 @@ SOURCE is one of:
 - a Kaggle model handle (google/mobilenet-v2/tensorFlow2/100-224-classification[/2]), the same as its URL;
 - an http(s) URL of a .tflite file: downloaded as is;
 - a local path: a SavedModel directory or a .tflite file;
+- `dequantize:PATH` or `dequantize:URL` of a quantized .tflite (the MobileNet op set, uint8 or int8,
+  per-tensor or per-channel): rebuilt as a float32 SavedModel with its real weights and the TF Hub
+  classification interface (modelbuild/dequantize.py), checked op by op against the interpreter and on
+  top-1; what the air-gapped build serves with the TF backend;
 - `standin:mobilenet_v2`: MobileNetV2 1.00 224 built here with seeded random weights and the TF Hub
   classification model's interface (float32 [N, 224, 224, 3] in [0, 1] -> 1001 logits). Same architecture and
-  compute as the TF Hub model, meaningless predictions: for air-gapped builds and benchmarks, where the real
-  weights cannot be downloaded.
+  compute, meaningless predictions: only for the benchmark on a clone without the ImageNet fixtures.
 LABELS is an http(s) URL or a local path of a label file, one label per line (index 0 = "background" for
 the TF Hub ImageNet models), e.g. https://storage.googleapis.com/download.tensorflow.org/data/ImageNetLabels.txt.
+--tflite (with a SavedModel source) is `none` or a comma-separated list of `float32` (converted),
+`int8` (full-integer post-training quantization calibrated on --images, modelbuild/quantize.py) and paths
+of .tflite files to serve beside it; each lands as TFLITE_FILES names it, by number format.
+--images is a folder of photos: the probe images of the checks and int8's calibration set.
 
-Output in --out: saved_model/ (when the source is a SavedModel), model.tflite (the source's, converted
-from the SavedModel with --tflite float32, or the local .tflite file --tflite names), labels.txt, and
-manifest.json (sources, sizes, sha256s, what was made, the verification). Verification (on by default when
-the `classifier` package sits next to this file, as in the service's folder) loads every model made with
-the service's own backends, checks the label count, and checks that a converted .tflite answers like its
-SavedModel. Exits 1 with a message on any failure.
+Output in --out: saved_model/ (when the source is a SavedModel), model.tflite / model-int8.tflite /
+model-uint8.tflite, labels.txt, and manifest.json (sources, sizes, sha256s, what was made, the dequantize
+and int8 checks, the verification). Verification (on by default when the `classifier` package sits next to
+this file, as in the service's folder) loads every model made with the service's own backends, checks the
+label count, and checks that a converted .tflite answers like its SavedModel; the dequantize and int8
+checks run everywhere, in the image build too. Exits 1 with a message on any failure.
 """
 
 from __future__ import annotations
