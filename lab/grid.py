@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from lab.arrivals import PROCESSES
 from lab.faults import FaultSpec, check_fits
+from lab.rounds import ORDERS, ROTATE, RoundOrder
+from lab.stability import DEFAULT_STABILITY_PCT, DEFAULT_WINDOW_S, StabilityRule
 
 # The classifier's CLASSIFIER_BACKEND choices (classifier/backends BACKEND_KINDS; a test keeps them in step:
 # the lab runs on the host and imports no service code).
@@ -61,9 +63,24 @@ class LoadLevel:
 
     @property
     def label(self) -> str:
-        if self.target_rps is None:
-            return f"u{self.users}"
-        return f"rate{_num(self.target_rps)}-u{self.users}"
+        return load_label(self.users, self.target_rps)
+
+
+def load_label(users: int | None, target_rps: float | None) -> str:
+    """The one name of a load level: u32 (closed), rate50-u100 (open). Folder names and report rows use it."""
+    if not target_rps:
+        return f"u{users}"
+    return f"rate{_num(target_rps)}-u{users}"
+
+
+def config_label(stack_label: str, load: str, repeat: int = 1, repeats: int = 1) -> str:
+    """The one name of a planned configuration (and of a ramp step, with its step's load)."""
+    label = f"{stack_label}-{load}"
+    return f"{label}-rep{repeat}" if repeats > 1 else label
+
+
+def config_dirname(index: int, label: str) -> str:
+    return f"{index:02d}-{label}"
 
 
 @dataclass(frozen=True)
@@ -76,17 +93,22 @@ class PlannedConfig:
 
     @property
     def label(self) -> str:
-        label = f"{self.stack.label}-{self.load.label}"
-        return f"{label}-rep{self.repeat}" if self.repeats > 1 else label
+        return config_label(self.stack.label, self.load.label, self.repeat, self.repeats)
 
     @property
     def dirname(self) -> str:
-        return f"{self.index:02d}-{self.label}"
+        return config_dirname(self.index, self.label)
+
+
+DEFAULT_MAX_FAILURE_RATIO = 0.01
 
 
 @dataclass
 class ExperimentSettings:
-    """Everything the command line decided; saved verbatim in run.json so a report can be rebuilt."""
+    """Everything the command line decided; saved verbatim in run.json so a report can be rebuilt.
+
+    The defaults here are `lab compare`'s: cli.py leaves an option it was not given out, and its help
+    shows the value from `default()`. None means "not given" where that matters afterwards."""
 
     replicas: list[int]
     workers_per_replica: list[int | None] = field(default_factory=lambda: [None])
@@ -101,8 +123,7 @@ class ExperimentSettings:
     duration_s: float = 60.0
     warmup_s: float = 15.0
     slo_p95_ms: float | None = None
-    max_failure_ratio: float = 0.01
-    failure_ratio_given: bool = False
+    max_failure_ratio: float | None = None  # None: not given, DEFAULT_MAX_FAILURE_RATIO applies
     need_rps: float | None = None  # the traffic to serve: a config must reach it within the SLO
     repeat: int = 1
     expected_latency_ms: float = 250.0
@@ -114,6 +135,14 @@ class ExperimentSettings:
     locust_options: dict[str, str] = field(default_factory=dict)
     faults: list[str] = field(default_factory=list)  # --fault specs, applied in every measurement
     soak: bool = False  # sample every replica's RSS and open files, and report their drift
+    # --repeat N measures in N rounds, each holding every configuration once (lab/rounds.py).
+    order: str = ROTATE  # rotate or shuffle the configurations from one round to the next
+    order_seed: int | None = None  # the shuffle's seed; None until the command line draws one
+    # --until-stable: stop a measurement once perf_analyzer's rule holds (lab/stability.py), else at
+    # --duration (a ramp step: at --step-duration).
+    until_stable: bool = False
+    window_s: int = DEFAULT_WINDOW_S
+    stability_pct: float = DEFAULT_STABILITY_PCT
 
     @property
     def fault_specs(self) -> list[FaultSpec]:
@@ -128,14 +157,36 @@ class ExperimentSettings:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     @property
+    def round_order(self) -> RoundOrder:
+        return RoundOrder(self.order, self.order_seed or 0, self.repeat)
+
+    @property
+    def stability_rule(self) -> StabilityRule:
+        return StabilityRule(self.window_s, self.stability_pct / 100)
+
+    @property
     def mode(self) -> str:
         base = "open" if self.rates else "closed"
         return f"ramp-{base}" if self.ramp else base
 
     @property
+    def failure_limit(self) -> float:
+        return DEFAULT_MAX_FAILURE_RATIO if self.max_failure_ratio is None else self.max_failure_ratio
+
+    @property
     def thresholds_given(self) -> bool:
         """A k6-style threshold was given on the command line, so `lab` exits non-zero when none meets it."""
-        return self.slo_p95_ms is not None or self.failure_ratio_given or self.need_rps is not None
+        return any(v is not None for v in (self.slo_p95_ms, self.max_failure_ratio, self.need_rps))
+
+    @classmethod
+    def default(cls, name: str) -> Any:
+        """A field's default (what `lab compare` uses when the option is not given)."""
+        spec = next(f for f in fields(cls) if f.name == name)
+        if spec.default is not MISSING:
+            return spec.default
+        if spec.default_factory is not MISSING:
+            return spec.default_factory()
+        raise KeyError(f"{name} has no default")
 
     def validate(self) -> None:
         errors: list[str] = []
@@ -165,7 +216,7 @@ class ExperimentSettings:
             errors.append("--warmup must be >= 0")
         if self.slo_p95_ms is not None and self.slo_p95_ms <= 0:
             errors.append("--slo-p95-ms must be > 0")
-        if not 0 <= self.max_failure_ratio <= 1:
+        if not 0 <= self.failure_limit <= 1:
             errors.append("--max-failure-ratio must be between 0 and 1")
         if self.need_rps is not None and self.need_rps <= 0:
             errors.append("--need-rps must be > 0")
@@ -181,6 +232,18 @@ class ExperimentSettings:
             errors.append("--locust-workers must be >= 1")
         if self.faults and self.ramp:
             errors.append("--fault goes with a fixed load, not --ramp")
+        if self.order not in ORDERS:
+            errors.append(f"--order: choose from {', '.join(ORDERS)}")
+        try:
+            rule = self.stability_rule
+            longest = self.step_duration_s if self.ramp else self.duration_s
+            if self.until_stable and rule.windows * rule.window_s > longest:
+                errors.append(
+                    f"--until-stable compares {rule.windows} windows of {rule.window_s} s: "
+                    f"{'--step-duration' if self.ramp else '--duration'} must hold them"
+                )
+        except ValueError as err:
+            errors.append(str(err))
         try:
             check_fits(self.fault_specs, self.duration_s)
         except ValueError as err:
@@ -245,11 +308,12 @@ def stack_configs(settings: ExperimentSettings) -> list[StackConfig]:
 def expand(settings: ExperimentSettings) -> list[PlannedConfig]:
     settings.validate()
     loads = [load_levels(settings)[0]] if settings.ramp else load_levels(settings)
-    plan: list[PlannedConfig] = []
-    for stack in stack_configs(settings):
-        for load in loads:
-            for repeat in range(1, settings.repeat + 1):
-                plan.append(PlannedConfig(len(plan) + 1, stack, load, repeat, settings.repeat))
+    grid = [(stack, load) for stack in stack_configs(settings) for load in loads]
+    # Rounds, not back-to-back repeats: a drift of the machine falls on every configuration alike.
+    plan = [
+        PlannedConfig(i, stack, load, round_k, settings.repeat)
+        for i, (round_k, (stack, load)) in enumerate(settings.round_order.arrange(grid), start=1)
+    ]
     labels = [p.label for p in plan]
     if len(set(labels)) != len(labels):
         raise ValueError("the grid has duplicate configurations")
@@ -268,6 +332,24 @@ def estimate_config_seconds(
     else:
         seconds += settings.duration_s + MEASUREMENT_OVERHEAD_S
     return seconds
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """The configurations a run will measure, in order, with each one's estimated seconds: computed once
+    (the command line prints it, the driver follows it and counts down its estimate)."""
+
+    configs: tuple[PlannedConfig, ...]
+    estimates: tuple[float, ...]
+
+    @classmethod
+    def of(cls, settings: ExperimentSettings, stack_change_s: float) -> RunPlan:
+        configs = expand(settings)
+        return cls(tuple(configs), tuple(estimate_seconds(settings, configs, stack_change_s)))
+
+    @property
+    def total_s(self) -> float:
+        return sum(self.estimates)
 
 
 def estimate_seconds(

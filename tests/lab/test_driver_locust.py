@@ -24,8 +24,11 @@ from lab.compare import Driver
 from lab.grid import ExperimentSettings, StackConfig
 from lab.locust_api import LocustAPI
 from lab.locust_csv import read_stats_csv
+from lab.metrics import Thresholds
 from lab.report import write_report
+from lab.results import SCHEMA_VERSION
 from lab.stack import ExternalStack
+from lab.summary import ramp_judge
 from tests.lab.fakes import RecordingProgress, RecordingStack
 from tests.locust.standin import StandIn, running_standin
 
@@ -167,6 +170,7 @@ def test_driver_measures_each_config_and_summary_matches_locust(
 
     run = json.loads((result.run_dir / "run.json").read_text())
     assert run["status"] == "complete" and run["locust_workers"] == 1 and run["git_sha"]
+    assert run["schema_version"] == SCHEMA_VERSION
     summary = write_report(result.run_dir).to_dict()
     assert [c["label"] for c in summary["configs"]] == ["r1-u3", "r2-u3"]
     locust_total = 0
@@ -205,6 +209,8 @@ def test_driver_measures_each_config_and_summary_matches_locust(
         assert entry["interarrival_cv"] is not None
         assert entry["slo_met"] and entry["status"] == "complete"
         meta = json.loads((mdir / "measurement.json").read_text())
+        assert meta["schema_version"] == SCHEMA_VERSION
+        assert json.loads((mdir / "config.json").read_text())["schema_version"] == SCHEMA_VERSION
         assert meta["options"] == {"target_rps": "0", "arrivals": "poisson"}
         assert meta["downloads"]["stats.csv"] == 200
         assert 3 <= meta["t_end"] - meta["t_start"] < 10
@@ -280,8 +286,9 @@ def test_open_model_ramp_paces_arrivals_and_records_each_step(cluster: LocustClu
         slo_p95_ms=1000, arrivals="even",
     )  # fmt: skip
     stack = ExternalStack(cluster.url, expect_workers=1)
+    judge = ramp_judge(Thresholds.from_settings(settings))
     result = Driver(
-        settings, stack, tmp_path, locust_url=cluster.url, project_dir=ROOT, sample_interval_s=1
+        settings, stack, tmp_path, locust_url=cluster.url, project_dir=ROOT, sample_interval_s=1, judge=judge
     ).run()
     assert not result.interrupted and result.error is None, result.error
     cdir = result.run_dir / "01-r1-rate15-u30"
@@ -290,8 +297,9 @@ def test_open_model_ramp_paces_arrivals_and_records_each_step(cluster: LocustClu
         ("step-01", 30, 15.0, True),
         ("step-02", 60, 30.0, True),
     ]
-    assert cfg["knee"]["dir"] == "step-02"
+    assert "knee" not in cfg  # the analysis names the knee, not the driver
     summary = write_report(result.run_dir).to_dict()
+    assert summary["knee"] == {"r1": {"users": 60, "target_rps": 30.0, "rps": summary["configs"][1]["rps"]}}
     steps = summary["configs"]
     assert [(c["label"], c["step"]) for c in steps] == [("r1-rate15-u30", 1), ("r1-rate30-u60", 2)]
     for entry in steps:
@@ -304,3 +312,32 @@ def test_open_model_ramp_paces_arrivals_and_records_each_step(cluster: LocustClu
         assert 0.7 <= entry["achieved_ratio"] <= 1.5, entry
         assert not entry["fell_behind"] and entry["slo_met"]
     assert summary["capacity"] == {"r1": steps[1]["rps"]}
+
+
+def test_until_stable_stops_a_steady_measurement_early_and_records_when(
+    cluster: LocustCluster, tmp_path: Path
+) -> None:
+    stack = FakeStack(cluster.url, {"classifier": os.getpid(), "locust-worker": cluster.worker.pid})
+    settings = ExperimentSettings(
+        replicas=[1], users=[3], duration_s=20, warmup_s=0, repeat=2, until_stable=True, window_s=1,
+        stability_pct=50.0, order_seed=7,
+    )  # fmt: skip
+    started = time.monotonic()
+    result = Driver(
+        settings, stack, tmp_path, locust_url=cluster.url, project_dir=ROOT, sample_interval_s=1
+    ).run()
+    assert result.error is None, result.error
+    run = json.loads((result.run_dir / "run.json").read_text())
+    assert run["order"] == {"kind": "rotate", "seed": 7, "rounds": 2}
+    assert [p["label"] for p in run["plan"]] == ["r1-u3-rep1", "r1-u3-rep2"]
+    for entry in run["plan"]:
+        meta = json.loads((result.run_dir / entry["dir"] / "measurement.json").read_text())
+        stability = meta["stability"]
+        assert stability["rule"] == {"window_s": 1, "tolerance": 0.5, "windows": 3}
+        # The stand-in answers at a steady pace: settled on the first whole windows, long before 20 s.
+        assert stability["stable"] and 3 <= stability["settled_after_s"] <= 10
+        assert meta["t_end"] - meta["t_start"] < 15
+    assert time.monotonic() - started < 40
+    summary = write_report(result.run_dir)
+    assert all(c.metrics.stability is not None and c.metrics.stability.stable for c in summary.configs)
+    assert "stable after" in (result.run_dir / "summary.md").read_text()

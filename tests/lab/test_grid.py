@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-import pytest
+import re
 
+import pytest
+from typer.testing import CliRunner
+
+from lab.cli import app
 from lab.grid import (
+    DEFAULT_MAX_FAILURE_RATIO,
     MEASUREMENT_OVERHEAD_S,
     ExperimentSettings,
+    LoadLevel,
+    RunPlan,
     StackConfig,
+    config_label,
     estimate_seconds,
     expand,
+    load_label,
     ramp_levels,
+    stack_change_seconds,
     users_for_rate,
 )
 from lab.stack import classifier_env_for
@@ -52,13 +62,17 @@ def test_grid_order_labels_and_size() -> None:
     assert len(plan) == 3 * 2 * 2 * 2 * 2 * 2
     assert [p.index for p in plan] == list(range(1, len(plan) + 1))
     assert len({p.label for p in plan}) == len(plan)
-    # Replicas vary fastest among stack settings (scaling without recreating), loads and repeats inside.
-    assert [p.label for p in plan[:6]] == [
-        "r1-w1-tf-nobatch-u8-rep1", "r1-w1-tf-nobatch-u8-rep2", "r1-w1-tf-nobatch-u32-rep1",
-        "r1-w1-tf-nobatch-u32-rep2", "r2-w1-tf-nobatch-u8-rep1", "r2-w1-tf-nobatch-u8-rep2",
+    # Repeats are rounds (lab/rounds.py); within one, replicas vary fastest among stack settings (scaling
+    # without recreating), loads inside.
+    assert [p.label for p in plan[:4]] == [
+        "r1-w1-tf-nobatch-u8-rep1", "r1-w1-tf-nobatch-u32-rep1", "r2-w1-tf-nobatch-u8-rep1",
+        "r2-w1-tf-nobatch-u32-rep1",
     ]  # fmt: skip
     assert plan[0].dirname == "01-r1-w1-tf-nobatch-u8-rep1"
-    assert plan[-1].stack == StackConfig(4, 2, "litert", "on")
+    half = len(plan) // 2
+    assert plan[half - 1].stack == StackConfig(4, 2, "litert", "on") and plan[half - 1].repeat == 1
+    # Round 2 is round 1 rotated by one: it starts at round 1's second configuration.
+    assert plan[half].label == "r1-w1-tf-nobatch-u32-rep2" and plan[-1].label == "r1-w1-tf-nobatch-u8-rep2"
 
 
 def test_labels_leave_out_unset_dimensions() -> None:
@@ -146,3 +160,40 @@ def test_classifier_env_for_keeps_what_the_grid_leaves_alone() -> None:
     assert (
         classifier_env_for(StackConfig(1, batching="off"), settings, base)["CLASSIFIER_MAX_BATCH_SIZE"] == "1"
     )
+
+
+def test_compare_defaults_and_help_come_from_the_settings() -> None:
+    # Nothing but the grid given: the estimate is the one of ExperimentSettings' own defaults.
+    result = CliRunner().invoke(app, ["compare", "--replicas", "1,2", "--users", "8", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    plan = RunPlan.of(ExperimentSettings(replicas=[1, 2], users=[8]), stack_change_seconds("compose"))
+    assert f"estimated {format_duration(plan.total_s)}" in result.output
+    assert [f"~{format_duration(s)}" in result.output for s in plan.estimates] == [True, True]
+    help_text = " ".join(
+        CliRunner().invoke(app, ["compare", "--help"], env={"COLUMNS": "400"}).output.split()
+    )
+    shown = {
+        "duration": ("duration_s", "60s"), "warmup": ("warmup_s", "15s"), "max-steps": ("max_steps", "8"),
+        "step-duration": ("step_duration_s", "30s"), "repeat": ("repeat", "1"),
+        "arrivals": ("arrivals", "poisson"), "max-batch-size": ("max_batch_size", "8"),
+        "expected-latency-ms": ("expected_latency_ms", "250"),
+    }  # fmt: skip
+    for option, (name, text) in shown.items():
+        value = ExperimentSettings.default(name)
+        assert str(value) == text or parse_duration(text) == value, name  # the settings' value, shown
+        assert re.search(rf"--{option} .*?\(default: {text}\)", help_text), option
+
+
+def test_a_threshold_is_given_when_its_option_is_whatever_its_value() -> None:
+    assert not ExperimentSettings(replicas=[1], users=[8]).thresholds_given
+    at_default = ExperimentSettings(replicas=[1], users=[8], max_failure_ratio=DEFAULT_MAX_FAILURE_RATIO)
+    assert at_default.thresholds_given and at_default.failure_limit == DEFAULT_MAX_FAILURE_RATIO
+    assert ExperimentSettings(replicas=[1], users=[8]).failure_limit == DEFAULT_MAX_FAILURE_RATIO
+    assert ExperimentSettings(replicas=[1], users=[8], need_rps=5).thresholds_given
+
+
+def test_one_label_function_for_folders_and_report_rows() -> None:
+    assert load_label(8, None) == LoadLevel(8).label == "u8"
+    assert load_label(25, 12.5) == LoadLevel(25, 12.5).label == "rate12.5-u25"
+    assert load_label(100, 50.0) == "rate50-u100"
+    assert config_label("r2", "u8", 2, 3) == "r2-u8-rep2" and config_label("r2", "u8") == "r2-u8"
