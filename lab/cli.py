@@ -114,7 +114,11 @@ def compare(
         str | None, typer.Option(help="gunicorn workers per replica, e.g. 1,2 (default: as configured).")
     ] = None,
     backend: Annotated[
-        str | None, typer.Option(help="tf, litert or tf,litert (default: as configured).")
+        str | None,
+        typer.Option(
+            help="Comma-separated of tf, litert, litert-uint8, litert-int8 (.env: which files the image has; "
+            "default: as configured)."
+        ),
     ] = None,
     batching: Annotated[str | None, typer.Option(help="off, on or off,on (default: as configured).")] = None,
     users: Annotated[

@@ -11,7 +11,9 @@ from lab.faults import FaultSpec, check_fits
 from lab.rounds import ORDERS, ROTATE, RoundOrder
 from lab.stability import DEFAULT_STABILITY_PCT, DEFAULT_WINDOW_S, StabilityRule
 
-BACKENDS = ("tf", "litert")
+# The classifier's CLASSIFIER_BACKEND choices (classifier/backends BACKEND_KINDS; a test keeps them in step:
+# the lab runs on the host and imports no service code).
+BACKENDS = ("tf", "litert", "litert-uint8", "litert-int8")
 BATCHING = ("off", "on")
 
 # Seconds a measurement costs beyond its duration: POST /stop, Locust's worker stats flush

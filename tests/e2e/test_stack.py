@@ -18,12 +18,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from classifier.backends import BACKEND_KINDS
 from tests.e2e.compose import ROOT, Stack
 from tests.e2e.conftest import REPLICAS, WORKERS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "imagenet"
+
 RUN_SECONDS = 75
 SCALE_AT_SECONDS = 5
 
@@ -157,19 +159,25 @@ def test_headless_locust_run_scales_and_balances(stack: Stack) -> None:
 
 
 def test_backend_switches_with_one_setting(stack: Stack) -> None:
-    """CLASSIFIER_BACKEND picks the runtime; the image has both (offline, TF has random weights)."""
+    """CLASSIFIER_BACKEND picks the runtime and file; every backend the image holds names the cat (offline:
+    tf and litert with the fixture's real weights rebuilt as float, litert-uint8 the fixture itself,
+    litert-int8 quantized at build time)."""
     base = f"http://127.0.0.1:{stack.api_port}"
     found = stack.env.get("CLASSIFIER_BACKEND", "tf")
-    other = "tf" if found == "litert" else "litert"
+    files = set(stack.compose("exec", "-T", "classifier", "ls", "/opt/model").stdout.split())
+    others = [name for name, kind in BACKEND_KINDS.items() if name != found and kind.model_file in files]
+    assert "litert" in others or found == "litert", files
     scale = ["up", "-d", "--no-deps", "--wait", "--scale", f"classifier={REPLICAS}", "classifier"]
+    photo = (ROOT / "images" / "chelsea_640x480.jpg").read_bytes()
     try:
-        stack.compose(*scale, extra_env={"CLASSIFIER_BACKEND": other})
-        photo = (ROOT / "images" / "chelsea_640x480.jpg").read_bytes()
-        for _ in range(2 * REPLICAS):
-            reply = httpx.post(f"{base}/predict", files={"file": ("c.jpg", photo, "image/jpeg")}, timeout=30)
-            assert reply.status_code == 200, reply.text
-            assert reply.json()["backend"] == other
-        assert httpx.get(f"{base}/model", timeout=10).json()["backend"] == other
+        for other in [found, *others]:
+            stack.compose(*scale, extra_env={"CLASSIFIER_BACKEND": other})
+            for _ in range(2 * REPLICAS):
+                files_ = {"file": ("c.jpg", photo, "image/jpeg")}
+                reply = httpx.post(f"{base}/predict", files=files_, timeout=30)
+                assert reply.status_code == 200, reply.text
+                assert (reply.json()["backend"], reply.json()["predicted_label"]) == (other, "Egyptian cat")
+            assert httpx.get(f"{base}/model", timeout=10).json()["backend"] == other
     finally:
         stack.compose(*scale, extra_env={"CLASSIFIER_BACKEND": found})
     assert httpx.get(f"{base}/model", timeout=10).json()["backend"] == found
