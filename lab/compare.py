@@ -28,13 +28,12 @@ from lab.grid import (
     estimate_seconds,
     expand,
     ramp_levels,
-    stack_change_seconds,
 )
 from lab.locust_api import FLUSH_WAIT_S, LocustAPI, LocustError, format_option
 from lab.metrics import Thresholds, evaluate, measurement_metrics
 from lab.progress import NullProgress, RunProgress
 from lab.sampler import HostCpu, Sampler
-from lab.stack import Stack, StackError, StackState, git_sha
+from lab.stacks import Stack, StackError, StackState, git_sha
 
 SPAWN_RATE_PER_WORKER_MAX = 100.0  # Locust warns above this many users/s per worker
 SAFETY_RUN_TIME_S = 60.0  # the master stops a test by itself this long after it should have ended
@@ -118,7 +117,7 @@ class Driver:
         self.sample_interval_s = sample_interval_s
         # The caller may have expanded the grid already (to print it): measure exactly that plan.
         self.plan = plan if plan is not None else expand(settings)
-        self.estimates = estimate_seconds(settings, self.plan, stack_change_seconds(stack.kind))
+        self.estimates = estimate_seconds(settings, self.plan, stack.kind.change_s)
         self.thresholds = Thresholds.from_settings(settings)
         self._locust: LocustAPI | None = None
         self._workers: int | None = None
@@ -162,7 +161,7 @@ class Driver:
             "status": "running",
             "lab_version": __version__,
             "command": sys.argv,
-            "stack_kind": self.stack.kind,
+            "stack_kind": self.stack.kind.name,
             "project_dir": str(self.project_dir),
             "settings": self.settings.to_dict(),
             "mode": self.settings.mode,
@@ -365,7 +364,7 @@ class Driver:
             Sampler(mdir / "docker_stats.jsonl", self.stack.container_stats, self.sample_interval_s),
             Sampler(mdir / "locust_live.jsonl", self._poll_locust, self.sample_interval_s),
         ]
-        if self.stack.kind == "compose":
+        if self.stack.kind.samples_host_cpu:
             # On the Docker host itself: the machine's busy cores, other processes included.
             samplers.append(Sampler(mdir / "host_cpu.jsonl", HostCpu(), self.sample_interval_s))
         if self.settings.soak:

@@ -11,6 +11,7 @@ from lab.capacity import CapacityAnalysis, analyse, verdict
 from lab.grid import ExperimentSettings
 from lab.metrics import ConfigResult, Thresholds, evaluate, measurement_metrics
 from lab.samples import read_json
+from lab.stacks import stack_kind
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ def build_summary(run_dir: Path, thresholds: Thresholds | None = None) -> Summar
         thresholds=thresholds,
         host_cpus=host_cpus,
         stack=stack,
-        nodes=len(nodes) if isinstance(nodes, list) else (1 if stack == "compose" else None),
+        nodes=len(nodes) if isinstance(nodes, list) else stack_kind(stack).nodes,
         configs=configs,
         analysis=analysis,
         verdict=verdict(configs, analysis, thresholds, host_cpus, stack),

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lab.grid import ExperimentSettings, StackConfig
-from lab.stack import ComposeStack, StackError, find_project_dir
+from lab.stacks import ComposeStack, StackError, find_project_dir
 
 FAKE = Path(__file__).with_name("fake_docker.py")
 ORIGINAL_ENV = {"CLASSIFIER_WORKERS": "1", "CLASSIFIER_BACKEND": "tf", "CLASSIFIER_THREADS": "2"}

@@ -25,7 +25,7 @@ from lab.grid import ExperimentSettings, StackConfig
 from lab.locust_api import LocustAPI
 from lab.locust_csv import read_stats_csv
 from lab.report import write_report
-from lab.stack import ExternalStack
+from lab.stacks import ExternalStack
 from tests.lab.fakes import RecordingProgress, RecordingStack
 from tests.locust.standin import StandIn, running_standin
 

@@ -13,7 +13,7 @@ from lab.grid import (
     ramp_levels,
     users_for_rate,
 )
-from lab.stack import classifier_env_for
+from lab.stacks import classifier_env_for
 from lab.units import format_duration, parse_duration, parse_list
 
 
