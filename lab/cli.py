@@ -201,8 +201,8 @@ def compare(
         if cannot:
             able = [name for name, cls in STACKS.items() if cls.kind.fault_kinds]
             raise StackError(
-                f"--fault needs --stack {' or '.join(able)} (lab cannot inject {', '.join(cannot)} into a "
-                f"{stack} stack)"
+                f"--fault needs --stack {' or '.join(able)} (lab cannot inject {', '.join(cannot)} into "
+                f"the {stack} stack)"
             )
         options = StackOptions(directory, timeout_s, project_name, locust_url, expect_workers)
         the_stack = make_stack(stack, options)
