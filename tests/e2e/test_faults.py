@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from lab.limits import TIMELINE_WINDOW_S
 from tests.e2e.compose import ROOT, Stack
 from tests.e2e.conftest import REPLICAS, WORKERS
 
@@ -59,7 +60,9 @@ def test_kill_replica_mid_measurement(stack: Stack, tmp_path: Path) -> None:
     print(json.dumps(fault, indent=1))
     assert fault["fault"] == "kill-replica@15s" and fault["applied"], fault
     assert fault["detail"].startswith("SIGKILL to host pid"), fault["detail"]
-    assert 14.0 <= fault["at_s"] <= 17.0
+    # Not before its offset (to the wall clock's 0.1 s); after it by the master's answer to GET /served-by
+    # (read at the fault), which a busy machine slows: within one of the product's timeline windows.
+    assert 14.9 <= fault["at_s"] < 15.0 + TIMELINE_WINDOW_S, fault["at_s"]
     # nginx retries a request on the other replica: at most 0.1 % of requests fail.
     assert config["failures"] <= 0.001 * config["requests"], (config["failures"], config["requests"])
     assert fault["before_rps"] > 0 and fault["worst_p95_ms"] is not None
