@@ -33,7 +33,13 @@ from lab.stacks.docker import DockerCLI, classifier_vars, env_list_to_dict, mode
 SWARM = StackKind(
     name="swarm",
     help="the Swarm stack loadlab (scripts/swarm)",
-    change_s=45.0,  # MEASURE-ME
+    # Seconds a configuration change costs: `docker service update --env-add ...` replaces the tasks one at
+    # a time (update_config parallelism 1, stop-first), each loading and warming the model before Swarm
+    # reports it running (healthy). Measured 2026-12-03 on a single-node swarm (Docker 20.10, 2 cores, a
+    # busy machine: load average 4-5), 2 replicas, TF backend, until every task ran as SwarmStack waits:
+    # settings update 20.0-20.2 s (4 runs), scale 1->2 6.4 s (2 runs), update 2->1 with a settings change
+    # 10.5 s. The settings update is what the estimate charges for.
+    change_s=20.0,
     # Tasks may run on other nodes: this machine's busy cores are not the stack's.
     samples_host_cpu=False,
     sets_replicas=True,
