@@ -25,7 +25,7 @@ from lab.stacks.base import (
     StackState,
     classifier_env_for,
 )
-from lab.stacks.docker import DockerCLI, classifier_vars, loopback, model_info, parse_json_records
+from lab.stacks.docker import DockerStack, classifier_vars, loopback, model_info, parse_json_records
 
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 
@@ -69,35 +69,23 @@ def _ps_summary(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row.get(k) for k in ("Name", "Service", "ID", "Image", "State", "Health", "Status")}
 
 
-class ComposeStack:
+class ComposeStack(DockerStack):
     kind = COMPOSE
 
-    def __init__(
-        self,
-        project_dir: Path,
-        env: Mapping[str, str] | None = None,
-        ready_timeout_s: float = 300.0,
-        docker: str = "docker",
-        project_name: str | None = None,
-    ) -> None:
-        self.project_dir = project_dir
-        self.cli = DockerCLI(project_dir, env, docker)
-        self.ready_timeout_s = ready_timeout_s
+    def __init__(self, project_dir: Path, *, project_name: str | None = None, **docker: Any) -> None:
+        """`docker`: DockerStack's env, ready_timeout_s and docker (the binary)."""
+        super().__init__(project_dir, **docker)
         # Without a name, compose takes COMPOSE_PROJECT_NAME or the compose file's `name:`, as a user's
         # own `docker compose` commands in that folder would.
-        self.compose = compose_command(docker, self.cli.env) + (["-p", project_name] if project_name else [])
-        # The CLASSIFIER_* values a config starts from: the stack's own, captured before the run.
-        self._base_env: dict[str, str] = {}
+        self.compose = compose_command(self.cli.docker, self.cli.env) + (
+            ["-p", project_name] if project_name else []
+        )
         self._current_env: dict[str, str] = {}
 
     @classmethod
     def from_options(cls, options: StackOptions) -> ComposeStack:
         return cls(
-            options.project_dir,
-            env=options.env,
-            ready_timeout_s=options.ready_timeout_s,
-            docker=options.docker,
-            project_name=options.project_name,
+            options.project_dir, options.env, options.ready_timeout_s, options.docker, options.project_name
         )
 
     def _compose(self, *args: str, env: Mapping[str, str] | None = None) -> str:
@@ -216,9 +204,6 @@ class ComposeStack:
     def classifier_settings(self) -> dict[str, str]:
         running = self.running(CLASSIFIER)
         return classifier_vars(self.cli.container_env(running[0])) if running else {}
-
-    def host_cpus(self) -> int:
-        return self.cli.host_cpus()
 
     def locust_url(self) -> str | None:
         try:

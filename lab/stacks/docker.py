@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from lab.stacks.base import StackError
+from lab.stacks.base import StackError, StackOptions
 
 
 def parse_json_records(text: str) -> list[dict[str, Any]]:
@@ -88,6 +88,36 @@ class DockerCLI:
 
     def node_name(self) -> str:
         return self("info", "--format", "{{.Name}}").strip()
+
+
+class DockerStack:
+    """What the stacks lab drives through the Docker CLI share: the project folder, the CLI, how long to
+    wait for readiness, the classifier settings a configuration starts from, the engine's CPUs."""
+
+    def __init__(
+        self,
+        project_dir: Path,
+        env: Mapping[str, str] | None = None,
+        ready_timeout_s: float = 300.0,
+        docker: str = "docker",
+    ) -> None:
+        self.project_dir = project_dir
+        self.cli = DockerCLI(project_dir, env, docker)
+        self.ready_timeout_s = ready_timeout_s
+        # The CLASSIFIER_* values a config starts from: the stack's own, captured before the run.
+        self._base_env: dict[str, str] = {}
+
+    @classmethod
+    def from_options(cls, options: StackOptions) -> Any:
+        return cls(
+            options.project_dir,
+            env=options.env,
+            ready_timeout_s=options.ready_timeout_s,
+            docker=options.docker,
+        )
+
+    def host_cpus(self) -> int:
+        return self.cli.host_cpus()
 
 
 def model_info(address: Callable[[], tuple[str, int]]) -> dict[str, Any]:

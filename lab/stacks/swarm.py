@@ -24,11 +24,10 @@ from lab.stacks.base import (
     NoFaults,
     StackError,
     StackKind,
-    StackOptions,
     StackState,
     classifier_env_for,
 )
-from lab.stacks.docker import DockerCLI, classifier_vars, env_list_to_dict, model_info
+from lab.stacks.docker import DockerStack, classifier_vars, env_list_to_dict, model_info
 
 SWARM = StackKind(
     name="swarm",
@@ -59,31 +58,13 @@ def published_port(ports: list[dict[str, Any]] | None, target: int) -> int | Non
     return None
 
 
-class SwarmStack(NoFaults):
+class SwarmStack(NoFaults, DockerStack):
     kind = SWARM
 
-    def __init__(
-        self,
-        project_dir: Path,
-        env: Mapping[str, str] | None = None,
-        ready_timeout_s: float = 300.0,
-        docker: str = "docker",
-        stack: str = STACK,
-    ) -> None:
-        self.project_dir = project_dir
-        self.cli = DockerCLI(project_dir, env, docker)
-        self.ready_timeout_s = ready_timeout_s
+    def __init__(self, project_dir: Path, *, stack: str = STACK, **docker: Any) -> None:
+        """`docker`: DockerStack's env, ready_timeout_s and docker (the binary)."""
+        super().__init__(project_dir, **docker)
         self.stack = stack
-        self._base_env: dict[str, str] = {}
-
-    @classmethod
-    def from_options(cls, options: StackOptions) -> SwarmStack:
-        return cls(
-            options.project_dir,
-            env=options.env,
-            ready_timeout_s=options.ready_timeout_s,
-            docker=options.docker,
-        )
 
     def _service(self, name: str) -> str:
         return f"{self.stack}_{name}"
@@ -245,9 +226,6 @@ class SwarmStack(NoFaults):
     def classifier_settings(self) -> dict[str, str]:
         spec = self._inspect_service(CLASSIFIER)["Spec"]["TaskTemplate"]["ContainerSpec"]
         return classifier_vars(env_list_to_dict(spec.get("Env")))
-
-    def host_cpus(self) -> int:
-        return self.cli.host_cpus()
 
     def locust_url(self) -> str | None:
         try:
