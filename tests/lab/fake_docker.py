@@ -29,7 +29,10 @@ def load() -> dict:
 
 
 def save(state: dict) -> None:
-    STATE.write_text(json.dumps(state, indent=1))
+    # Atomically: a test may read the state while a fault thread's docker call writes it.
+    tmp = STATE.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=1))
+    tmp.replace(STATE)
 
 
 def container(service: str, number: int, env: dict[str, str], health: str) -> dict:
