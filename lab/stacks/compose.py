@@ -85,7 +85,11 @@ class ComposeStack(DockerStack):
     @classmethod
     def from_options(cls, options: StackOptions) -> ComposeStack:
         return cls(
-            options.project_dir, options.env, options.ready_timeout_s, options.docker, options.project_name
+            options.project_dir,
+            project_name=options.project_name,
+            env=options.env,
+            ready_timeout_s=options.ready_timeout_s,
+            docker=options.docker,
         )
 
     def _compose(self, *args: str, env: Mapping[str, str] | None = None) -> str:

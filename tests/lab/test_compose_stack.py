@@ -28,7 +28,7 @@ from lab.faults import (
 )
 from lab.grid import ExperimentSettings, StackConfig
 from lab.services import NGINX
-from lab.stacks import ComposeStack, StackError, find_project_dir
+from lab.stacks import ComposeStack, StackError, StackOptions, find_project_dir, make_stack
 from lab.timeline import Second, fault_impact
 
 FAKE = Path(__file__).with_name("fake_docker.py")
@@ -284,3 +284,13 @@ def test_a_new_fault_kind_is_one_record(fake: Fake, monkeypatch: pytest.MonkeyPa
     assert impact.applied and impact.fault == "freeze-nginx=30s@0.1s"
     assert impact.replicas_expected is None and impact.locust is None  # it takes no replica away
     assert impact.recovered and impact.failures_during == 0
+
+
+def test_the_factory_builds_the_compose_stack_from_the_options(fake: Fake, tmp_path: Path) -> None:
+    options = StackOptions(
+        tmp_path, ready_timeout_s=3, project_name="other", env=fake.stack.cli.env, docker=str(fake.docker)
+    )
+    stack = make_stack("compose", options)
+    assert isinstance(stack, ComposeStack) and stack.ready_timeout_s == 3
+    assert stack.capture().replicas["classifier"] == 2
+    assert fake.commands()[-2][:3] == ["compose", "-p", "other"]

@@ -12,7 +12,7 @@ import pytest
 
 from lab.faults import FaultSpec
 from lab.grid import ExperimentSettings, StackConfig
-from lab.stacks import StackError
+from lab.stacks import StackError, StackOptions, make_stack
 from lab.stacks.docker import env_list_to_dict
 from lab.stacks.swarm import SwarmStack, published_port
 
@@ -128,3 +128,10 @@ def test_faults_are_refused_not_ignored(fake: Fake) -> None:
     with pytest.raises(StackError, match="cannot inject kill-replica"):
         fake.stack.inject_fault(spec)
     assert fake.stack.process_stats() == []
+
+
+def test_the_factory_builds_the_swarm_stack_from_the_options(fake: Fake, tmp_path: Path) -> None:
+    options = StackOptions(tmp_path, ready_timeout_s=2, env=fake.stack.cli.env, docker=fake.stack.cli.docker)
+    stack = make_stack("swarm", options)
+    assert isinstance(stack, SwarmStack) and stack.ready_timeout_s == 2
+    assert stack.capture().replicas["classifier"] == 2
