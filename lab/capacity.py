@@ -67,8 +67,10 @@ def _first_by_label(configs: list[ConfigResult]) -> dict[str, ConfigResult]:
 
 
 def capacity_and_knees(configs: list[ConfigResult]) -> tuple[dict[str, float | None], dict[str, Knee | None]]:
-    """Per stack label: the highest throughput among load levels that met the SLO in every repeat (the
-    lowest repeat's throughput counts: sustained, not lucky). None when no level met it."""
+    """The knee (the one definition: the table, the verdict and the charts use it): per stack label, the
+    load level with the highest throughput among those that met the SLO in every repeat, the lowest
+    repeat's throughput counting (sustained, not lucky). Capacity is that throughput; None when no level
+    met the SLO in every repeat."""
     levels_of: dict[str, dict[tuple[int | None, float | None], list[ConfigResult]]] = defaultdict(
         lambda: defaultdict(list)
     )
@@ -89,6 +91,24 @@ def capacity_and_knees(configs: list[ConfigResult]) -> tuple[dict[str, float | N
         capacity[label] = round(knee.rps, 3) if knee is not None else None
         knees[label] = knee
     return capacity, knees
+
+
+def at_knee(configs: list[ConfigResult], knees: dict[str, Knee | None]) -> list[ConfigResult]:
+    """One entry per measured configuration and repeat: every measurement of a fixed load, and for a ramp
+    the step at its stack label's knee (the same load level in every repeat), or its first step when
+    there is no knee."""
+    chosen: list[ConfigResult] = []
+    ramps: dict[tuple[str, int], list[ConfigResult]] = defaultdict(list)
+    for entry in configs:
+        if entry.step is None:
+            chosen.append(entry)
+        else:
+            ramps[(entry.stack_label, entry.repeat)].append(entry)
+    for (label, _repeat), steps in ramps.items():
+        knee = knees.get(label)
+        at = [s for s in steps if knee is not None and s.load_key == (knee.users, knee.target_rps)]
+        chosen.append(at[0] if at else steps[0])
+    return chosen
 
 
 def peak_rps(configs: list[ConfigResult], thresholds: Thresholds) -> dict[str, float | None]:

@@ -14,6 +14,7 @@ matplotlib.use("Agg")  # before pyplot: no display, and the same output in CI as
 
 import matplotlib.pyplot as plt
 
+from lab.capacity import at_knee
 from lab.limits import GOOD_SCALING_EFFICIENCY
 from lab.metrics import ConfigResult, MeasurementMetrics
 from lab.summary import Summary
@@ -53,20 +54,9 @@ def _empty(title: str, why: str) -> str:
     return _to_svg(fig)
 
 
-def representative(configs: list[ConfigResult]) -> list[ConfigResult]:
-    """One entry per measured configuration: every measurement of a fixed-load run, and for a ramp the
-    last step that met the SLO (its knee), or its first step when none did."""
-    chosen: list[ConfigResult] = []
-    ramps: dict[tuple[str, int], list[ConfigResult]] = defaultdict(list)
-    for entry in configs:
-        if entry.step is None:
-            chosen.append(entry)
-        else:
-            ramps[(entry.stack_label, entry.repeat)].append(entry)
-    for steps in ramps.values():
-        passed = [s for s in steps if s.slo_met]
-        chosen.append(passed[-1] if passed else steps[0])
-    return [c for c in chosen if c.metrics.requests]
+def representative(summary: Summary) -> list[ConfigResult]:
+    """The measurements the per-configuration charts show: capacity.at_knee's, with requests."""
+    return [c for c in at_knee(summary.configs, summary.analysis.knee) if c.metrics.requests]
 
 
 def _series_key(entry: ConfigResult) -> str:
@@ -98,7 +88,7 @@ def _mean_at(
 
 def chart_vs_replicas(summary: Summary) -> str:
     title = "Throughput and latency vs replicas"
-    entries = representative(summary.configs)
+    entries = representative(summary)
     if not entries:
         return _empty(title, "no completed measurement")
     series: dict[str, dict[int, list[ConfigResult]]] = defaultdict(lambda: defaultdict(list))
@@ -169,7 +159,7 @@ def chart_throughput_vs_p95(summary: Summary) -> str:
 
 def chart_server_split(summary: Summary) -> str:
     title = "Where the time goes: mean server-side split (Server-Timing) and time outside the server"
-    entries = [e for e in representative(summary.configs) if e.metrics.server_total_ms is not None]
+    entries = [e for e in representative(summary) if e.metrics.server_total_ms is not None]
     if not entries:
         return _empty(title, "no server timing (server_timing.json) for these measurements")
     fig, ax = plt.subplots(figsize=(8, 0.5 + 0.42 * len(entries)))
@@ -199,7 +189,7 @@ def chart_server_split(summary: Summary) -> str:
 
 def chart_cpu(summary: Summary) -> str:
     title = "CPU per container (mean cores during the measurement)"
-    entries = [e for e in representative(summary.configs) if e.metrics.cpu_by_container]
+    entries = [e for e in representative(summary) if e.metrics.cpu_by_container]
     if not entries:
         return _empty(title, "no container statistics (docker stats) for these measurements")
     host_cpus = summary.host_cpus

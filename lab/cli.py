@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from lab.arrivals import PROCESSES
 from lab.compare import Driver
 from lab.faults import fault_help
 from lab.grid import (
+    DEFAULT_MAX_FAILURE_RATIO,
     USERS_FOR_RATE_RULE,
     ExperimentSettings,
-    estimate_seconds,
-    expand,
+    RunPlan,
 )
 from lab.metrics import Thresholds
 from lab.progress import RichProgress
 from lab.report import CAPACITY_HEADER, capacity_rows, write_report
+from lab.results import SchemaError, read_run
 from lab.services import CLASSIFIER
 from lab.stacks import (
     DEFAULT_STACK,
@@ -32,6 +33,7 @@ from lab.stacks import (
     find_project_dir,
     make_stack,
 )
+from lab.summary import ramp_judge
 from lab.units import format_duration, parse_duration, parse_list
 
 T = TypeVar("T")
@@ -44,10 +46,28 @@ EXIT_INTERRUPTED = 130
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(stderr=True)
 
+
+def _default(name: str) -> str:
+    """`lab compare`'s default for a setting, as its help shows it (ExperimentSettings holds the value)."""
+    value = ExperimentSettings.default(name)
+    if name.endswith("_s"):
+        return f"{value:g}s"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _given(**options: Any) -> dict[str, Any]:
+    """The options the command line gave; the others keep ExperimentSettings' defaults."""
+    return {name: value for name, value in options.items() if value is not None}
+
+
 # Options that `compare` and `soak` share, declared once.
 Out = Annotated[Path, typer.Option(help="Folder for results/<run-id>/.")]
 RunId = Annotated[str | None, typer.Option(help="Name of the run folder (default: a timestamp).")]
 SloP95 = Annotated[float | None, typer.Option(help="Latency SLO: p95 in milliseconds.")]
+Warmup = Annotated[
+    str | None,
+    typer.Option(help=f"Load before each measurement, not counted (default: {_default('warmup_s')})."),
+]
 ProjectDir = Annotated[
     Path | None, typer.Option(help="Compose project folder (default: nearest with a compose file).")
 ]
@@ -94,27 +114,51 @@ def compare(
     ramp_step: Annotated[
         float | None, typer.Option(help="Added to users/rate each ramp step (default: the start value).")
     ] = None,
-    max_steps: Annotated[int, typer.Option(help="Most ramp steps per configuration.")] = 8,
-    step_duration: Annotated[str, typer.Option(help="Duration of each ramp step.")] = "30s",
-    duration: Annotated[str, typer.Option(help="Measurement window per configuration.")] = "60s",
-    warmup: Annotated[str, typer.Option(help="Load before each measurement, not counted.")] = "15s",
+    max_steps: Annotated[
+        int | None,
+        typer.Option(help=f"Most ramp steps per configuration (default: {_default('max_steps')})."),
+    ] = None,
+    step_duration: Annotated[
+        str | None, typer.Option(help=f"Duration of each ramp step (default: {_default('step_duration_s')}).")
+    ] = None,
+    duration: Annotated[
+        str | None,
+        typer.Option(help=f"Measurement window per configuration (default: {_default('duration_s')})."),
+    ] = None,
+    warmup: Warmup = None,
     slo_p95_ms: SloP95 = None,
     max_failure_ratio: Annotated[
-        float | None, typer.Option(help="Highest acceptable failure ratio [default: 0.01].")
+        float | None,
+        typer.Option(help=f"Highest acceptable failure ratio (default: {DEFAULT_MAX_FAILURE_RATIO:g})."),
     ] = None,
     need_rps: Annotated[
         float | None, typer.Option(help="Traffic to serve: recommend the cheapest config reaching it.")
     ] = None,
-    repeat: Annotated[int, typer.Option(help="Measure each configuration this many times.")] = 1,
+    repeat: Annotated[
+        int | None,
+        typer.Option(help=f"Measure each configuration this many times (default: {_default('repeat')})."),
+    ] = None,
     out: Out = Path("results"),
     run_id: RunId = None,
     expected_latency_ms: Annotated[
-        float, typer.Option(help=f"Open model: users = {USERS_FOR_RATE_RULE}.")
-    ] = 250.0,
+        float | None,
+        typer.Option(
+            help=f"Open model: users = {USERS_FOR_RATE_RULE} (default: {_default('expected_latency_ms')})."
+        ),
+    ] = None,
     arrivals: Annotated[
-        str, typer.Option(help="Open model: poisson (independent clients) or even (evenly spaced).")
-    ] = "poisson",
-    max_batch_size: Annotated[int, typer.Option(help="CLASSIFIER_MAX_BATCH_SIZE when batching is on.")] = 8,
+        str | None,
+        typer.Option(
+            help=f"Open model: {' or '.join(PROCESSES)} (independent clients / evenly spaced) "
+            f"(default: {_default('arrivals')})."
+        ),
+    ] = None,
+    max_batch_size: Annotated[
+        int | None,
+        typer.Option(
+            help=f"CLASSIFIER_MAX_BATCH_SIZE when batching is on (default: {_default('max_batch_size')})."
+        ),
+    ] = None,
     max_batch_delay_ms: Annotated[
         float | None,
         typer.Option(help="CLASSIFIER_MAX_BATCH_DELAY_MS when batching is on (default: as set)."),
@@ -151,48 +195,48 @@ def compare(
     try:
         settings = ExperimentSettings(
             replicas=_list(replicas, int, "replica count") or [],
-            workers_per_replica=list(_list(workers_per_replica, int, "worker count") or [None]),
-            backends=list(_list(backend, str, "backend") or [None]),
-            batching=list(_list(batching, str, "batching value") or [None]),
-            users=_list(users, int, "user count"),
-            rates=_list(rate, float, "rate"),
-            ramp=ramp,
-            ramp_step=ramp_step,
-            max_steps=max_steps,
-            step_duration_s=parse_duration(step_duration),
-            duration_s=parse_duration(duration),
-            warmup_s=parse_duration(warmup),
-            slo_p95_ms=slo_p95_ms,
-            max_failure_ratio=max_failure_ratio if max_failure_ratio is not None else 0.01,
-            failure_ratio_given=max_failure_ratio is not None,
-            need_rps=need_rps,
-            repeat=repeat,
-            expected_latency_ms=expected_latency_ms,
-            arrivals=arrivals,
-            max_batch_size=max_batch_size,
-            max_batch_delay_ms=max_batch_delay_ms,
-            locust_workers=locust_workers,
-            host=host,
-            locust_options=_options(locust_option or []),
-            faults=list(fault or []),
-            soak=soak,
+            **_given(
+                workers_per_replica=_list(workers_per_replica, int, "worker count"),
+                backends=_list(backend, str, "backend"),
+                batching=_list(batching, str, "batching value"),
+                users=_list(users, int, "user count"),
+                rates=_list(rate, float, "rate"),
+                ramp=ramp,
+                ramp_step=ramp_step,
+                max_steps=max_steps,
+                step_duration_s=parse_duration(step_duration) if step_duration is not None else None,
+                duration_s=parse_duration(duration) if duration is not None else None,
+                warmup_s=parse_duration(warmup) if warmup is not None else None,
+                slo_p95_ms=slo_p95_ms,
+                max_failure_ratio=max_failure_ratio,
+                need_rps=need_rps,
+                repeat=repeat,
+                expected_latency_ms=expected_latency_ms,
+                arrivals=arrivals,
+                max_batch_size=max_batch_size,
+                max_batch_delay_ms=max_batch_delay_ms,
+                locust_workers=locust_workers,
+                host=host,
+                locust_options=_options(locust_option or []),
+                faults=list(fault or []),
+                soak=soak,
+            ),
         )
-        plan = expand(settings)
+        if stack not in STACKS:
+            raise ValueError(f"--stack must be one of {', '.join(STACKS)}")
+        kind = STACKS[stack].kind
+        plan = RunPlan.of(settings, kind.change_s)
         timeout_s = parse_duration(ready_timeout)
     except ValueError as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(EXIT_USAGE) from None
-    if stack not in STACKS:
-        console.print(f"[red]error:[/red] --stack must be one of {', '.join(STACKS)}")
-        raise typer.Exit(EXIT_USAGE)
-    kind = STACKS[stack].kind
-    estimates = estimate_seconds(settings, plan, kind.change_s)
     console.print(
-        f"{len(plan)} configuration(s), {settings.mode} model, estimated {format_duration(sum(estimates))}"
+        f"{len(plan.configs)} configuration(s), {settings.mode} model, "
+        f"estimated {format_duration(plan.total_s)}"
         + (" at most (ramps stop early)" if settings.ramp else "")
     )
     if dry_run:
-        for planned, seconds in zip(plan, estimates, strict=True):
+        for planned, seconds in zip(plan.configs, plan.estimates, strict=True):
             console.print(f"  {planned.index:>3}. {planned.label}  ~{format_duration(seconds)}")
         raise typer.Exit(0)
     try:
@@ -219,6 +263,7 @@ def compare(
         progress=RichProgress(console),
         log=lambda message: console.print(message),
         plan=plan,
+        judge=ramp_judge(Thresholds.from_settings(settings)),
     )
     result = driver.run()
     code = _finish(result.run_dir, None)
@@ -239,7 +284,7 @@ def soak_command(
     replicas: Annotated[
         int | None, typer.Option(help="Classifier replicas (default: as many as are running).")
     ] = None,
-    warmup: Annotated[str, typer.Option(help="Load before the measurement, not counted.")] = "15s",
+    warmup: Warmup = None,
     slo_p95_ms: SloP95 = None,
     out: Out = Path("results"),
     run_id: RunId = None,
@@ -281,18 +326,23 @@ def report(
     need_rps: Annotated[float | None, typer.Option(help="Override the traffic to serve (req/s).")] = None,
 ) -> None:
     """Rebuild summary.json, summary.md and report.html from a run's raw files."""
-    if not (run_dir / "run.json").is_file():
+    try:
+        saved = read_run(run_dir).settings
+        overrides = None
+        if slo_p95_ms is not None or max_failure_ratio is not None or need_rps is not None:
+            overrides = Thresholds(
+                slo_p95_ms if slo_p95_ms is not None else saved.slo_p95_ms,
+                max_failure_ratio if max_failure_ratio is not None else saved.failure_limit,
+                need_rps if need_rps is not None else saved.need_rps,
+            )
+        code = _finish(run_dir, overrides)
+    except FileNotFoundError:
         console.print(f"[red]error:[/red] {run_dir} has no run.json: not a `lab compare` result folder")
-        raise typer.Exit(EXIT_USAGE)
-    overrides = None
-    if slo_p95_ms is not None or max_failure_ratio is not None or need_rps is not None:
-        saved = ExperimentSettings.from_dict(json.loads((run_dir / "run.json").read_text())["settings"])
-        overrides = Thresholds(
-            slo_p95_ms if slo_p95_ms is not None else saved.slo_p95_ms,
-            max_failure_ratio if max_failure_ratio is not None else saved.max_failure_ratio,
-            need_rps if need_rps is not None else saved.need_rps,
-        )
-    raise typer.Exit(_finish(run_dir, overrides))
+        raise typer.Exit(EXIT_USAGE) from None
+    except SchemaError as err:
+        console.print(f"[red]error:[/red] cannot read this run: {err}")
+        raise typer.Exit(EXIT_USAGE) from None
+    raise typer.Exit(code)
 
 
 def _finish(run_dir: Path, overrides: Thresholds | None) -> int:

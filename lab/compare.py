@@ -9,34 +9,43 @@ every worker, and after POST /stop the workers' last samples arrive within one r
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from lab import __version__
 from lab.faults import FaultInjector
-from lab.grid import (
-    ExperimentSettings,
-    LoadLevel,
-    PlannedConfig,
-    estimate_seconds,
-    expand,
-    ramp_levels,
-)
+from lab.grid import ExperimentSettings, LoadLevel, PlannedConfig, RunPlan, ramp_levels
 from lab.locust_api import FLUSH_WAIT_S, LocustAPI, LocustError, format_option
-from lab.metrics import Thresholds, evaluate, measurement_metrics
 from lab.progress import NullProgress, RunProgress
+from lab.results import (
+    CONFIG_FILE,
+    MEASUREMENT_FILE,
+    RUN_FILE,
+    ConfigRecord,
+    Effective,
+    MeasurementRecord,
+    PlanEntry,
+    RunRecord,
+    StepRecord,
+    write_json,
+    write_record,
+)
 from lab.sampler import HostCpu, Sampler
 from lab.stacks import Stack, StackError, StackState, git_sha
 
 SPAWN_RATE_PER_WORKER_MAX = 100.0  # Locust warns above this many users/s per worker
 SAFETY_RUN_TIME_S = 60.0  # the master stops a test by itself this long after it should have ended
+
+# A ramp's pass/fail after each step (measurement folder -> passed, reasons): the analysis decides, the
+# driver only stops climbing (summary.ramp_judge is the one `lab compare` uses).
+Judge = Callable[[Path], tuple[bool, list[str]]]
 
 
 @dataclass
@@ -48,12 +57,6 @@ class RunResult:
 
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
 
 
 def new_run_dir(out_root: Path, run_id: str | None = None) -> tuple[str, Path]:
@@ -72,21 +75,19 @@ def spawn_rate_for(users: int, workers: int) -> float:
     return float(max(1.0, min(2.0 * users, SPAWN_RATE_PER_WORKER_MAX * max(1, workers))))
 
 
-def effective_settings(config_env: dict[str, str], planned: PlannedConfig) -> dict[str, Any]:
+def effective_settings(config_env: dict[str, str], planned: PlannedConfig) -> Effective:
     """What the classifier actually ran with: its CLASSIFIER_* environment when the stack can tell,
     else what the configuration asked for."""
     workers = config_env.get("CLASSIFIER_WORKERS")
     batch = config_env.get("CLASSIFIER_MAX_BATCH_SIZE")
-    return {
-        "workers_per_replica": int(workers)
+    return Effective(
+        workers_per_replica=int(workers)
         if workers and workers.isdigit()
         else planned.stack.workers_per_replica,
-        "backend": config_env.get("CLASSIFIER_BACKEND") or planned.stack.backend,
-        "batching": (
-            ("on" if int(batch) > 1 else "off") if batch and batch.isdigit() else planned.stack.batching
-        ),
-        "max_batch_size": int(batch) if batch and batch.isdigit() else None,
-    }
+        backend=config_env.get("CLASSIFIER_BACKEND") or planned.stack.backend,
+        batching=("on" if int(batch) > 1 else "off") if batch and batch.isdigit() else planned.stack.batching,
+        max_batch_size=int(batch) if batch and batch.isdigit() else None,
+    )
 
 
 class Driver:
@@ -103,7 +104,8 @@ class Driver:
         log: Any = None,
         flush_wait_s: float = FLUSH_WAIT_S,
         sample_interval_s: float = 2.0,
-        plan: list[PlannedConfig] | None = None,
+        plan: RunPlan | None = None,
+        judge: Judge | None = None,
     ) -> None:
         self.settings = settings
         self.stack = stack
@@ -115,13 +117,17 @@ class Driver:
         self.log = log or (lambda message: print(message, file=sys.stderr))
         self.flush_wait_s = flush_wait_s
         self.sample_interval_s = sample_interval_s
-        # The caller may have expanded the grid already (to print it): measure exactly that plan.
-        self.plan = plan if plan is not None else expand(settings)
-        self.estimates = estimate_seconds(settings, self.plan, stack.kind.change_s)
-        self.thresholds = Thresholds.from_settings(settings)
+        # The caller may have planned the run already (to print it): measure exactly that plan.
+        run_plan = plan if plan is not None else RunPlan.of(settings, stack.kind.change_s)
+        self.plan = list(run_plan.configs)
+        self.estimates = list(run_plan.estimates)
+        if settings.ramp and judge is None:
+            raise ValueError("a ramp needs a judge: what decides, after each step, whether to go on")
+        self.judge = judge
         self._locust: LocustAPI | None = None
         self._workers: int | None = None
         self._replicas = 1  # the current configuration's, which a fault's healing puts back
+        self._config: ConfigRecord | None = None  # the current configuration's record
         self._config_i = 0
         self._config_started = 0.0
         self._phase = ""
@@ -153,45 +159,42 @@ class Driver:
     def run(self) -> RunResult:
         run_id, run_dir = new_run_dir(self.out_root, self.run_id)
         state: StackState | None = None
-        run: dict[str, Any] = {
-            "run_id": run_id,
-            "git_sha": git_sha(self.project_dir),
-            "started_at": _now_iso(),
-            "finished_at": None,
-            "status": "running",
-            "lab_version": __version__,
-            "command": sys.argv,
-            "stack_kind": self.stack.kind.name,
-            "project_dir": str(self.project_dir),
-            "settings": self.settings.to_dict(),
-            "mode": self.settings.mode,
-            "plan": [{"index": p.index, "label": p.label, "dir": p.dirname} for p in self.plan],
-            "estimate_s": round(sum(self.estimates)),
-        }
+        run = RunRecord(
+            run_id=run_id,
+            settings=self.settings,
+            git_sha=git_sha(self.project_dir),
+            started_at=_now_iso(),
+            lab_version=__version__,
+            command=tuple(sys.argv),
+            stack_kind=self.stack.kind.name,
+            project_dir=str(self.project_dir),
+            mode=self.settings.mode,
+            plan=tuple(PlanEntry(p.index, p.label, p.dirname) for p in self.plan),
+            estimate_s=round(sum(self.estimates)),
+        )
         result = RunResult(run_dir)
-        _write_json(run_dir / "run.json", run)
+        write_record(run_dir / RUN_FILE, run)
         self.progress.start(sum(self.estimates))
         try:
             try:
-                run["host_cpus"] = self.stack.host_cpus()
+                run = replace(run, host_cpus=self.stack.host_cpus())
                 state = self.stack.capture()
-                run["stack_before"] = state.to_dict()
-                _write_json(run_dir / "run.json", run)
+                run = replace(run, stack_before=state.to_dict())
+                write_record(run_dir / RUN_FILE, run)
                 self.stack.ensure_up(state)
                 if self.settings.locust_workers is not None:
                     self.stack.scale_locust_workers(self.settings.locust_workers)
                 url = self.locust_url or self.stack.locust_url()
                 if not url:
                     raise LocustError("no Locust master URL: give --locust-url")
-                run["locust_url"] = url
                 self._locust = LocustAPI(url)
                 self._workers = self._locust.wait_workers(self.stack.locust_worker_count())
-                run["locust_workers"] = self._workers
+                run = replace(run, locust_url=url, locust_workers=self._workers)
                 if str(self._locust.stats().get("state")) in ("running", "spawning"):
                     self.log("a Locust test was running on the master: stopping it first")
                     self._locust.stop()
                     self._sleep(self.flush_wait_s)
-                _write_json(run_dir / "run.json", run)
+                write_record(run_dir / RUN_FILE, run)
                 for i, planned in enumerate(self.plan):
                     self._config_i = i
                     self._config_started = time.monotonic()
@@ -211,9 +214,9 @@ class Driver:
                 if state is not None:
                     try:
                         self.stack.restore(state)
-                        run["stack_restored"] = True
+                        run = replace(run, stack_restored=True)
                     except (StackError, OSError) as err:
-                        run["stack_restored"] = False
+                        run = replace(run, stack_restored=False)
                         result.error = (
                             result.error + "; " if result.error else ""
                         ) + f"restore failed: {err}"
@@ -223,88 +226,79 @@ class Driver:
         except KeyboardInterrupt:
             # A second Ctrl-C during clean-up: record what we know and leave.
             result.interrupted = True
-            run["stack_restored"] = False
+            run = replace(run, stack_restored=False)
         finally:
             self.progress.stop()
-            run["finished_at"] = _now_iso()
-            run["status"] = "interrupted" if result.interrupted else ("error" if result.error else "complete")
-            if result.error:
-                run["error"] = result.error
-            _write_json(run_dir / "run.json", run)
+            status = "interrupted" if result.interrupted else ("error" if result.error else "complete")
+            run = replace(run, finished_at=_now_iso(), status=status, error=result.error)
+            write_record(run_dir / RUN_FILE, run)
         return result
+
+    def _save_config(self, cdir: Path, **changes: Any) -> None:
+        """Change the current configuration's record and rewrite its config.json."""
+        assert self._config is not None
+        self._config = replace(self._config, **changes)
+        write_record(cdir / CONFIG_FILE, self._config)
 
     def _run_config(self, planned: PlannedConfig, cdir: Path) -> None:
         assert self._locust is not None
         cdir.mkdir(parents=True, exist_ok=True)
-        cfg: dict[str, Any] = {
-            "index": planned.index,
-            "label": planned.label,
-            "stack_label": planned.stack.label,
-            "stack": asdict(planned.stack),
-            "load": {"users": planned.load.users, "target_rps": planned.load.target_rps},
-            "mode": planned.load.mode,
-            "ramp": self.settings.ramp,
-            "repeat": planned.repeat,
-            "status": "running",
-            "started_at": _now_iso(),
-        }
-        _write_json(cdir / "config.json", cfg)
+        self._config = ConfigRecord(
+            index=planned.index,
+            label=planned.label,
+            stack=planned.stack,
+            load=planned.load,
+            ramp=self.settings.ramp,
+            repeat=planned.repeat,
+            started_at=_now_iso(),
+        )
+        self._save_config(cdir)
         self._replicas = planned.stack.replicas
         try:
             self._phase_to("setting up the stack")
             t0 = time.monotonic()
-            cfg["env_applied"] = self.stack.apply(planned.stack, self.settings)
-            cfg["stack_setup_s"] = round(time.monotonic() - t0, 1)
-            cfg["stack_after_setup"] = self.stack.describe()
-            cfg["effective"] = effective_settings(self.stack.classifier_settings(), planned)
-            cfg["locust_workers"] = self._workers = self._locust.wait_workers(self._workers)
-            _write_json(cdir / "config.json", cfg)
+            env_applied = self.stack.apply(planned.stack, self.settings)
+            setup_s = round(time.monotonic() - t0, 1)
+            after_setup = self.stack.describe()
+            effective = effective_settings(self.stack.classifier_settings(), planned)
+            self._workers = self._locust.wait_workers(self._workers)
+            self._save_config(
+                cdir,
+                env_applied=env_applied,
+                stack_setup_s=setup_s,
+                stack_after_setup=after_setup,
+                effective=effective,
+                locust_workers=self._workers,
+            )
             if self.settings.warmup_s > 0:
                 self._warm_up(planned.load)
             if self.settings.ramp:
-                self._ramp(cdir, cfg)
+                self._ramp(cdir)
             else:
                 self._measure(cdir, planned.load, self.settings.duration_s, "measuring")
-            cfg["status"] = "complete"
+            self._save_config(cdir, status="complete", finished_at=_now_iso())
         except KeyboardInterrupt:
-            cfg["status"] = "interrupted"
+            self._save_config(cdir, status="interrupted", finished_at=_now_iso())
             raise
         except Exception as err:
-            cfg["status"] = "error"
-            cfg["error"] = str(err)
+            self._save_config(cdir, status="error", error=str(err), finished_at=_now_iso())
             raise
-        finally:
-            cfg["finished_at"] = _now_iso()
-            _write_json(cdir / "config.json", cfg)
 
-    def _ramp(self, cdir: Path, cfg: dict[str, Any]) -> None:
-        steps: list[dict[str, Any]] = []
-        cfg["steps"] = steps
+    def _ramp(self, cdir: Path) -> None:
+        """Climb the ramp's steps until the judge fails one (each step is listed in config.json)."""
+        assert self.judge is not None and self._config is not None
         levels = ramp_levels(self.settings)
         for k, level in enumerate(levels, start=1):
             sdir = cdir / f"step-{k:02d}"
             self._measure(
                 sdir, level, self.settings.step_duration_s, f"ramp step {k}/{len(levels)} ({level.label})"
             )
-            metrics = measurement_metrics(sdir, 1)
-            ok, reasons = evaluate(metrics, self.thresholds)
-            steps.append(
-                {
-                    "dir": sdir.name,
-                    "users": level.users,
-                    "target_rps": level.target_rps,
-                    "passed": ok,
-                    "reasons": reasons,
-                    "rps": metrics.rps,
-                    "p95_ms": metrics.p95_ms,
-                }
-            )
-            _write_json(cdir / "config.json", cfg)
-            if not ok:
+            passed, reasons = self.judge(sdir)
+            step = StepRecord(sdir.name, level.users, level.target_rps, passed, tuple(reasons))
+            self._save_config(cdir, steps=(*self._config.steps, step))
+            if not passed:
                 break
             self._locust_ready()
-        passed = [s for s in steps if s["passed"]]
-        cfg["knee"] = passed[-1] if passed else None
 
     def _swarm_options(self, level: LoadLevel) -> dict[str, str]:
         # target_rps and arrivals are always sent: custom options persist on the master between tests.
@@ -349,17 +343,16 @@ class Driver:
         assert self._locust is not None
         mdir.mkdir(parents=True, exist_ok=True)
         workers = self._workers or 1
-        meta: dict[str, Any] = {
-            "users": level.users,
-            "target_rps": level.target_rps,
-            "mode": level.mode,
-            "spawn_rate": spawn_rate_for(level.users, workers),
-            "duration_s": duration_s,
-            "locust_workers": workers,
-            "options": self._swarm_options(level),
-            "status": "running",
-        }
-        _write_json(mdir / "measurement.json", meta)
+        meta = MeasurementRecord(
+            users=level.users,
+            target_rps=level.target_rps,
+            status="running",
+            spawn_rate=spawn_rate_for(level.users, workers),
+            duration_s=duration_s,
+            locust_workers=workers,
+            options=self._swarm_options(level),
+        )
+        write_record(mdir / MEASUREMENT_FILE, meta)
         samplers = [
             Sampler(mdir / "docker_stats.jsonl", self.stack.container_stats, self.sample_interval_s),
             Sampler(mdir / "locust_live.jsonl", self._poll_locust, self.sample_interval_s),
@@ -384,34 +377,35 @@ class Driver:
         started = False
         try:
             self._phase_to(phase)
-            meta["t_start"] = time.time()
+            t_start = time.time()
+            meta = replace(meta, t_start=t_start)
             body = self._locust.swarm(
                 level.users,
-                meta["spawn_rate"],
+                meta.spawn_rate or 1.0,
                 host=self.settings.host,
                 run_time_s=duration_s + SAFETY_RUN_TIME_S,
-                options=meta["options"],
+                options=meta.options,
             )
             started = True
-            meta["host"] = body.get("host")
+            meta = replace(meta, host=body.get("host"))
             for sampler in samplers:
                 sampler.start()
             if injector is not None:
-                injector.start(meta["t_start"])
+                injector.start(t_start)
             # /swarm answers before users exist; a master that cannot start (no ready worker) only logs.
-            spawn_s = level.users / meta["spawn_rate"]
+            spawn_s = level.users / (meta.spawn_rate or 1.0)
             self._locust.wait_running(timeout_s=max(30.0, spawn_s + 20.0))
-            meta["running_after_s"] = round(time.time() - meta["t_start"], 2)
-            self._sleep(max(0.0, meta["t_start"] + duration_s - time.time()))
+            meta = replace(meta, running_after_s=round(time.time() - t_start, 2))
+            self._sleep(max(0.0, t_start + duration_s - time.time()))
         except KeyboardInterrupt:
             interrupted = True
         except LocustError as err:
-            meta["error"] = str(err)
+            meta = replace(meta, error=str(err))
         finally:
             try:
                 # The window ends when the stop is asked for: the seconds in which users wind down are not
                 # load at the level measured (a timeline's last window would look like a drop).
-                meta["t_end"] = time.time()
+                meta = replace(meta, t_end=time.time())
                 if started:
                     self._locust.stop()
                 if injector is not None:
@@ -421,25 +415,26 @@ class Driver:
                 if started:
                     self._phase_to("collecting Locust's results")
                     self._sleep(self.flush_wait_s)
-                    self._save_results(mdir, meta)
+                    meta = self._save_results(mdir, meta)
                 if injector is not None:
                     self._phase_to("healing the stack after the faults")
                     self.stack.heal(self._replicas, self.settings.locust_workers or self._workers)
             except KeyboardInterrupt:
                 interrupted = True
-                meta.setdefault("t_end", time.time())
+                if meta.t_end is None:
+                    meta = replace(meta, t_end=time.time())
             finally:
-                meta["status"] = (
-                    "interrupted" if interrupted else ("error" if "error" in meta else "complete")
-                )
-                _write_json(mdir / "measurement.json", meta)
+                status = "interrupted" if interrupted else ("error" if meta.error is not None else "complete")
+                meta = replace(meta, status=status)
+                write_record(mdir / MEASUREMENT_FILE, meta)
         if interrupted:
             raise KeyboardInterrupt
-        if "error" in meta:
-            raise LocustError(meta["error"])
+        if meta.error is not None:
+            raise LocustError(meta.error)
 
-    def _save_results(self, mdir: Path, meta: dict[str, Any]) -> None:
-        assert self._locust is not None
+    def _save_results(self, mdir: Path, meta: MeasurementRecord) -> MeasurementRecord:
+        """Download what the master has for this test; the record with what was saved."""
+        assert self._locust is not None and meta.t_start is not None and meta.t_end is not None
         files = {
             "stats.csv": "/stats/requests/csv",
             "failures.csv": "/stats/failures/csv",
@@ -457,7 +452,7 @@ class Driver:
         if status == 200:
             # The master's history file spans every test since it started: keep this window's rows.
             (mdir / "history.csv").write_text(
-                _history_window(body.decode("utf-8", "replace"), meta["t_start"], meta["t_end"]),
+                _history_window(body.decode("utf-8", "replace"), meta.t_start, meta.t_end),
                 encoding="utf-8",
             )
         # Sent by the workers with the same reports as the stats, so after the flush wait both are complete.
@@ -469,10 +464,10 @@ class Driver:
         ):
             saved[name] = 200 if answer is not None else 404
             if answer is not None:
-                _write_json(mdir / name, answer)
+                write_json(mdir / name, answer)
         final = self._locust.stats()
-        meta["locust_final"] = {k: final.get(k) for k in ("state", "user_count", "worker_count", "total_rps")}
-        meta["downloads"] = saved
+        keep = ("state", "user_count", "worker_count", "total_rps")
+        return replace(meta, locust_final={k: final.get(k) for k in keep}, downloads=saved)
 
 
 def _history_window(text: str, t_start: float, t_end: float) -> str:

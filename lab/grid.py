@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from lab.arrivals import PROCESSES
@@ -52,9 +52,24 @@ class LoadLevel:
 
     @property
     def label(self) -> str:
-        if self.target_rps is None:
-            return f"u{self.users}"
-        return f"rate{_num(self.target_rps)}-u{self.users}"
+        return load_label(self.users, self.target_rps)
+
+
+def load_label(users: int | None, target_rps: float | None) -> str:
+    """The one name of a load level: u32 (closed), rate50-u100 (open). Folder names and report rows use it."""
+    if not target_rps:
+        return f"u{users}"
+    return f"rate{_num(target_rps)}-u{users}"
+
+
+def config_label(stack_label: str, load: str, repeat: int = 1, repeats: int = 1) -> str:
+    """The one name of a planned configuration (and of a ramp step, with its step's load)."""
+    label = f"{stack_label}-{load}"
+    return f"{label}-rep{repeat}" if repeats > 1 else label
+
+
+def config_dirname(index: int, label: str) -> str:
+    return f"{index:02d}-{label}"
 
 
 @dataclass(frozen=True)
@@ -67,17 +82,22 @@ class PlannedConfig:
 
     @property
     def label(self) -> str:
-        label = f"{self.stack.label}-{self.load.label}"
-        return f"{label}-rep{self.repeat}" if self.repeats > 1 else label
+        return config_label(self.stack.label, self.load.label, self.repeat, self.repeats)
 
     @property
     def dirname(self) -> str:
-        return f"{self.index:02d}-{self.label}"
+        return config_dirname(self.index, self.label)
+
+
+DEFAULT_MAX_FAILURE_RATIO = 0.01
 
 
 @dataclass
 class ExperimentSettings:
-    """Everything the command line decided; saved verbatim in run.json so a report can be rebuilt."""
+    """Everything the command line decided; saved verbatim in run.json so a report can be rebuilt.
+
+    The defaults here are `lab compare`'s: cli.py leaves an option it was not given out, and its help
+    shows the value from `default()`. None means "not given" where that matters afterwards."""
 
     replicas: list[int]
     workers_per_replica: list[int | None] = field(default_factory=lambda: [None])
@@ -92,8 +112,7 @@ class ExperimentSettings:
     duration_s: float = 60.0
     warmup_s: float = 15.0
     slo_p95_ms: float | None = None
-    max_failure_ratio: float = 0.01
-    failure_ratio_given: bool = False
+    max_failure_ratio: float | None = None  # None: not given, DEFAULT_MAX_FAILURE_RATIO applies
     need_rps: float | None = None  # the traffic to serve: a config must reach it within the SLO
     repeat: int = 1
     expected_latency_ms: float = 250.0
@@ -124,9 +143,23 @@ class ExperimentSettings:
         return f"ramp-{base}" if self.ramp else base
 
     @property
+    def failure_limit(self) -> float:
+        return DEFAULT_MAX_FAILURE_RATIO if self.max_failure_ratio is None else self.max_failure_ratio
+
+    @property
     def thresholds_given(self) -> bool:
         """A k6-style threshold was given on the command line, so `lab` exits non-zero when none meets it."""
-        return self.slo_p95_ms is not None or self.failure_ratio_given or self.need_rps is not None
+        return any(v is not None for v in (self.slo_p95_ms, self.max_failure_ratio, self.need_rps))
+
+    @classmethod
+    def default(cls, name: str) -> Any:
+        """A field's default (what `lab compare` uses when the option is not given)."""
+        spec = next(f for f in fields(cls) if f.name == name)
+        if spec.default is not MISSING:
+            return spec.default
+        if spec.default_factory is not MISSING:
+            return spec.default_factory()
+        raise KeyError(f"{name} has no default")
 
     def validate(self) -> None:
         errors: list[str] = []
@@ -156,7 +189,7 @@ class ExperimentSettings:
             errors.append("--warmup must be >= 0")
         if self.slo_p95_ms is not None and self.slo_p95_ms <= 0:
             errors.append("--slo-p95-ms must be > 0")
-        if not 0 <= self.max_failure_ratio <= 1:
+        if not 0 <= self.failure_limit <= 1:
             errors.append("--max-failure-ratio must be between 0 and 1")
         if self.need_rps is not None and self.need_rps <= 0:
             errors.append("--need-rps must be > 0")
@@ -259,6 +292,24 @@ def estimate_config_seconds(
     else:
         seconds += settings.duration_s + MEASUREMENT_OVERHEAD_S
     return seconds
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """The configurations a run will measure, in order, with each one's estimated seconds: computed once
+    (the command line prints it, the driver follows it and counts down its estimate)."""
+
+    configs: tuple[PlannedConfig, ...]
+    estimates: tuple[float, ...]
+
+    @classmethod
+    def of(cls, settings: ExperimentSettings, stack_change_s: float) -> RunPlan:
+        configs = expand(settings)
+        return cls(tuple(configs), tuple(estimate_seconds(settings, configs, stack_change_s)))
+
+    @property
+    def total_s(self) -> float:
+        return sum(self.estimates)
 
 
 def estimate_seconds(

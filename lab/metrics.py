@@ -1,5 +1,8 @@
 """One measurement's numbers from its raw files, and whether it met the SLO.
 
+`MeasurementData.read(mdir)` reads a measurement's files into records; `measurement_metrics(data)`
+computes from those alone (no disk), so a test can hand it records directly.
+
 Client-side numbers are Locust's own: the `Aggregated` row of the measurement's stats.csv (every row is a
 real request, so that row is exact). The server-side split comes from server_timing.json (the master's
 GET /server-timing), the arrivals (late, dropped, how they were spread) from arrivals.json, container CPU
@@ -12,14 +15,24 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.arrivals import read_arrivals
-from lab.faults import read_faults
+from lab.arrivals import Arrivals, read_arrivals
+from lab.faults import AppliedFault, read_faults
 from lab.grid import ExperimentSettings
 from lab.limits import FELL_BEHIND_RATIO, GENERATOR_CPU_LIMIT_PCT, HOST_BUSY_FRACTION, LATE_ARRIVALS_SHARE
 from lab.locust_csv import LocustStats, read_stats_csv
+from lab.results import MeasurementRecord, read_measurement_record
 from lab.samples import container_metrics, host_busy_cores, locust_worker_cpu_max, read_json, read_jsonl
 from lab.server_timing import PARTS, ServerTiming, read_server_timing
-from lab.timeline import FaultImpact, Series, SoakResult, fault_impact, read_timeline, series, soak_result
+from lab.timeline import (
+    FaultImpact,
+    Second,
+    Series,
+    SoakResult,
+    fault_impact,
+    read_timeline,
+    series,
+    soak_result,
+)
 
 
 @dataclass(frozen=True)
@@ -30,7 +43,7 @@ class Thresholds:
 
     @classmethod
     def from_settings(cls, settings: ExperimentSettings) -> Thresholds:
-        return cls(settings.slo_p95_ms, settings.max_failure_ratio, settings.need_rps)
+        return cls(settings.slo_p95_ms, settings.failure_limit, settings.need_rps)
 
 
 @dataclass(frozen=True)
@@ -107,13 +120,6 @@ def _r(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def _window(meta: dict[str, Any]) -> float | None:
-    start, end = meta.get("t_start"), meta.get("t_end")
-    if isinstance(start, int | float) and isinstance(end, int | float):
-        return end - start
-    return None
-
-
 @dataclass(frozen=True)
 class _ServerSplit:
     stage_ms: dict[str, float | None]  # each part's mean over the responses that carried it
@@ -139,59 +145,90 @@ class _ServerSplit:
         )
 
 
+@dataclass(frozen=True)
+class MeasurementData:
+    """Everything one measurement's folder holds, read into records (the input of `measurement_metrics`)."""
+
+    dir: str
+    record: MeasurementRecord
+    stats: LocustStats = field(default_factory=lambda: LocustStats([], None))
+    arrivals: Arrivals | None = None  # arrivals.json
+    server_timing: ServerTiming | None = None  # server_timing.json
+    served_by: dict[str, int] = field(default_factory=dict)  # served_by.json
+    docker: list[dict[str, Any]] = field(default_factory=list)  # docker_stats.jsonl
+    host_cpu: list[dict[str, Any]] = field(default_factory=list)  # host_cpu.jsonl
+    live: list[dict[str, Any]] = field(default_factory=list)  # locust_live.jsonl
+    processes: list[dict[str, Any]] = field(default_factory=list)  # processes.jsonl (soak)
+    seconds: list[Second] = field(default_factory=list)  # timeline.json
+    faults: list[AppliedFault] = field(default_factory=list)  # faults.json
+
+    @classmethod
+    def read(cls, mdir: Path) -> MeasurementData:
+        served = read_json(mdir / "served_by.json")
+        return cls(
+            dir=mdir.name,
+            record=read_measurement_record(mdir),
+            stats=read_stats_csv(mdir / "stats.csv")
+            if (mdir / "stats.csv").is_file()
+            else LocustStats([], None),
+            arrivals=read_arrivals(mdir / "arrivals.json"),
+            server_timing=read_server_timing(mdir / "server_timing.json"),
+            served_by={str(k): int(v) for k, v in served.items() if isinstance(v, int | float)},
+            docker=read_jsonl(mdir / "docker_stats.jsonl"),
+            host_cpu=read_jsonl(mdir / "host_cpu.jsonl"),
+            live=read_jsonl(mdir / "locust_live.jsonl"),
+            processes=read_jsonl(mdir / "processes.jsonl"),
+            seconds=read_timeline(mdir / "timeline.json"),
+            faults=read_faults(mdir / "faults.json"),
+        )
+
+
 def _over_time(
-    mdir: Path,
-    meta: dict[str, Any],
-    replicas: int | None,
-    served: dict[str, int],
-    live: list[dict[str, Any]],
-    docker: list[dict[str, Any]],
+    data: MeasurementData, replicas: int | None
 ) -> tuple[list[FaultImpact], SoakResult | None, Series | None]:
-    t_start, t_end = meta.get("t_start"), meta.get("t_end")
-    if not isinstance(t_start, int | float) or not isinstance(t_end, int | float):
+    t_start, t_end = data.record.t_start, data.record.t_end
+    if t_start is None or t_end is None:
         return [], None, None
-    seconds = read_timeline(mdir / "timeline.json")
+    seconds = data.seconds
     faults = [
-        fault_impact(record, seconds, t_start, t_end, replicas or 0, served, live)
-        for record in read_faults(mdir / "faults.json")
+        fault_impact(record, seconds, t_start, t_end, replicas or 0, data.served_by, data.live)
+        for record in data.faults
     ]
-    processes = read_jsonl(mdir / "processes.jsonl")
-    soak = soak_result(processes, seconds, t_start, t_end) if processes else None
-    timeline = series(seconds, t_start, t_end, live, docker) if seconds else None
+    soak = soak_result(data.processes, seconds, t_start, t_end) if data.processes else None
+    timeline = series(seconds, t_start, t_end, data.live, data.docker) if seconds else None
     return faults, soak, timeline
 
 
-def measurement_metrics(mdir: Path, host_cpus: int, replicas: int | None = None) -> MeasurementMetrics:
-    """Numbers of one measurement (a config, or a ramp step) from its raw files."""
-    meta = read_json(mdir / "measurement.json")
-    stats = read_stats_csv(mdir / "stats.csv") if (mdir / "stats.csv").is_file() else LocustStats([], None)
+def measurement_metrics(
+    data: MeasurementData, host_cpus: int, replicas: int | None = None
+) -> MeasurementMetrics:
+    """Numbers of one measurement (a config, or a ramp step) from its records."""
+    meta = data.record
+    stats = data.stats
     avg_ms = _r(stats.avg_ms, 2)
     rps = round(stats.rps, 3)
-    target = meta.get("target_rps")
-    arrivals = read_arrivals(mdir / "arrivals.json")
+    target = meta.target_rps
+    arrivals = data.arrivals
     # Open model: the rate at which requests were sent (their start times, arrivals.json) is what the
     # target asked for; Locust's rps also counts the start-up before the first arrival against it.
     sent_rps = arrivals.achieved_rps if arrivals is not None and arrivals.achieved_rps else rps
     achieved = round(sent_rps / float(target), 4) if target else None
-    server = _ServerSplit.of(read_server_timing(mdir / "server_timing.json"), avg_ms)
-    docker = read_jsonl(mdir / "docker_stats.jsonl")
-    containers = container_metrics(docker)
+    server = _ServerSplit.of(data.server_timing, avg_ms)
+    containers = container_metrics(data.docker)
     late_share = round(arrivals.late_share, 4) if arrivals is not None and target else None
-    host = host_busy_cores(read_jsonl(mdir / "host_cpu.jsonl"))
-    live = read_jsonl(mdir / "locust_live.jsonl")
-    worker_cpu = locust_worker_cpu_max(live)
+    host = host_busy_cores(data.host_cpu)
+    worker_cpu = locust_worker_cpu_max(data.live)
     generator = max(
         (v for v in (containers.generator_cpu_max_pct, worker_cpu) if v is not None), default=None
     )
-    served = read_json(mdir / "served_by.json")
-    counts = {str(k): int(v) for k, v in served.items() if isinstance(v, int | float)}
-    faults, soak, timeline = _over_time(mdir, meta, replicas, counts, live, docker)
+    counts = data.served_by
+    faults, soak, timeline = _over_time(data, replicas)
     return MeasurementMetrics(
-        dir=mdir.name,
-        users=meta.get("users"),
+        dir=data.dir,
+        users=meta.users,
         target_rps=target,
-        status=str(meta.get("status", "missing")),
-        duration_s=_r(_window(meta), 2),
+        status=meta.status,
+        duration_s=_r(meta.window_s, 2),
         requests=stats.requests,
         failures=stats.failures,
         failure_ratio=round(stats.failure_ratio, 6),

@@ -361,7 +361,7 @@ def render_html(summary: Summary) -> str:
 <h1>How many replicas? Run {escape(str(summary.run_id))}</h1>
 <p class="meta">Started {escape(str(summary.started_at))} · status
 <span class="{status_class}">{escape(str(summary.status))}</span>
-· git {escape(str(summary.git_sha))} · mode {escape(str(summary.settings.get("mode", "")))}
+· git {escape(str(summary.git_sha))} · mode {escape(str(summary.mode))}
 · stack {escape(_stack_text(summary))} · machine {summary.host_cpus} cores · SLO {thresholds}
 </p>
 <h2>Verdict</h2>

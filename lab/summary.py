@@ -3,14 +3,23 @@ judged against the SLO, the capacity analysis and the verdict. summary.json is `
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from lab.capacity import CapacityAnalysis, analyse, verdict
-from lab.grid import ExperimentSettings
-from lab.metrics import ConfigResult, Thresholds, evaluate, measurement_metrics
-from lab.samples import read_json
+from lab.grid import config_label, load_label
+from lab.metrics import ConfigResult, MeasurementData, Thresholds, evaluate, measurement_metrics
+from lab.results import (
+    SCHEMA_VERSION,
+    ConfigRecord,
+    RunRecord,
+    config_dirs,
+    measurement_dirs,
+    read_config,
+    read_run,
+)
 from lab.stacks import stack_kind
 
 
@@ -21,7 +30,8 @@ class Summary:
     started_at: str | None
     finished_at: str | None
     status: str | None
-    settings: dict[str, Any]  # as saved in run.json
+    settings: dict[str, Any]  # run.json's, at the current schema version
+    mode: str  # closed, open, ramp-closed, ramp-open
     thresholds: Thresholds
     host_cpus: int
     stack: str | None  # compose, swarm or external
@@ -51,12 +61,14 @@ class Summary:
     def to_dict(self) -> dict[str, Any]:
         a = self.analysis
         return {
+            "schema_version": SCHEMA_VERSION,
             "run_id": self.run_id,
             "git_sha": self.git_sha,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "status": self.status,
             "settings": self.settings,
+            "mode": self.mode,
             "thresholds": asdict(self.thresholds),
             "host_cpus": self.host_cpus,
             "stack": self.stack,
@@ -72,72 +84,86 @@ class Summary:
         }
 
 
-def _measurement_dirs(cdir: Path) -> list[Path]:
-    if (cdir / "measurement.json").is_file():
-        return [cdir]
-    return sorted(p for p in cdir.glob("step-*") if (p / "measurement.json").is_file())
-
-
-def _load_label(users: int | None, target_rps: float | None) -> str:
-    return f"rate{target_rps:g}-u{users}" if target_rps else f"u{users}"
-
-
-def config_results(run_dir: Path, thresholds: Thresholds, host_cpus: int) -> list[ConfigResult]:
+def config_results(
+    config: ConfigRecord, measurements: list[MeasurementData], thresholds: Thresholds, host_cpus: int
+) -> list[ConfigResult]:
+    """A configuration's measurements (one, or a ramp's steps in order) judged against the thresholds."""
     results: list[ConfigResult] = []
-    for cdir in sorted(p for p in run_dir.iterdir() if (p / "config.json").is_file()):
-        cfg = read_json(cdir / "config.json")
-        effective = cfg.get("effective", {})
-        ramp = bool(cfg.get("ramp"))
-        for step, mdir in enumerate(_measurement_dirs(cdir), start=1):
-            replicas = int(cfg.get("stack", {}).get("replicas") or 0)
-            metrics = measurement_metrics(mdir, host_cpus, replicas)
-            ok, reasons = evaluate(metrics, thresholds)
-            stack_label = str(cfg.get("stack_label"))
-            results.append(
-                ConfigResult(
-                    label=f"{stack_label}-{_load_label(metrics.users, metrics.target_rps)}"
-                    if ramp
-                    else str(cfg.get("label")),
-                    stack_label=stack_label,
-                    config_dir=cdir.name,
-                    replicas=replicas,
-                    workers_per_replica=effective.get("workers_per_replica"),
-                    backend=effective.get("backend"),
-                    batching=effective.get("batching"),
-                    mode=cfg.get("mode"),
-                    repeat=int(cfg.get("repeat") or 1),
-                    step=step if ramp else None,
-                    metrics=metrics,
-                    slo_met=ok,
-                    slo_reasons=reasons,
-                )
+    replicas = config.stack.replicas
+    effective = config.effective
+    for step, data in enumerate(measurements, start=1):
+        metrics = measurement_metrics(data, host_cpus, replicas)
+        ok, reasons = evaluate(metrics, thresholds)
+        results.append(
+            ConfigResult(
+                label=config_label(config.stack_label, load_label(metrics.users, metrics.target_rps))
+                if config.ramp
+                else config.label,
+                stack_label=config.stack_label,
+                config_dir=config.dirname,
+                replicas=replicas,
+                workers_per_replica=effective.workers_per_replica,
+                backend=effective.backend,
+                batching=effective.batching,
+                mode=config.mode or data.record.mode,
+                repeat=config.repeat,
+                step=step if config.ramp else None,
+                metrics=metrics,
+                slo_met=ok,
+                slo_reasons=reasons,
             )
+        )
     return results
 
 
-def build_summary(run_dir: Path, thresholds: Thresholds | None = None) -> Summary:
-    run = read_json(run_dir / "run.json")
-    if not run:
-        raise FileNotFoundError(f"{run_dir / 'run.json'} is missing: not a `lab compare` result folder")
-    settings = ExperimentSettings.from_dict(run.get("settings", {}))
+def summarise(
+    run: RunRecord,
+    configs: list[tuple[ConfigRecord, list[MeasurementData]]],
+    thresholds: Thresholds | None = None,
+) -> Summary:
+    """The summary of a run from its records alone (`build_summary` reads them from a folder)."""
+    settings = run.settings
     thresholds = thresholds or Thresholds.from_settings(settings)
-    host_cpus = int(run.get("host_cpus") or 1)
-    configs = config_results(run_dir, thresholds, host_cpus)
-    analysis = analyse(configs, thresholds, settings.ramp)
-    stack = run.get("stack_kind")
-    nodes = (run.get("stack_before") or {}).get("nodes")
+    host_cpus = int(run.host_cpus or 1)
+    results = [r for cfg, data in configs for r in config_results(cfg, data, thresholds, host_cpus)]
+    analysis = analyse(results, thresholds, settings.ramp)
+    stack = run.stack_kind
+    nodes = (run.stack_before or {}).get("nodes")
     return Summary(
-        run_id=run.get("run_id"),
-        git_sha=run.get("git_sha"),
-        started_at=run.get("started_at"),
-        finished_at=run.get("finished_at"),
-        status=run.get("status"),
-        settings=run.get("settings") or {},
+        run_id=run.run_id,
+        git_sha=run.git_sha,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        status=run.status,
+        settings=settings.to_dict(),
+        mode=run.mode or settings.mode,
         thresholds=thresholds,
         host_cpus=host_cpus,
         stack=stack,
         nodes=len(nodes) if isinstance(nodes, list) else stack_kind(stack).nodes,
-        configs=configs,
+        configs=results,
         analysis=analysis,
-        verdict=verdict(configs, analysis, thresholds, host_cpus, stack),
+        verdict=verdict(results, analysis, thresholds, host_cpus, stack),
     )
+
+
+def read_configs(run_dir: Path) -> list[tuple[ConfigRecord, list[MeasurementData]]]:
+    return [
+        (read_config(cdir), [MeasurementData.read(mdir) for mdir in measurement_dirs(cdir)])
+        for cdir in config_dirs(run_dir)
+    ]
+
+
+def build_summary(run_dir: Path, thresholds: Thresholds | None = None) -> Summary:
+    """Raises FileNotFoundError without run.json, SchemaError for files this lab cannot read."""
+    return summarise(read_run(run_dir), read_configs(run_dir), thresholds)
+
+
+def ramp_judge(thresholds: Thresholds) -> Callable[[Path], tuple[bool, list[str]]]:
+    """What `lab compare --ramp` asks after each step (go on only while the step meets the thresholds):
+    the same judgement the summary makes afterwards."""
+
+    def judge(mdir: Path) -> tuple[bool, list[str]]:
+        return evaluate(measurement_metrics(MeasurementData.read(mdir), host_cpus=1), thresholds)
+
+    return judge

@@ -1,4 +1,5 @@
-"""Small result folders shaped like `lab compare`'s, written by the tests (no Docker, no Locust).
+"""Small result folders shaped like `lab compare`'s, written by the tests (no Docker, no Locust), through
+the same records the driver writes (lab/results.py); `records()` gives them without the disk.
 
 The CSV headers are copied from real Locust 2.47.0 output (a master's /stats/requests/csv and
 /stats/failures/csv); the docker-stats lines have the fields and formats `docker stats --format
@@ -12,7 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.grid import ExperimentSettings
+from lab import results
+from lab.arrivals import parse_arrivals
+from lab.grid import ExperimentSettings, LoadLevel, StackConfig, config_label
+from lab.locust_csv import parse_stats_csv
+from lab.metrics import MeasurementData
+from lab.results import ConfigRecord, Effective, MeasurementRecord, RunRecord, write_record
+from lab.server_timing import parse_server_timing
 
 STATS_HEADER = (
     "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,Min Response Time,"
@@ -129,25 +136,10 @@ class Measurement:
     duration_s: float = 20.0
 
 
-def write_measurement(mdir: Path, m: Measurement, t_start: float = 1_795_600_000.0) -> None:
-    mdir.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "users": m.users,
-        "target_rps": m.target_rps,
-        "mode": "open" if m.target_rps else "closed",
-        "duration_s": m.duration_s,
-        "status": m.status,
-        "t_start": t_start,
-        "t_end": t_start + m.duration_s,
-    }
-    (mdir / "measurement.json").write_text(json.dumps(meta))
-    (mdir / "stats.csv").write_text(stats_csv(m.traffic, m.aggregated))
-    timing = m.server_timing
-    if timing is None and m.server_ms is not None:
-        timing = server_timing_json(m.traffic, m.server_ms)
-    if timing is not None:
-        (mdir / "server_timing.json").write_text(json.dumps(timing))
-    (mdir / "failures.csv").write_text(m.failures_csv)
+T_START = 1_795_600_000.0
+
+
+def _docker_lines(m: Measurement, t_start: float) -> list[dict[str, Any]]:
     lines = []
     for i, sample in enumerate(m.docker):
         for service, name, cpu, mem in sample:
@@ -155,13 +147,62 @@ def write_measurement(mdir: Path, m: Measurement, t_start: float = 1_795_600_000
                 "BlockIO": "0B / 0B", "CPUPerc": f"{cpu:.2f}%", "Container": name, "ID": name[:12],
                 "MemPerc": "1.00%", "MemUsage": mem, "Name": name, "NetIO": "1kB / 1kB", "PIDs": "5",
             }  # fmt: skip
-            lines.append(json.dumps({"t": t_start + 2 * i, "service": service, "raw": raw}))
-    (mdir / "docker_stats.jsonl").write_text("\n".join(lines) + ("\n" if lines else ""))
-    live = [
-        json.dumps({"t": t_start + 2 * i, "state": "running", "workers": [{"id": "w1", "cpu_usage": cpu}]})
+            lines.append({"t": t_start + 2 * i, "service": service, "raw": raw})
+    return lines
+
+
+def _live_lines(m: Measurement, t_start: float) -> list[dict[str, Any]]:
+    return [
+        {"t": t_start + 2 * i, "state": "running", "workers": [{"id": "w1", "cpu_usage": cpu}]}
         for i, cpu in enumerate(m.worker_cpu)
     ]
-    (mdir / "locust_live.jsonl").write_text("\n".join(live) + ("\n" if live else ""))
+
+
+def _timing(m: Measurement) -> dict[str, Any] | None:
+    if m.server_timing is None and m.server_ms is not None:
+        return server_timing_json(m.traffic, m.server_ms)
+    return m.server_timing
+
+
+def measurement_record(m: Measurement, t_start: float = T_START) -> MeasurementRecord:
+    return MeasurementRecord(
+        users=m.users,
+        target_rps=m.target_rps,
+        status=m.status,
+        duration_s=m.duration_s,
+        t_start=t_start,
+        t_end=t_start + m.duration_s,
+    )
+
+
+def measurement_data(m: Measurement, t_start: float = T_START, name: str = "01-m") -> MeasurementData:
+    """What `MeasurementData.read` gives for the folder `write_measurement` writes, without the disk."""
+    timing = _timing(m)
+    return MeasurementData(
+        dir=name,
+        record=measurement_record(m, t_start),
+        stats=parse_stats_csv(stats_csv(m.traffic, m.aggregated)),
+        arrivals=parse_arrivals(m.arrivals) if m.arrivals is not None else None,
+        server_timing=parse_server_timing(timing) if timing is not None else None,
+        served_by=dict(m.served_by or {}),
+        docker=_docker_lines(m, t_start),
+        live=_live_lines(m, t_start),
+    )
+
+
+def write_measurement(mdir: Path, m: Measurement, t_start: float = T_START) -> None:
+    mdir.mkdir(parents=True, exist_ok=True)
+    write_record(mdir / results.MEASUREMENT_FILE, measurement_record(m, t_start))
+    (mdir / "stats.csv").write_text(stats_csv(m.traffic, m.aggregated))
+    timing = _timing(m)
+    if timing is not None:
+        (mdir / "server_timing.json").write_text(json.dumps(timing))
+    (mdir / "failures.csv").write_text(m.failures_csv)
+    for name, lines in (
+        ("docker_stats.jsonl", _docker_lines(m, t_start)),
+        ("locust_live.jsonl", _live_lines(m, t_start)),
+    ):
+        (mdir / name).write_text("".join(json.dumps(line) + "\n" for line in lines))
     if m.served_by is not None:
         (mdir / "served_by.json").write_text(json.dumps(m.served_by))
     if m.arrivals is not None:
@@ -179,15 +220,56 @@ class Config:
     ramp: bool = False
 
     @property
-    def stack_label(self) -> str:
-        parts = [f"r{self.replicas}"]
-        if self.workers_per_replica is not None:
-            parts.append(f"w{self.workers_per_replica}")
-        if self.backend:
-            parts.append(self.backend)
-        if self.batching:
-            parts.append("batch" if self.batching == "on" else "nobatch")
-        return "-".join(parts)
+    def stack(self) -> StackConfig:
+        return StackConfig(self.replicas, self.workers_per_replica, self.backend, self.batching)
+
+    def record(self, index: int, repeats: int) -> ConfigRecord:
+        first = self.measurements[0]
+        load = LoadLevel(first.users, first.target_rps)
+        return ConfigRecord(
+            index=index,
+            label=config_label(self.stack.label, load.label, self.repeat, repeats),
+            stack=self.stack,
+            load=load,
+            ramp=self.ramp,
+            repeat=self.repeat,
+            status="complete",
+            effective=Effective(self.workers_per_replica, self.backend, self.batching),
+        )
+
+    def measured(self) -> list[tuple[str, Measurement, float]]:
+        """(folder inside the config's, measurement, t_start) per measurement: a ramp's steps, or one."""
+        if not self.ramp:
+            return [("", self.measurements[0], T_START)]
+        return [(f"step-{k:02d}", m, T_START + 100 * k) for k, m in enumerate(self.measurements, start=1)]
+
+
+def run_record(
+    settings: ExperimentSettings, run_id: str = "run", host_cpus: int = 2, status: str = "complete"
+) -> RunRecord:
+    return RunRecord(
+        run_id=run_id,
+        settings=settings,
+        status=status,
+        git_sha="0123456789abcdef",
+        started_at="2026-11-25T12:00:00+00:00",
+        finished_at="2026-11-25T12:10:00+00:00",
+        stack_kind="compose",
+        mode=settings.mode,
+        host_cpus=host_cpus,
+    )
+
+
+def records(
+    settings: ExperimentSettings, configs: list[Config], host_cpus: int = 2, status: str = "complete"
+) -> tuple[RunRecord, list[tuple[ConfigRecord, list[MeasurementData]]]]:
+    """The records `write_run` writes for the same arguments, for `summary.summarise` (no disk)."""
+    measured = []
+    for index, cfg in enumerate(configs, start=1):
+        record = cfg.record(index, settings.repeat)
+        data = [measurement_data(m, t, sub or record.dirname) for sub, m, t in cfg.measured()]
+        measured.append((record, data))
+    return run_record(settings, host_cpus=host_cpus, status=status), measured
 
 
 def write_run(
@@ -198,49 +280,14 @@ def write_run(
     status: str = "complete",
 ) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
-    run: dict[str, Any] = {
-        "run_id": run_dir.name,
-        "git_sha": "0123456789abcdef",
-        "started_at": "2026-11-25T12:00:00+00:00",
-        "finished_at": "2026-11-25T12:10:00+00:00",
-        "status": status,
-        "stack_kind": "compose",
-        "settings": settings.to_dict(),
-        "host_cpus": host_cpus,
-    }
-    (run_dir / "run.json").write_text(json.dumps(run))
+    write_record(run_dir / results.RUN_FILE, run_record(settings, run_dir.name, host_cpus, status))
     for index, cfg in enumerate(configs, start=1):
-        first = cfg.measurements[0]
-        load = f"rate{first.target_rps:g}-u{first.users}" if first.target_rps else f"u{first.users}"
-        label = f"{cfg.stack_label}-{load}" + (f"-rep{cfg.repeat}" if settings.repeat > 1 else "")
-        cdir = run_dir / f"{index:02d}-{label}"
+        record = cfg.record(index, settings.repeat)
+        cdir = run_dir / record.dirname
         cdir.mkdir()
-        meta = {
-            "index": index,
-            "label": label,
-            "stack_label": cfg.stack_label,
-            "stack": {
-                "replicas": cfg.replicas,
-                "workers_per_replica": cfg.workers_per_replica,
-                "backend": cfg.backend,
-                "batching": cfg.batching,
-            },
-            "mode": "open" if first.target_rps else "closed",
-            "ramp": cfg.ramp,
-            "repeat": cfg.repeat,
-            "status": "complete",
-            "effective": {
-                "workers_per_replica": cfg.workers_per_replica,
-                "backend": cfg.backend,
-                "batching": cfg.batching,
-            },
-        }
-        (cdir / "config.json").write_text(json.dumps(meta))
-        if cfg.ramp:
-            for step, m in enumerate(cfg.measurements, start=1):
-                write_measurement(cdir / f"step-{step:02d}", m, 1_795_600_000.0 + 100 * step)
-        else:
-            write_measurement(cdir, first)
+        write_record(cdir / results.CONFIG_FILE, record)
+        for sub, m, t_start in cfg.measured():
+            write_measurement(cdir / sub if sub else cdir, m, t_start)
     return run_dir
 
 

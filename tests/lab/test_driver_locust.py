@@ -24,8 +24,11 @@ from lab.compare import Driver
 from lab.grid import ExperimentSettings, StackConfig
 from lab.locust_api import LocustAPI
 from lab.locust_csv import read_stats_csv
+from lab.metrics import Thresholds
 from lab.report import write_report
+from lab.results import SCHEMA_VERSION
 from lab.stacks import ExternalStack
+from lab.summary import ramp_judge
 from tests.lab.fakes import RecordingProgress, RecordingStack
 from tests.locust.standin import StandIn, running_standin
 
@@ -167,6 +170,7 @@ def test_driver_measures_each_config_and_summary_matches_locust(
 
     run = json.loads((result.run_dir / "run.json").read_text())
     assert run["status"] == "complete" and run["locust_workers"] == 1 and run["git_sha"]
+    assert run["schema_version"] == SCHEMA_VERSION
     summary = write_report(result.run_dir).to_dict()
     assert [c["label"] for c in summary["configs"]] == ["r1-u3", "r2-u3"]
     locust_total = 0
@@ -205,6 +209,8 @@ def test_driver_measures_each_config_and_summary_matches_locust(
         assert entry["interarrival_cv"] is not None
         assert entry["slo_met"] and entry["status"] == "complete"
         meta = json.loads((mdir / "measurement.json").read_text())
+        assert meta["schema_version"] == SCHEMA_VERSION
+        assert json.loads((mdir / "config.json").read_text())["schema_version"] == SCHEMA_VERSION
         assert meta["options"] == {"target_rps": "0", "arrivals": "poisson"}
         assert meta["downloads"]["stats.csv"] == 200
         assert 3 <= meta["t_end"] - meta["t_start"] < 10
@@ -280,8 +286,9 @@ def test_open_model_ramp_paces_arrivals_and_records_each_step(cluster: LocustClu
         slo_p95_ms=1000, arrivals="even",
     )  # fmt: skip
     stack = ExternalStack(cluster.url, expect_workers=1)
+    judge = ramp_judge(Thresholds.from_settings(settings))
     result = Driver(
-        settings, stack, tmp_path, locust_url=cluster.url, project_dir=ROOT, sample_interval_s=1
+        settings, stack, tmp_path, locust_url=cluster.url, project_dir=ROOT, sample_interval_s=1, judge=judge
     ).run()
     assert not result.interrupted and result.error is None, result.error
     cdir = result.run_dir / "01-r1-rate15-u30"
@@ -290,8 +297,9 @@ def test_open_model_ramp_paces_arrivals_and_records_each_step(cluster: LocustClu
         ("step-01", 30, 15.0, True),
         ("step-02", 60, 30.0, True),
     ]
-    assert cfg["knee"]["dir"] == "step-02"
+    assert "knee" not in cfg  # the analysis names the knee, not the driver
     summary = write_report(result.run_dir).to_dict()
+    assert summary["knee"] == {"r1": {"users": 60, "target_rps": 30.0, "rps": summary["configs"][1]["rps"]}}
     steps = summary["configs"]
     assert [(c["label"], c["step"]) for c in steps] == [("r1-rate15-u30", 1), ("r1-rate30-u60", 2)]
     for entry in steps:

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
-import pytest
+import re
 
+import pytest
+from typer.testing import CliRunner
+
+from lab.cli import app
 from lab.grid import (
+    DEFAULT_MAX_FAILURE_RATIO,
     MEASUREMENT_OVERHEAD_S,
     ExperimentSettings,
+    LoadLevel,
+    RunPlan,
     StackConfig,
+    config_label,
     estimate_seconds,
     expand,
+    load_label,
     ramp_levels,
     users_for_rate,
 )
-from lab.stacks import classifier_env_for
+from lab.stacks import classifier_env_for, stack_kind
 from lab.units import format_duration, parse_duration, parse_list
 
 
@@ -146,3 +155,40 @@ def test_classifier_env_for_keeps_what_the_grid_leaves_alone() -> None:
     assert (
         classifier_env_for(StackConfig(1, batching="off"), settings, base)["CLASSIFIER_MAX_BATCH_SIZE"] == "1"
     )
+
+
+def test_compare_defaults_and_help_come_from_the_settings() -> None:
+    # Nothing but the grid given: the estimate is the one of ExperimentSettings' own defaults.
+    result = CliRunner().invoke(app, ["compare", "--replicas", "1,2", "--users", "8", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    plan = RunPlan.of(ExperimentSettings(replicas=[1, 2], users=[8]), stack_kind("compose").change_s)
+    assert f"estimated {format_duration(plan.total_s)}" in result.output
+    assert [f"~{format_duration(s)}" in result.output for s in plan.estimates] == [True, True]
+    help_text = " ".join(
+        CliRunner().invoke(app, ["compare", "--help"], env={"COLUMNS": "400"}).output.split()
+    )
+    shown = {
+        "duration": ("duration_s", "60s"), "warmup": ("warmup_s", "15s"), "max-steps": ("max_steps", "8"),
+        "step-duration": ("step_duration_s", "30s"), "repeat": ("repeat", "1"),
+        "arrivals": ("arrivals", "poisson"), "max-batch-size": ("max_batch_size", "8"),
+        "expected-latency-ms": ("expected_latency_ms", "250"),
+    }  # fmt: skip
+    for option, (name, text) in shown.items():
+        value = ExperimentSettings.default(name)
+        assert str(value) == text or parse_duration(text) == value, name  # the settings' value, shown
+        assert re.search(rf"--{option} .*?\(default: {text}\)", help_text), option
+
+
+def test_a_threshold_is_given_when_its_option_is_whatever_its_value() -> None:
+    assert not ExperimentSettings(replicas=[1], users=[8]).thresholds_given
+    at_default = ExperimentSettings(replicas=[1], users=[8], max_failure_ratio=DEFAULT_MAX_FAILURE_RATIO)
+    assert at_default.thresholds_given and at_default.failure_limit == DEFAULT_MAX_FAILURE_RATIO
+    assert ExperimentSettings(replicas=[1], users=[8]).failure_limit == DEFAULT_MAX_FAILURE_RATIO
+    assert ExperimentSettings(replicas=[1], users=[8], need_rps=5).thresholds_given
+
+
+def test_one_label_function_for_folders_and_report_rows() -> None:
+    assert load_label(8, None) == LoadLevel(8).label == "u8"
+    assert load_label(25, 12.5) == LoadLevel(25, 12.5).label == "rate12.5-u25"
+    assert load_label(100, 50.0) == "rate50-u100"
+    assert config_label("r2", "u8", 2, 3) == "r2-u8-rep2" and config_label("r2", "u8") == "r2-u8"

@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from lab.charts import representative
 from lab.cli import EXIT_SLO_UNMET, EXIT_USAGE, app
 from lab.grid import ExperimentSettings
 from lab.locust_csv import read_stats_csv
-from lab.report import write_report
-from tests.lab.golden import Config, Measurement, classifier_samples, row_with, write_run
+from lab.report import CAPACITY_HEADER, capacity_rows, write_report
+from lab.summary import summarise
+from tests.lab.golden import Config, Measurement, classifier_samples, records, row_with, write_run
 
 CHART_TITLES = (
     "Throughput and latency vs replicas",
@@ -154,3 +156,25 @@ def test_report_says_which_stack_and_how_many_nodes(tmp_path: Path) -> None:
     assert summary.nodes == 3 and json.loads((run / "summary.json").read_text())["nodes"] == 3
     assert "Stack: swarm, 3 nodes." in (run / "summary.md").read_text()
     assert "stack swarm, 3 nodes" in (run / "report.html").read_text()
+
+
+def test_with_repeat_the_table_and_the_charts_name_the_same_knee() -> None:
+    # Repeat 1 meets the SLO up to 24 users, repeat 2 only up to 16: the knee is 16 users (met in every
+    # repeat), and the charts show that step for both repeats, not each repeat's own last passing step.
+    settings = ExperimentSettings(replicas=[1], users=[8], ramp=True, repeat=2, slo_p95_ms=100)
+
+    def steps(*p95s: float) -> list[Measurement]:
+        return [Measurement(8 * k, [row_with("/predict", 400 * k, 20.0 * k, 10, p95, p95 * 1.2)])
+                for k, p95 in enumerate(p95s, start=1)]  # fmt: skip
+
+    configs = [
+        Config(1, steps(40, 60, 90, 150), ramp=True, repeat=1),
+        Config(1, steps(40, 70, 120), ramp=True, repeat=2),
+    ]
+    summary = summarise(*records(settings, configs))
+    knee = summary.analysis.knee["r1"]
+    assert knee is not None and (knee.users, knee.rps) == (16, 40.0)
+    (row,) = capacity_rows(summary)
+    assert row.cells[CAPACITY_HEADER.index("At load")] == "16 users"
+    shown = representative(summary)
+    assert [(c.repeat, c.step, c.metrics.users) for c in shown] == [(1, 2, 16), (2, 2, 16)]

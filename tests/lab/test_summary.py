@@ -7,16 +7,33 @@ from pathlib import Path
 
 import pytest
 
-from lab.capacity import Knee
-from lab.grid import ExperimentSettings
+from lab.capacity import Knee, analyse, recommend
+from lab.grid import ExperimentSettings, StackConfig
 from lab.limits import HOST_BUSY_FRACTION
-from lab.locust_csv import read_stats_csv
-from lab.metrics import Thresholds
+from lab.locust_csv import parse_stats_csv, read_stats_csv
+from lab.metrics import (
+    ConfigResult,
+    MeasurementData,
+    MeasurementMetrics,
+    Thresholds,
+    evaluate,
+    measurement_metrics,
+)
 from lab.report import render_markdown
+from lab.results import MeasurementRecord
 from lab.sampler import HostCpu
 from lab.samples import container_metrics, parse_cpu_pct, parse_mem_mb
-from lab.summary import build_summary
-from tests.lab.golden import Config, Measurement, arrivals_json, classifier_samples, row_with, write_run
+from lab.summary import build_summary, summarise
+from tests.lab.golden import (
+    Config,
+    Measurement,
+    arrivals_json,
+    classifier_samples,
+    records,
+    row_with,
+    stats_csv,
+    write_run,
+)
 
 ISSUE_KEYS = {
     "replicas", "workers_per_replica", "backend", "batching", "users", "target_rps", "requests", "failures",
@@ -83,7 +100,7 @@ def test_percentiles_are_locusts_aggregated_row_not_a_mix_of_rows(tmp_path: Path
     assert entry.metrics.requests_by_name == {"POST /predict": 900, "POST /predict/tf": 100}
 
 
-def test_server_split_with_a_stage_only_some_requests_have(tmp_path: Path) -> None:
+def test_server_split_with_a_stage_only_some_requests_have() -> None:
     # /predict/tf fetches its image by URL: `fetch` on a quarter of the requests only.
     rows = [row_with("/predict", 300, 15.0, 20, 40, 60), row_with("/predict/tf", 100, 5.0, 30, 50, 70)]
 
@@ -96,8 +113,9 @@ def test_server_split_with_a_stage_only_some_requests_have(tmp_path: Path) -> No
         "by_name": {},
     }  # fmt: skip
     m = Measurement(8, rows, aggregated=[22] * 11, server_timing=timing)
-    run = write_run(tmp_path / "run", ExperimentSettings(replicas=[1], users=[8]), [Config(1, [m])])
-    metrics = build_summary(run).configs[0].metrics
+    metrics = (
+        summarise(*records(ExperimentSettings(replicas=[1], users=[8]), [Config(1, [m])])).configs[0].metrics
+    )
     assert metrics.server_fetch_ms == 8.0  # the mean over the requests that fetched
     assert metrics.server_split_ms == {"fetch": 2.0, "queue": 1.0, "decode": 3.0, "infer": 10.0}
     assert metrics.server_other_ms == 1.0  # 17 - (2 + 1 + 3 + 10): the parts add up to the mean total
@@ -145,7 +163,7 @@ def test_cpu_is_a_mean_over_times_of_the_replicas_sum() -> None:
     assert container_metrics([]).cpu_cores_used is None and not container_metrics([]).machine_saturated(1)
 
 
-def test_ramp_capacity_is_the_last_passing_step(tmp_path: Path) -> None:
+def test_ramp_capacity_is_the_last_passing_step() -> None:
     steps = [
         Measurement(8, [row_with("/predict", 1000, 50, 10, 40, 60)]),
         Measurement(16, [row_with("/predict", 1900, 95, 20, 60, 90)]),
@@ -153,7 +171,7 @@ def test_ramp_capacity_is_the_last_passing_step(tmp_path: Path) -> None:
         Measurement(24, [row_with("/predict", 2600, 130, 60, 150, 200)]),
     ]
     settings = ExperimentSettings(replicas=[1], users=[8], ramp=True, slo_p95_ms=100)
-    summary = build_summary(write_run(tmp_path / "run", settings, [Config(1, steps, ramp=True)]))
+    summary = summarise(*records(settings, [Config(1, steps, ramp=True)]))
     assert [c.step for c in summary.configs] == [1, 2, 3]
     assert [c.slo_met for c in summary.configs] == [True, True, False]
     assert [c.label for c in summary.configs] == ["r1-u8", "r1-u16", "r1-u24"]
@@ -164,7 +182,7 @@ def test_ramp_capacity_is_the_last_passing_step(tmp_path: Path) -> None:
     assert "p95 150 ms > 100 ms" in summary.configs[2].slo_reasons[0]
 
 
-def test_capacity_needs_every_repeat_and_takes_the_lowest(tmp_path: Path) -> None:
+def test_capacity_needs_every_repeat_and_takes_the_lowest() -> None:
     settings = ExperimentSettings(replicas=[1], users=[8, 16], repeat=2, slo_p95_ms=100)
     configs = [
         Config(1, [Measurement(8, [row_with("/p", 1000, 50, 10, 40, 60)])], repeat=1),
@@ -172,16 +190,16 @@ def test_capacity_needs_every_repeat_and_takes_the_lowest(tmp_path: Path) -> Non
         Config(1, [Measurement(16, [row_with("/p", 1900, 95, 20, 60, 90)])], repeat=1),
         Config(1, [Measurement(16, [row_with("/p", 1950, 97, 20, 130, 190)])], repeat=2),  # a bad repeat
     ]
-    summary = build_summary(write_run(tmp_path / "run", settings, configs))
+    summary = summarise(*records(settings, configs))
     assert summary.analysis.capacity == {"r1": 48.0}
     assert summary.analysis.peak_rps == {"r1": 96.0}  # median of the two repeats at 16 users
 
 
-def test_open_model_falling_behind_fails_the_slo(tmp_path: Path) -> None:
+def test_open_model_falling_behind_fails_the_slo() -> None:
     behind = Measurement(50, [row_with("/predict", 1600, 80.0, 10, 40, 60)], target_rps=100.0)
     kept = Measurement(50, [row_with("/predict", 1990, 99.5, 10, 40, 60)], target_rps=100.0)
     settings = ExperimentSettings(replicas=[1, 2], rates=[100.0], slo_p95_ms=100)
-    summary = build_summary(write_run(tmp_path / "run", settings, [Config(1, [behind]), Config(2, [kept])]))
+    summary = summarise(*records(settings, [Config(1, [behind]), Config(2, [kept])]))
     first, second = summary.configs
     assert first.metrics.achieved_ratio == 0.8 and first.metrics.fell_behind and not first.slo_met
     assert "achieved 80.0 of 100 req/s target (80%)" in first.slo_reasons[0]
@@ -190,7 +208,7 @@ def test_open_model_falling_behind_fails_the_slo(tmp_path: Path) -> None:
     assert "fell behind the target rate" in summary.verdict
 
 
-def test_arrivals_late_dropped_and_spread_per_measurement(tmp_path: Path) -> None:
+def test_arrivals_late_dropped_and_spread_per_measurement() -> None:
     # Locust's rps counts the start-up before the first arrival (29.0 here); the sends' own rate is 30.1.
     rare = Measurement(
         30,
@@ -205,7 +223,7 @@ def test_arrivals_late_dropped_and_spread_per_measurement(tmp_path: Path) -> Non
         arrivals=arrivals_json(30.0, 1700, late=90, dropped=40, achieved_rps=29.0, cv=1.1),
     )
     settings = ExperimentSettings(replicas=[1, 2], rates=[30.0], slo_p95_ms=100)
-    summary = build_summary(write_run(tmp_path / "run", settings, [Config(1, [rare]), Config(2, [crowded])]))
+    summary = summarise(*records(settings, [Config(1, [rare]), Config(2, [crowded])]))
     first, second = summary.configs
     m = first.metrics
     assert (m.arrivals, m.arrivals_late, m.arrivals_dropped, m.interarrival_cv) == ("poisson", 2, 0, 1.01)
@@ -220,27 +238,28 @@ def test_arrivals_late_dropped_and_spread_per_measurement(tmp_path: Path) -> Non
     assert (entry["arrivals_late"], entry["arrivals_dropped"], entry["interarrival_cv"]) == (90, 40, 1.1)
 
 
-def test_closed_model_arrivals_have_a_spread_but_no_lateness(tmp_path: Path) -> None:
+def test_closed_model_arrivals_have_a_spread_but_no_lateness() -> None:
     m = Measurement(
         8,
         [row_with("/predict", 600, 30.0, 10, 40, 60)],
         arrivals=arrivals_json(None, 600, late=0, dropped=0, achieved_rps=30.2, cv=0.4),
     )
-    run = write_run(tmp_path / "run", ExperimentSettings(replicas=[1], users=[8]), [Config(1, [m])])
-    metrics = build_summary(run).configs[0].metrics
+    metrics = (
+        summarise(*records(ExperimentSettings(replicas=[1], users=[8]), [Config(1, [m])])).configs[0].metrics
+    )
     assert metrics.interarrival_cv == 0.4 and metrics.arrival_rps == 30.2
     assert metrics.arrivals is None and metrics.arrivals_late is None and metrics.achieved_ratio is None
     assert not metrics.too_few_users
 
 
-def test_scaling_efficiency_recommendation_and_machine_limit(tmp_path: Path) -> None:
+def test_scaling_efficiency_recommendation_and_machine_limit() -> None:
     settings = ExperimentSettings(replicas=[1, 2, 4], users=[8], slo_p95_ms=100)
     configs = [
         _closed(1, 100.0, 150, cpu_each=95),  # misses the SLO
         _closed(2, 150.0, 80, cpu_each=85),  # 1.7 cores of 2: the machine is the limit
         _closed(4, 200.0, 60, cpu_each=45),
     ]
-    summary = build_summary(write_run(tmp_path / "run", settings, configs))
+    summary = summarise(*records(settings, configs))
     eff = summary.analysis.scaling_efficiency
     assert (eff["r1"].efficiency, eff["r2"].efficiency, eff["r4"].efficiency) == (1.0, 0.75, 0.5)
     assert summary.analysis.capacity == {"r1": None, "r2": 150.0, "r4": 200.0}
@@ -251,49 +270,49 @@ def test_scaling_efficiency_recommendation_and_machine_limit(tmp_path: Path) -> 
     assert summary.unmet_reason() is None
 
 
-def test_machine_saturation_is_said_once_decided_on_the_numbers(tmp_path: Path) -> None:
+def test_machine_saturation_is_said_once_decided_on_the_numbers() -> None:
     # The machine is busy in every measurement. When a scaling sentence already says so (the replicas used
     # the cores), the saturation sentence is not added; when none can (one replica count), it is. Either
     # way the verdict names the machine exactly once.
     settings = ExperimentSettings(replicas=[1, 2], users=[8], slo_p95_ms=100)
     scaling = [_closed(1, 100.0, 80, cpu_each=190), _closed(2, 120.0, 70, cpu_each=95)]
-    summary = build_summary(write_run(tmp_path / "scaling", settings, scaling))
+    summary = summarise(*records(settings, scaling))
     assert all(c.metrics.machine_cpu_saturated for c in summary.configs)
     assert [summary.verdict.count(s) for s in MACHINE_SENTENCES] == [0, 1]
 
     single = ExperimentSettings(replicas=[1], users=[8], slo_p95_ms=100)
-    summary = build_summary(write_run(tmp_path / "single", single, [_closed(1, 100.0, 80, cpu_each=190)]))
+    summary = summarise(*records(single, [_closed(1, 100.0, 80, cpu_each=190)]))
     assert summary.configs[0].metrics.machine_cpu_saturated
     assert [summary.verdict.count(s) for s in MACHINE_SENTENCES] == [1, 0]
 
 
-def test_need_rps_picks_the_cheapest_config_that_serves_it(tmp_path: Path) -> None:
+def test_need_rps_picks_the_cheapest_config_that_serves_it() -> None:
     settings = ExperimentSettings(replicas=[1, 2, 4], users=[8], slo_p95_ms=100, need_rps=160)
     configs = [_closed(1, 100.0, 50), _closed(2, 150.0, 50), _closed(4, 200.0, 60)]
-    summary = build_summary(write_run(tmp_path / "run", settings, configs))
+    summary = summarise(*records(settings, configs))
     assert summary.analysis.recommended is not None and summary.analysis.recommended.label == "r4"
-    summary = build_summary(tmp_path / "run", Thresholds(100, 0.01, need_rps=250))
+    summary = summarise(*records(settings, configs), Thresholds(100, 0.01, need_rps=250))
     assert summary.analysis.recommended is None
     assert summary.unmet_reason() == "no configuration served 250 req/s within the thresholds"
 
 
-def test_ramp_recommends_among_the_near_best_capacities(tmp_path: Path) -> None:
+def test_ramp_recommends_among_the_near_best_capacities() -> None:
     # Without --need-rps a ramp does not pick r1 for being cheap: only r2 and r4 are within 5 % of the best.
     settings = ExperimentSettings(replicas=[1, 2, 4], users=[8], ramp=True, slo_p95_ms=100)
 
     def ramp(replicas: int, rps: float) -> Config:
         return Config(replicas, [Measurement(8, [row_with("/predict", 1000, rps, 10, 50, 80)])], ramp=True)
 
-    summary = build_summary(write_run(tmp_path / "run", settings, [ramp(1, 100), ramp(2, 195), ramp(4, 200)]))
+    summary = summarise(*records(settings, [ramp(1, 100), ramp(2, 195), ramp(4, 200)]))
     rec = summary.analysis.recommended
     assert rec is not None and (rec.label, rec.capacity) == ("r2", 195.0)
     assert "within 5%" in rec.why
 
 
-def test_generator_saturation_and_failures_are_flagged(tmp_path: Path) -> None:
+def test_generator_saturation_and_failures_are_flagged() -> None:
     settings = ExperimentSettings(replicas=[1, 2], users=[64], slo_p95_ms=500)
     configs = [_closed(1, 100.0, 80, worker_cpu=97.0), _closed(2, 110.0, 70, failures=500)]
-    summary = build_summary(write_run(tmp_path / "run", settings, configs))
+    summary = summarise(*records(settings, configs))
     first, second = summary.configs
     assert first.metrics.generator_saturated and first.metrics.generator_cpu_max_pct == 97.0
     assert not second.metrics.generator_saturated
@@ -302,9 +321,9 @@ def test_generator_saturation_and_failures_are_flagged(tmp_path: Path) -> None:
     assert "Failures exceeded 1.0% in r2-u8" in summary.verdict
 
 
-def test_no_config_meets_the_slo(tmp_path: Path) -> None:
+def test_no_config_meets_the_slo() -> None:
     settings = ExperimentSettings(replicas=[1, 2], users=[8], slo_p95_ms=10)
-    summary = build_summary(write_run(tmp_path / "run", settings, [_closed(1, 100, 50), _closed(2, 150, 40)]))
+    summary = summarise(*records(settings, [_closed(1, 100, 50), _closed(2, 150, 40)]))
     assert summary.analysis.capacity == {"r1": None, "r2": None} and summary.analysis.recommended is None
     assert not summary.slo_met_by_any
     assert summary.verdict.startswith("No configuration met p95 ≤ 10 ms and failures ≤ 1.0%")
@@ -313,13 +332,11 @@ def test_no_config_meets_the_slo(tmp_path: Path) -> None:
     assert reason is not None and "r1-u8: p95 50 ms > 10 ms" in reason
 
 
-def test_interrupted_measurement_is_reported_but_not_counted(tmp_path: Path) -> None:
+def test_interrupted_measurement_is_reported_but_not_counted() -> None:
     settings = ExperimentSettings(replicas=[1, 2], users=[8], slo_p95_ms=100)
     cut = _closed(2, 150.0, 50)
     cut.measurements[0].status = "interrupted"
-    summary = build_summary(
-        write_run(tmp_path / "run", settings, [_closed(1, 100, 50), cut], status="interrupted")
-    )
+    summary = summarise(*records(settings, [_closed(1, 100, 50), cut], status="interrupted"))
     assert summary.configs[1].metrics.status == "interrupted" and not summary.configs[1].slo_met
     assert summary.analysis.capacity == {"r1": 100.0, "r2": None}
     assert summary.analysis.peak_rps["r2"] is None
@@ -354,12 +371,75 @@ def test_a_busy_machine_is_named_even_when_the_containers_look_idle(tmp_path: Pa
     assert "the machine's 2 cores were nearly all busy (up to 1.93 cores" in summary.verdict
 
 
-def test_a_run_cut_before_any_measurement_ended_recommends_nothing(tmp_path: Path) -> None:
+def test_a_run_cut_before_any_measurement_ended_recommends_nothing() -> None:
     cut = _closed(1, 100.0, 50)
     cut.measurements[0].status = "interrupted"
-    run = write_run(
-        tmp_path / "run", ExperimentSettings(replicas=[1], users=[8]), [cut], status="interrupted"
-    )
-    summary = build_summary(run)
+    summary = summarise(*records(ExperimentSettings(replicas=[1], users=[8]), [cut], status="interrupted"))
     assert summary.analysis.recommended is None
     assert summary.verdict.startswith("No measurement ran to its end")
+
+
+# ---- the analysis on records, without a run folder -----------------------------------------------------
+
+
+def _metrics(
+    users: int, rps: float, p95: float, status: str = "complete", **fields: object
+) -> MeasurementMetrics:
+    return MeasurementMetrics(
+        dir="m", users=users, target_rps=None, status=status, duration_s=20.0, requests=int(rps * 20),
+        rps=rps, p95_ms=p95, **fields,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def _judged(
+    replicas: int, users: int, rps: float, p95: float, *, workers: int | None = None, repeat: int = 1,
+    step: int | None = None, slo: float = 100,
+) -> ConfigResult:  # fmt: skip
+    metrics = _metrics(users, rps, p95)
+    ok, reasons = evaluate(metrics, Thresholds(slo, 0.01))
+    stack = StackConfig(replicas, workers)
+    return ConfigResult(
+        label=f"{stack.label}-u{users}", stack_label=stack.label, config_dir="01", replicas=replicas,
+        workers_per_replica=workers, backend=None, batching=None, mode="closed", repeat=repeat, step=step,
+        metrics=metrics, slo_met=ok, slo_reasons=reasons,
+    )  # fmt: skip
+
+
+def test_measurement_metrics_from_records_alone() -> None:
+    row = row_with("/predict", 400, 20.0, 10, 40, 60, failures=4)
+    data = MeasurementData(
+        dir="step-02",
+        record=MeasurementRecord(users=8, status="complete", duration_s=20.0, t_start=100.0, t_end=119.5),
+        stats=parse_stats_csv(stats_csv([row])),
+        served_by={"a": 396, "b": 0},
+    )
+    m = measurement_metrics(data, host_cpus=2, replicas=2)
+    assert (m.dir, m.users, m.duration_s, m.requests, m.failure_ratio) == ("step-02", 8, 19.5, 400, 0.01)
+    assert (m.p95_ms, m.rps, m.replicas_served) == (40, 20.0, 1)
+    assert m.server_total_ms is None and m.cpu_cores_used is None and m.achieved_ratio is None
+    # A measurement whose file never got written is "missing" and fails, whatever its numbers.
+    missing = measurement_metrics(MeasurementData("step-03", MeasurementRecord()), host_cpus=2)
+    assert evaluate(missing, Thresholds(None, 0.01)) == (False, ["measurement missing", "no requests"])
+
+
+def test_analyse_takes_the_lowest_repeat_at_the_best_level_met_in_every_repeat() -> None:
+    configs = [
+        _judged(1, 8, 50, 40, repeat=1), _judged(1, 8, 48, 45, repeat=2),
+        _judged(1, 16, 95, 60, repeat=1), _judged(1, 16, 97, 130, repeat=2),  # the second repeat misses
+        _judged(2, 8, 90, 30, repeat=1),  # r2's only level meets the SLO in r2's first repeat only
+        _judged(2, 16, 99, 40, repeat=2),
+    ]  # fmt: skip
+    analysis = analyse(configs, Thresholds(100, 0.01), ramp=False)
+    assert analysis.capacity == {"r1": 48.0, "r2": None}
+    assert analysis.knee["r1"] == Knee(8, None, 48.0) and analysis.knee["r2"] is None
+    assert analysis.peak_rps == {"r1": 96.0, "r2": 99.0}
+
+
+def test_recommend_fewest_processes_then_fewest_replicas_then_capacity() -> None:
+    configs = [_judged(2, 8, 100, 50, workers=1), _judged(1, 8, 90, 50, workers=2), _judged(4, 8, 200, 50)]
+    capacity = {"r2-w1": 100.0, "r1-w2": 90.0, "r4": 200.0}
+    rec = recommend(configs, capacity, Thresholds(100, 0.01), ramp=False)
+    assert rec is not None and (rec.label, rec.replicas, rec.workers_per_replica) == ("r1-w2", 1, 2)
+    need = recommend(configs, capacity, Thresholds(100, 0.01, need_rps=150), ramp=False)
+    assert need is not None and need.label == "r4" and "serves 150 req/s" in need.why
+    assert recommend(configs, {"r4": None}, Thresholds(100, 0.01), ramp=False) is None
