@@ -71,7 +71,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--max-interference",
         type=float,
-        default=10.0,
+        default=report.INTERFERENCE_LIMIT,
         help="%% of the measured core other processes may take before a measurement is repeated",
     )
     parser.add_argument("--retries", type=int, default=2, help="repeats of one disturbed measurement")

@@ -16,8 +16,10 @@ Results = dict[str, Any]
 
 # The issues' targets, as ratios (issue 9 raised service/bare from 0.8).
 SERVICE_VS_BARE = 0.92
-SERVICE_VS_BASELINE = {"tf": 3.0, "litert": 8.0}
-LITERT_VS_TF = 2.5
+# LiteRT's service/baseline ratio (once 8x) and LiteRT/TF in the service (once 2.5x) are no longer targets
+# (issue 18): the runtimes' own ratio bounds them, whatever the serving code does. They are shown, like the
+# batching rows, so that FAIL in the table always names a target this project holds.
+SERVICE_VS_BASELINE: dict[str, float | None] = {"tf": 3.0, "litert": None}
 # LiteRT / TF in the service over the same ratio between the bare backends: the service keeps the lead.
 LEAD_KEPT = 0.95
 # Server CPU per request beyond the bare backend's decode + infer CPU per image (ms), at this concurrency.
@@ -25,11 +27,17 @@ OVERHEAD_MS = 1.2
 OVERHEAD_LEVEL = 4
 # A generator above this share of its core may be what limits a run.
 GENERATOR_CPU_LIMIT = 50.0
-# Other processes taking more than this share of the server's core make the run's absolute numbers suspect.
+# Other processes taking more than this share of the server's core make the run's absolute numbers suspect:
+# `python3 -m bench --max-interference`'s default; a run records the value it used (interference_limit).
 INTERFERENCE_LIMIT = 10.0
 BACKEND_NAMES = {"tf": "TF SavedModel", "litert": "LiteRT float32"}
 PATH_NAMES = {"nginx-keepalive": "nginx with upstream keep-alive (bench-only variant)"}
 PATH_ORDER = {"direct": 0, "nginx": 1, "nginx-keepalive": 2}
+
+
+def interference_limit(results: Results) -> float:
+    """The run's own limit (its recorded method), for the notes and the † marks alike."""
+    return float(results.get("method", {}).get("max_interference_percent", INTERFERENCE_LIMIT))
 
 
 def select(points: Iterable[Point], **where: Any) -> list[Point]:
@@ -127,7 +135,7 @@ def compute_checks(results: Results) -> list[dict[str, Any]]:
                 backend=backend,
                 image=image,
             )
-            if worse and check["passed"]:
+            if worse and check["passed"]:  # a shown ratio (no target) stays shown
                 check["passed"] = False
             checks.append(check)
         tf_best = peak(points, **default, backend="tf", path="direct", image=image)
@@ -138,7 +146,7 @@ def compute_checks(results: Results) -> list[dict[str, Any]]:
                 _check(
                     "litert/tf service",
                     _ratio(lite_best["rps"], tf_best["rps"]),
-                    LITERT_VS_TF,
+                    None,
                     f"{lite_best['rps']:.1f} vs {tf_best['rps']:.1f} RPS; bare backends {bare_ratio:.2f}x",
                     kind="litert_vs_tf",
                     image=image,
@@ -223,8 +231,10 @@ def derive_notes(results: Results) -> list[str]:
     """Why a target was missed, in numbers the run itself measured (Server-Timing, CPU counters)."""
     notes: list[str] = []
     points: list[Point] = results.get("points", [])
+    limit = interference_limit(results)
     for check in compute_checks(results):
-        if check["passed"] is not False:
+        # A missed target is explained; so is the shown LiteRT/TF ratio, from the runtimes' own.
+        if check["passed"] is not False and check["kind"] != "litert_vs_tf":
             continue
         image = check["image"]
         if check["kind"] == "service_vs_bare":
@@ -250,7 +260,7 @@ def derive_notes(results: Results) -> list[str]:
                 + (
                     f" Other processes took {_interference(point):.0f}% of the server's core at that level, "
                     "which alone lowers its RPS by about as much."
-                    if _interference(point) > INTERFERENCE_LIMIT
+                    if _interference(point) > limit
                     else ""
                 )
             )
@@ -275,17 +285,12 @@ def derive_notes(results: Results) -> list[str]:
             shared = (tf_bare["decode_ms"]["mean"] + lite_bare["decode_ms"]["mean"]) / 2
             infer_ratio = _ratio(tf_infer, lite_infer)
             notes.append(
-                f"{image}: LiteRT/TF {check['value']:.2f}x in the service (target {LITERT_VS_TF}x). The "
-                f"runtimes alone, one thread, bare: infer {tf_infer:.1f} ms (TF) vs {lite_infer:.1f} ms "
-                f"(LiteRT) = {infer_ratio:.2f}x. The decode both pay ({shared:.1f} ms) and the HTTP work per "
-                "request add the same time to both, so the service's ratio stays below the runtimes' own"
+                f"{image}: LiteRT/TF {check['value']:.2f}x in the service. The runtimes alone, one thread, "
+                f"bare: infer {tf_infer:.1f} ms (TF) vs {lite_infer:.1f} ms (LiteRT) = {infer_ratio:.2f}x. "
+                f"The decode both pay ({shared:.1f} ms) and the HTTP work per request add the same time to "
+                "both, so the service's ratio stays below the runtimes' own"
                 + (" (measured above it here: noise between runs)" if check["value"] > infer_ratio else "")
-                + (
-                    f": with one inference thread per process the {LITERT_VS_TF}x target is out of reach for "
-                    "this model, whatever the serving code does."
-                    if infer_ratio < LITERT_VS_TF
-                    else f": the runtimes allow {LITERT_VS_TF}x, the shared per-request work is the gap."
-                )
+                + "."
             )
     notes += baseline_notes(results)
     notes += nginx_notes(results)
@@ -373,7 +378,7 @@ def interference_notes(results: Results) -> list[str]:
         f"{max(bare, default=math.nan):.0f}%, HTTP levels median {median:.0f}% and up to "
         f"{max(shares, default=math.nan):.0f}%."
     )
-    if worst >= INTERFERENCE_LIMIT:
+    if worst > interference_limit(results):
         text += (
             " That is enough to move results by as much: compare ratios measured close together, and rerun "
             "on a quiet machine for absolute numbers."
@@ -442,7 +447,7 @@ def render_markdown(results: Results) -> str:
     levels = sorted({p["concurrency"] for p in points})
     host = results.get("host", {})
     method = results.get("method", {})
-    limit = float(method.get("max_interference_percent", INTERFERENCE_LIMIT))
+    limit = interference_limit(results)
     marked = False
     out: list[str] = [
         f"## Benchmark ({results.get('started_at', '?')[:10]}, `python3 -m bench"

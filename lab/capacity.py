@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from lab.intervals import SINGLE_RUN, MeanInterval, RatioInterval
 from lab.limits import (
     FELL_BEHIND_RATIO,
     GENERATOR_CPU_LIMIT_PCT,
@@ -18,6 +19,7 @@ from lab.limits import (
     TIMELINE_WINDOW_S,
 )
 from lab.metrics import ConfigResult, Thresholds
+from lab.spread import SCALING, RepeatAnalysis, efficiency_interval, repeat_analysis
 from lab.stacks import stack_kind as stack_kind_of
 from lab.timeline import FaultImpact
 
@@ -37,6 +39,7 @@ class Efficiency:
     base: str  # the stack label with the fewest replicas in its group
     rps: float | None
     efficiency: float | None  # rps / (replicas / base replicas x base rps)
+    interval: RatioInterval | None = None  # the efficiency over runs (None: no runs to go by)
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class Recommendation:
     backend: str | None
     batching: str | None
     why: str
+    interval: MeanInterval | None = None  # the runs' throughput at the knee; capacity is its low end
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class CapacityAnalysis:
     peak_rps: dict[str, float | None]  # per stack label: req/s within the failure limit, any latency
     scaling_efficiency: dict[str, Efficiency]
     recommended: Recommendation | None
+    repeats: RepeatAnalysis | None = None
 
 
 def _first_by_label(configs: list[ConfigResult]) -> dict[str, ConfigResult]:
@@ -182,16 +187,53 @@ def recommend(
     )
 
 
+def decision_capacity(capacity: dict[str, float | None], spread: RepeatAnalysis) -> dict[str, float | None]:
+    """What the recommendation goes by: with repeats, the low end of the knee's confidence interval
+    (a configuration is not chosen on a lucky mean); with one run, the capacity itself."""
+    out: dict[str, float | None] = {}
+    for label, cap in capacity.items():
+        interval = spread.capacity.get(label)
+        low = interval.low if interval is not None and interval.has_interval else None
+        out[label] = round(max(0.0, low), 3) if cap is not None and low is not None else cap
+    return out
+
+
 def analyse(configs: list[ConfigResult], thresholds: Thresholds, ramp: bool) -> CapacityAnalysis:
     capacity, knees = capacity_and_knees(configs)
     peak = peak_rps(configs, thresholds)
-    return CapacityAnalysis(
-        capacity,
-        knees,
-        peak,
-        scaling_efficiency(configs, peak),
-        recommend(configs, capacity, thresholds, ramp),
-    )
+    keys = {label: (k.users, k.target_rps) if k is not None else None for label, k in knees.items()}
+    spread = repeat_analysis(configs, keys, thresholds)
+    efficiency = scaling_efficiency(configs, peak)
+    for label, eff in efficiency.items():
+        base = efficiency[eff.base]
+        if label != eff.base:
+            interval = efficiency_interval(
+                spread.peak_runs.get(label, []),
+                spread.peak_runs.get(eff.base, []),
+                eff.replicas,
+                base.replicas,
+            )
+            if interval is not None:
+                # Over runs the efficiency is the ratio of the runs' means, so value and interval agree.
+                runs = spread.peak_runs[label]
+                eff = replace(eff, rps=round(sum(runs) / len(runs), 3), efficiency=round(interval.ratio, 3))
+            efficiency[label] = replace(eff, interval=interval)
+    rec = recommend(configs, decision_capacity(capacity, spread), thresholds, ramp)
+    if rec is not None:
+        rec = replace(rec, interval=spread.capacity.get(rec.label))
+    return CapacityAnalysis(capacity, knees, peak, efficiency, rec, spread)
+
+
+def _unstable(entry: ConfigResult) -> bool:
+    return entry.metrics.stability is not None and not entry.metrics.stability.stable
+
+
+def _efficiency_text(eff: Efficiency) -> str:
+    value = f"{eff.efficiency:.0%}" if eff.efficiency is not None else "—"
+    i = eff.interval
+    if i is None or not i.has_interval:
+        return f"{value}, {SINGLE_RUN}" if i is not None else value
+    return f"{value}, {i.confidence:.0%} CI {i.low:.0%} to {i.high:.0%}"
 
 
 def _names(entries: list[ConfigResult]) -> str:
@@ -218,11 +260,22 @@ def _headline(configs: list[ConfigResult], analysis: CapacityAnalysis, threshold
             and knee is not None
             and c.load_key == (knee.users, knee.target_rps)
         ]
-        return (
+        if rec.interval is not None and rec.interval.has_interval:
+            how = f"{rec.interval.text('req/s')} at its knee, the low end {rec.capacity:.1f} req/s deciding"
+        else:
+            how = f"{rec.capacity:.1f} req/s ({SINGLE_RUN})"
+        text = (
             f"Recommended: {rec.label} ({rec.replicas} replica(s)), which {rec.why}: "
-            f"{rec.capacity:.1f} req/s with {slo_text(thresholds)} "
+            f"{how} with {slo_text(thresholds)} "
             f"(p95 {max(at_knee, default=0.0):g} ms at that load)."
         )
+        unsettled = [c for c in configs if c.stack_label == rec.label and _unstable(c)]
+        if unsettled:
+            text += (
+                f" This rests on measurements that never became stable ({_names(unsettled)}): "
+                "a longer --duration may move it."
+            )
+        return text
     if not any(c.metrics.status == "complete" for c in configs):
         return "No measurement ran to its end, so no configuration can be recommended."
     measured = [c for c in configs if c.metrics.p95_ms is not None and c.metrics.status == "complete"]
@@ -263,9 +316,22 @@ def verdict(
             ),
             default=None,
         )
+        runs = analysis.repeats.peak_runs if analysis.repeats is not None else {}
+        ratio = next(
+            (
+                c.ratio
+                for c in (analysis.repeats.comparisons if analysis.repeats is not None else [])
+                if c.kind == SCALING and c.a == label and c.b == eff.base
+            ),
+            None,
+        )
+        mean_of = {k: sum(v) / len(v) for k, v in runs.items() if v}
+        means = " (means over runs)" if len(runs.get(label, [])) > 1 else ""
         sentence = (
-            f"From {eff.base} to {label}, throughput went from {base.rps or 0:.1f} to "
-            f"{eff.rps or 0:.1f} req/s (scaling efficiency {eff.efficiency:.0%})"
+            f"From {eff.base} to {label}, throughput went from {mean_of.get(eff.base, base.rps or 0):.1f} "
+            f"to {mean_of.get(label, eff.rps or 0):.1f} req/s{means}"
+            + (f": {ratio.text()}" if ratio is not None else "")
+            + f", scaling efficiency {_efficiency_text(eff)}"
         )
         if used is not None and used >= MACHINE_CPU_FRACTION * host_cpus:
             machine_named = True
@@ -276,6 +342,16 @@ def verdict(
         elif eff.efficiency < GOOD_SCALING_EFFICIENCY and last_by_label[label].metrics.generator_saturated:
             sentence += "; the load generator was saturated, so this understates the replicas"
         sentences.append(sentence + ".")
+    for comparison in analysis.repeats.comparisons if analysis.repeats is not None else []:
+        if comparison.kind != SCALING:
+            sentences.append(comparison.text()[0].upper() + comparison.text()[1:] + ".")
+    unstable = [c for c in configs if _unstable(c)]
+    if unstable:
+        found = next(c.metrics.stability for c in unstable if c.metrics.stability is not None)
+        sentences.append(
+            f"Never stable ({found.rule.describe()}) in {_names(unstable)}: "
+            "their numbers may move with a longer --duration."
+        )
     saturated = [c for c in configs if c.metrics.generator_saturated]
     if saturated:
         sentences.append(

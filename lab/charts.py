@@ -13,10 +13,12 @@ import matplotlib
 matplotlib.use("Agg")  # before pyplot: no display, and the same output in CI as on a laptop
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from lab.capacity import at_knee
-from lab.limits import GOOD_SCALING_EFFICIENCY
+from lab.limits import EXTRAPOLATION_LIMIT, GOOD_SCALING_EFFICIENCY
 from lab.metrics import ConfigResult, MeasurementMetrics
+from lab.plan import GroupPlan, Plan
 from lab.summary import Summary
 
 matplotlib.rcParams.update(
@@ -322,6 +324,37 @@ def chart_timeline(entry: ConfigResult) -> str:
     return _to_svg(fig)
 
 
+def chart_plan(plan: Plan, group: GroupPlan) -> str:
+    """Model vs measured: each run's capacity (held-out counts hollow), the fitted X(N) with its band
+    over the counts the plan looked at, the need, and the answer."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    band = group.band
+    # Out to the plan's own limit (or its answer past it, with --force): where the band widens.
+    reach = max(EXTRAPOLATION_LIMIT * max(group.fit.counts), group.answer or 0)
+    shown = [i for i, n in enumerate(band.n) if n <= reach]
+    n = [band.n[i] for i in shown]
+    ax.fill_between(n, [band.low[i] for i in shown], [band.high[i] for i in shown], color="#c6dbef",
+                    label=f"{band.confidence:.0%} band (bootstrap over runs)")  # fmt: skip
+    ax.plot(n, [band.mid[i] for i in shown], color="#2171b5", label=f"{group.fit.model.upper()} fit")
+    for count in group.measured:
+        face = "#08306b" if count.fitted else "white"
+        ax.scatter([count.replicas] * len(count.runs), count.runs, s=18, zorder=3, facecolors=face,
+                   edgecolors="#08306b")  # fmt: skip
+    ax.axhline(
+        plan.need_rps, color="#e6550d", linestyle="--", linewidth=1, label=f"need {plan.need_rps:g} req/s"
+    )
+    if group.answer is not None:
+        ax.axvline(group.answer, color="#31a354", linestyle=":", linewidth=1, label=f"plan: {group.answer}")
+    ax.axvspan(band.fitted_range[0], band.fitted_range[1], color="#f0f0f0", zorder=0, label="fitted range")
+    ax.set_xlabel("replicas")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("capacity req/s")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(f"{group.group}: model vs measured (filled: fitted runs, hollow: held out)")
+    return _to_svg(fig)
+
+
 def all_charts(summary: Summary) -> list[tuple[str, str]]:
     charts = [
         ("Throughput and latency vs replicas", chart_vs_replicas(summary)),
@@ -330,6 +363,8 @@ def all_charts(summary: Summary) -> list[tuple[str, str]]:
         ("CPU per container", chart_cpu(summary)),
         ("Scaling efficiency", chart_efficiency(summary)),
     ]
+    plan = summary.plan
+    charts += [(f"Model vs measured: {g.group}", chart_plan(plan, g)) for g in (plan.groups if plan else [])]
     charts += [
         (f"Timeline: {entry.label}", chart_timeline(entry))
         for entry in summary.configs

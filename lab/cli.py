@@ -1,8 +1,10 @@
-"""The `lab` command: `lab compare` measures a grid of configurations, `lab report` rebuilds its reports."""
+"""The `lab` command: `lab compare` measures a grid of configurations, `lab report` rebuilds its reports,
+`lab plan` predicts the replicas a traffic level needs from them."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -20,9 +22,23 @@ from lab.grid import (
     RunPlan,
 )
 from lab.metrics import Thresholds
+from lab.plan import (
+    HOLDOUT_HEADER,
+    LATENCY_HEADER,
+    PREDICTION_HEADER,
+    Measured,
+    Plan,
+    PlanRequest,
+    holdout_rows,
+    latency_rows,
+    make_plan,
+    plan_text,
+    prediction_rows,
+)
 from lab.progress import RichProgress
 from lab.report import CAPACITY_HEADER, capacity_rows, write_report
 from lab.results import SchemaError, read_run
+from lab.rounds import ORDERS, new_seed
 from lab.services import CLASSIFIER
 from lab.stacks import (
     DEFAULT_STACK,
@@ -33,7 +49,7 @@ from lab.stacks import (
     find_project_dir,
     make_stack,
 )
-from lab.summary import ramp_judge
+from lab.summary import cpu_budget, measured_of, ramp_judge, read_configs
 from lab.units import format_duration, parse_duration, parse_list
 
 T = TypeVar("T")
@@ -136,7 +152,34 @@ def compare(
     ] = None,
     repeat: Annotated[
         int | None,
-        typer.Option(help=f"Measure each configuration this many times (default: {_default('repeat')})."),
+        typer.Option(
+            help="Measure in this many rounds, each configuration once a round "
+            f"(default: {_default('repeat')})."
+        ),
+    ] = None,
+    order: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Order of the rounds: {' or '.join(ORDERS)} the configurations "
+            f"(default: {_default('order')})."
+        ),
+    ] = None,
+    order_seed: Annotated[
+        int | None, typer.Option(help="Seed of --order shuffle (default: a new one, recorded in run.json).")
+    ] = None,
+    until_stable: Annotated[
+        bool,
+        typer.Option(
+            help="Stop a measurement once the last 3 windows agree within --stability (at most --duration)."
+        ),
+    ] = False,
+    window: Annotated[
+        int | None,
+        typer.Option(help=f"--until-stable's window in seconds (default: {_default('window_s')})."),
+    ] = None,
+    stability: Annotated[
+        float | None,
+        typer.Option(help=f"--until-stable's tolerance in % (default: {_default('stability_pct')})."),
     ] = None,
     out: Out = Path("results"),
     run_id: RunId = None,
@@ -211,6 +254,11 @@ def compare(
                 max_failure_ratio=max_failure_ratio,
                 need_rps=need_rps,
                 repeat=repeat,
+                order=order,
+                order_seed=order_seed if order_seed is not None else new_seed(),
+                until_stable=until_stable,
+                window_s=window,
+                stability_pct=stability,
                 expected_latency_ms=expected_latency_ms,
                 arrivals=arrivals,
                 max_batch_size=max_batch_size,
@@ -345,6 +393,74 @@ def report(
     raise typer.Exit(code)
 
 
+@app.command("plan")
+def plan_command(
+    results: Annotated[
+        list[Path],
+        typer.Argument(help="results/<run-id> folders: a replica sweep, and runs to check against."),
+    ],
+    need_rps: Annotated[float, typer.Option(help="Traffic to serve (req/s).")],
+    slo_p95_ms: Annotated[float, typer.Option(help="Latency SLO: p95 in milliseconds.")],
+    holdout: Annotated[
+        list[int] | None,
+        typer.Option(help="Fit without this replica count and compare with what it measured (repeatable)."),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Predict past 4x the largest measured replica count.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap and the queue simulation.")] = 0,
+) -> None:
+    """The fewest replicas predicted to serve --need-rps within --slo-p95-ms: a scalability fit (USL) and a
+    queue model of the measured runs, with a band; --holdout checks it against counts left out."""
+    measured: list[Measured] = []
+    budgets: list[float | None] = []
+    try:
+        request = PlanRequest(need_rps, slo_p95_ms, tuple(holdout or ()), force, seed)
+        failure_limits = []
+        for run_dir in results:
+            if not (run_dir / "run.json").is_file():
+                raise ValueError(f"{run_dir} has no run.json: not a `lab compare` result folder")
+            run = read_run(run_dir)
+            thresholds = Thresholds(slo_p95_ms, run.settings.failure_limit, need_rps)
+            # Each folder is its own source of runs, whatever its run id says.
+            measured += [
+                replace(m, source=str(run_dir)) for m in measured_of(run, read_configs(run_dir), thresholds)
+            ]
+            budgets.append(cpu_budget(run.settings))
+            failure_limits.append(run.settings.failure_limit)
+        limit = Thresholds(slo_p95_ms, max(failure_limits), need_rps)
+        plan = make_plan(measured, limit, budgets, request)
+    except ValueError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(EXIT_USAGE) from None
+    _print_plan(plan)
+    raise typer.Exit(0 if all(g.answer is not None for g in plan.groups) else EXIT_SLO_UNMET)
+
+
+def _print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    table = Table(title=title)
+    for column in header:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def _print_plan(plan: Plan) -> None:
+    for g in plan.groups:
+        _print_table(
+            f"{g.group}: predicted at {plan.need_rps:g} req/s ({g.fit.model} fit)",
+            PREDICTION_HEADER,
+            prediction_rows(g),
+        )
+        if g.p95_checks:
+            _print_table(
+                f"{g.group}: p95 model vs measured (open-model runs)", LATENCY_HEADER, latency_rows(g)
+            )
+        if g.holdout:
+            _print_table(f"{g.group}: model vs measured (held out)", HOLDOUT_HEADER, holdout_rows(g))
+    for line in plan_text(plan):
+        console.print(line, highlight=False)
+
+
 def _finish(run_dir: Path, overrides: Thresholds | None) -> int:
     """Write the reports, print the capacity table, and return the exit code for the thresholds."""
     summary = write_report(run_dir, overrides)
@@ -355,6 +471,10 @@ def _finish(run_dir: Path, overrides: Thresholds | None) -> int:
         table.add_row(*row.cells)
     console.print(table)
     console.print(summary.verdict)
+    if summary.plan is not None:
+        _print_plan(summary.plan)
+    elif summary.plan_error:
+        console.print(f"no plan: {summary.plan_error}")
     console.print(f"report: {run_dir / 'report.html'}  summary: {run_dir / 'summary.json'}")
     given = overrides is not None or ExperimentSettings.from_dict(summary.settings).thresholds_given
     reason = summary.unmet_reason()

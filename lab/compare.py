@@ -38,7 +38,9 @@ from lab.results import (
     write_record,
 )
 from lab.sampler import HostCpu, Sampler
+from lab.stability import Stability, judge, window_points
 from lab.stacks import Stack, StackError, StackState, git_sha
+from lab.timeline import parse_timeline
 
 SPAWN_RATE_PER_WORKER_MAX = 100.0  # Locust warns above this many users/s per worker
 SAFETY_RUN_TIME_S = 60.0  # the master stops a test by itself this long after it should have ended
@@ -171,6 +173,7 @@ class Driver:
             mode=self.settings.mode,
             plan=tuple(PlanEntry(p.index, p.label, p.dirname) for p in self.plan),
             estimate_s=round(sum(self.estimates)),
+            order=self.settings.round_order.to_dict() if self.settings.repeat > 1 else None,
         )
         result = RunResult(run_dir)
         write_record(run_dir / RUN_FILE, run)
@@ -396,7 +399,9 @@ class Driver:
             spawn_s = level.users / (meta.spawn_rate or 1.0)
             self._locust.wait_running(timeout_s=max(30.0, spawn_s + 20.0))
             meta = replace(meta, running_after_s=round(time.time() - t_start, 2))
-            self._sleep(max(0.0, t_start + duration_s - time.time()))
+            stability = self._hold(t_start, duration_s)
+            if stability is not None:
+                meta = replace(meta, stability=stability.to_dict())
         except KeyboardInterrupt:
             interrupted = True
         except LocustError as err:
@@ -431,6 +436,25 @@ class Driver:
             raise KeyboardInterrupt
         if meta.error is not None:
             raise LocustError(meta.error)
+
+    def _hold(self, t_start: float, duration_s: float) -> Stability | None:
+        """Keep the load on for `duration_s`, or with --until-stable until perf_analyzer's rule holds on
+        the timeline so far (judged each window; at most `duration_s`)."""
+        deadline = t_start + duration_s
+        if not self.settings.until_stable:
+            self._sleep(max(0.0, deadline - time.time()))
+            return None
+        assert self._locust is not None
+        rule = self.settings.stability_rule
+        while True:
+            self._sleep(max(0.0, min(rule.window_s, deadline - time.time())))
+            now = time.time()
+            # A worker's last seconds reach the master with its next report: judge only older windows.
+            seconds = parse_timeline(self._locust.timeline() or {})
+            points = window_points(seconds, t_start, now - self.flush_wait_s, rule.window_s)
+            verdict = judge(points, rule)
+            if verdict.stable or now >= deadline:
+                return verdict
 
     def _save_results(self, mdir: Path, meta: MeasurementRecord) -> MeasurementRecord:
         """Download what the master has for this test; the record with what was saved."""

@@ -8,6 +8,8 @@ from typing import Any
 
 from lab.arrivals import PROCESSES
 from lab.faults import FaultSpec, check_fits
+from lab.rounds import ORDERS, ROTATE, RoundOrder
+from lab.stability import DEFAULT_STABILITY_PCT, DEFAULT_WINDOW_S, StabilityRule
 
 BACKENDS = ("tf", "litert")
 BATCHING = ("off", "on")
@@ -124,6 +126,14 @@ class ExperimentSettings:
     locust_options: dict[str, str] = field(default_factory=dict)
     faults: list[str] = field(default_factory=list)  # --fault specs, applied in every measurement
     soak: bool = False  # sample every replica's RSS and open files, and report their drift
+    # --repeat N measures in N rounds, each holding every configuration once (lab/rounds.py).
+    order: str = ROTATE  # rotate or shuffle the configurations from one round to the next
+    order_seed: int | None = None  # the shuffle's seed; None until the command line draws one
+    # --until-stable: stop a measurement once perf_analyzer's rule holds (lab/stability.py), else at
+    # --duration (a ramp step: at --step-duration).
+    until_stable: bool = False
+    window_s: int = DEFAULT_WINDOW_S
+    stability_pct: float = DEFAULT_STABILITY_PCT
 
     @property
     def fault_specs(self) -> list[FaultSpec]:
@@ -136,6 +146,14 @@ class ExperimentSettings:
     def from_dict(cls, data: dict[str, Any]) -> ExperimentSettings:
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    @property
+    def round_order(self) -> RoundOrder:
+        return RoundOrder(self.order, self.order_seed or 0, self.repeat)
+
+    @property
+    def stability_rule(self) -> StabilityRule:
+        return StabilityRule(self.window_s, self.stability_pct / 100)
 
     @property
     def mode(self) -> str:
@@ -205,6 +223,18 @@ class ExperimentSettings:
             errors.append("--locust-workers must be >= 1")
         if self.faults and self.ramp:
             errors.append("--fault goes with a fixed load, not --ramp")
+        if self.order not in ORDERS:
+            errors.append(f"--order: choose from {', '.join(ORDERS)}")
+        try:
+            rule = self.stability_rule
+            longest = self.step_duration_s if self.ramp else self.duration_s
+            if self.until_stable and rule.windows * rule.window_s > longest:
+                errors.append(
+                    f"--until-stable compares {rule.windows} windows of {rule.window_s} s: "
+                    f"{'--step-duration' if self.ramp else '--duration'} must hold them"
+                )
+        except ValueError as err:
+            errors.append(str(err))
         try:
             check_fits(self.fault_specs, self.duration_s)
         except ValueError as err:
@@ -269,11 +299,12 @@ def stack_configs(settings: ExperimentSettings) -> list[StackConfig]:
 def expand(settings: ExperimentSettings) -> list[PlannedConfig]:
     settings.validate()
     loads = [load_levels(settings)[0]] if settings.ramp else load_levels(settings)
-    plan: list[PlannedConfig] = []
-    for stack in stack_configs(settings):
-        for load in loads:
-            for repeat in range(1, settings.repeat + 1):
-                plan.append(PlannedConfig(len(plan) + 1, stack, load, repeat, settings.repeat))
+    grid = [(stack, load) for stack in stack_configs(settings) for load in loads]
+    # Rounds, not back-to-back repeats: a drift of the machine falls on every configuration alike.
+    plan = [
+        PlannedConfig(i, stack, load, round_k, settings.repeat)
+        for i, (round_k, (stack, load)) in enumerate(settings.round_order.arrange(grid), start=1)
+    ]
     labels = [p.label for p in plan]
     if len(set(labels)) != len(labels):
         raise ValueError("the grid has duplicate configurations")

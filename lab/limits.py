@@ -28,3 +28,8 @@ RECOVERY_RPS_TOLERANCE = 0.10
 RECOVERY_P95_TOLERANCE = 0.20
 # A soak flags growth of a replica's RSS or open files, or of p95, above this fraction.
 SOAK_GROWTH_LIMIT = 0.10
+# `lab plan` answers up to this many times the largest measured replica count (further needs --force): the
+# USL's band grows fast outside the fitted range, and the R usl authors warn even inside it below 6 points.
+EXTRAPOLATION_LIMIT = 4
+# A latency model's service time measured with each replica busier than this share includes queueing.
+LIGHT_LOAD_UTILISATION = 0.5

@@ -18,6 +18,15 @@ from lab.limits import (
     TIMELINE_WINDOW_S,
 )
 from lab.metrics import ConfigResult, MeasurementMetrics, Thresholds
+from lab.plan import (
+    LATENCY_HEADER,
+    MODEL_HEADER,
+    PREDICTION_HEADER,
+    group_text,
+    latency_rows,
+    model_rows,
+    prediction_rows,
+)
 from lab.summary import Summary, build_summary
 
 CSS = """
@@ -90,7 +99,7 @@ def capacity_rows(summary: Summary) -> list[Row]:
                     _fmt(entry.workers_per_replica),
                     _fmt(entry.backend),
                     _fmt(entry.batching),
-                    _fmt(a.capacity.get(label)),
+                    _capacity(summary, label),
                     _load(knee.users, knee.target_rps) if knee else "—",
                     _fmt(a.peak_rps.get(label)),
                     f"{eff:.0%}" if eff is not None else "—",
@@ -113,6 +122,16 @@ CAPACITY_HEADER = [
     "Scaling eff.",
 ]
 
+INTENDED_COLUMN = "From intended start p50 / p95 / p99 ms"
+
+
+def _intended(m: MeasurementMetrics) -> str:
+    if not m.target_rps:
+        return "closed: no intended time"
+    values = (m.intended_p50_ms, m.intended_p95_ms, m.intended_p99_ms)
+    return "—" if None in values else " / ".join(f"{v:g}" for v in values)
+
+
 MEASUREMENT_HEADER = [
     "Measurement",
     "Load",
@@ -122,6 +141,7 @@ MEASUREMENT_HEADER = [
     "p50 ms",
     "p95 ms",
     "p99 ms",
+    INTENDED_COLUMN,
     "Queue ms",
     "Infer ms",
     "Classifier cores",
@@ -139,6 +159,12 @@ def measurement_rows(summary: Summary) -> list[Row]:
     for entry in summary.configs:
         m = entry.metrics
         status = "" if m.status == "complete" else f" ({m.status})"
+        if m.stability is not None:
+            status += (
+                f" (stable after {m.stability.settled_after_s:g} s)"
+                if m.stability.stable
+                else " ⚠ never stable"
+            )
         gen = _fmt(m.generator_cpu_max_pct)
         if m.generator_saturated:
             gen += " ⚠"
@@ -153,6 +179,7 @@ def measurement_rows(summary: Summary) -> list[Row]:
                     _fmt(m.p50_ms),
                     _fmt(m.p95_ms),
                     _fmt(m.p99_ms),
+                    _intended(m),
                     _fmt(m.server_queue_ms, 2),
                     _fmt(m.server_infer_ms, 2),
                     _fmt(m.cpu_cores_used, 2),
@@ -248,6 +275,82 @@ def soak_rows(summary: Summary) -> list[Row]:
     return rows
 
 
+def _capacity(summary: Summary, label: str) -> str:
+    """Capacity, with its interval over runs when there are repeats."""
+    value = summary.analysis.capacity.get(label)
+    spread = summary.analysis.repeats
+    interval = spread.capacity.get(label) if spread is not None else None
+    if value is None or interval is None or not interval.has_interval:
+        return _fmt(value)
+    return interval.text()
+
+
+REPEAT_HEADER = ["Config", "Runs", "Req/s mean (95% CI)", "p95 ms mean (95% CI)", "Never stable"]
+COMPARISON_HEADER = ["Comparison", "Of", "Ratio of mean throughput (95% CI)"]
+REPEAT_NOTE = (
+    "Over runs (the run is the unit): the mean with a Student-t 95 % interval; a ratio's interval is the "
+    "log-scale delta method with Welch's degrees of freedom. A ratio whose interval holds 1 is no "
+    "measurable difference; one run has no interval. With --repeat the runs were measured in rounds."
+)
+
+
+def repeat_rows(summary: Summary) -> list[Row]:
+    spread = summary.analysis.repeats
+    if spread is None or not any(c.runs > 1 or c.unstable_runs for c in spread.configs):
+        return []
+    return [
+        Row(
+            [
+                c.label,
+                str(c.runs),
+                c.rps.text(),
+                c.p95_ms.text() if c.p95_ms is not None else "—",
+                str(c.unstable_runs) if c.unstable_runs else "—",
+            ]
+        )
+        for c in spread.configs
+    ]
+
+
+def comparison_rows(summary: Summary) -> list[Row]:
+    spread = summary.analysis.repeats
+    return [Row([f"{c.a} vs {c.b}", c.what, c.ratio.text()]) for c in (spread.comparisons if spread else [])]
+
+
+PLAN_NOTE = (
+    "A USL fit to each run's capacity (highest throughput within the failure limit) against replicas, "
+    "bootstrapped over runs; p95 from a FIFO queue per replica at need / N with the service time measured "
+    "at the lightest load, slowed by the fit's contention. Meets: at the band's pessimistic end. "
+    "Model vs measured: the fitted curve at each measured count (held-out counts were not in the fit)."
+)
+
+
+def plan_sections(summary: Summary) -> list[tuple[str, str, list[str], list[Row]]]:
+    """(title, words, header, rows) for each table of the plan."""
+    plan = summary.plan
+    if plan is None:
+        return []
+    out = []
+    for g in plan.groups:
+        words = " ".join(
+            line.strip() + ("." if not line.rstrip().endswith(".") else "") for line in group_text(plan, g)
+        )
+        out.append(
+            (
+                f"Plan past what you measured: {g.group}",
+                f"{words} {plan.budget_note[0].upper()}{plan.budget_note[1:]}.",
+                PREDICTION_HEADER,
+                [Row(r) for r in prediction_rows(g)],
+            )
+        )
+        out.append((f"Model vs measured: {g.group}", "", MODEL_HEADER, [Row(r) for r in model_rows(g)]))
+        if g.p95_checks:
+            out.append(
+                (f"p95 model vs measured: {g.group}", "", LATENCY_HEADER, [Row(r) for r in latency_rows(g)])
+            )
+    return out
+
+
 def _md_table(header: list[str], rows: list[Row]) -> str:
     def clean(cell: str) -> str:
         return cell.replace("|", "\\|")
@@ -296,6 +399,14 @@ def render_markdown(summary: Summary) -> str:
             "",
             _md_table(MEASUREMENT_HEADER, measurement_rows(summary)),
             "",
+            *_optional_md("Repeats", REPEAT_HEADER, repeat_rows(summary)),
+            *_optional_md("Comparisons", COMPARISON_HEADER, comparison_rows(summary)),
+            *[
+                line
+                for title, words, header, rows in plan_sections(summary)
+                for line in [*_optional_md(title, header, rows), *([words, ""] if words else [])]
+            ],
+            *([f"No plan: {summary.plan_error}.", ""] if summary.plan_error else []),
             *_optional_md("Faults", FAULT_HEADER, fault_rows(summary)),
             *_optional_md("Soak", SOAK_HEADER, soak_rows(summary)),
             f"**Verdict.** {summary.verdict}",
@@ -352,6 +463,10 @@ def render_html(summary: Summary) -> str:
     charts = "".join(f"<h2>{escape(title)}</h2><figure>{svg}</figure>" for title, svg in all_charts(summary))
     status_class = "ok" if summary.status == "complete" else "bad"
     thresholds = escape(_thresholds_text(summary.thresholds))
+    plan_html = "".join(
+        _optional_html(title, header, rows, (words + " " if words else "") + PLAN_NOTE)
+        for title, words, header, rows in plan_sections(summary)
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -379,9 +494,16 @@ stats samples, of the replicas' summed CPU; machine busy cores: the whole host, 
 Generator CPU: the busiest Locust worker (⚠ above {GENERATOR_CPU_LIMIT_PCT:.0f} %: the generator may
 have been the limit). Arrival CV: of the gaps between request starts over the whole swarm (arrivals.json;
 Poisson 1, evenly spaced 0). Late / dropped (open model): arrivals that found no user free, sent late or
-not at all (⚠ above {LATE_ARRIVALS_SHARE:.0%} of them: too few users).
+not at all (⚠ above {LATE_ARRIVALS_SHARE:.0%} of them: too few users). From intended start (open
+model): from each arrival's intended time to its answer (arrivals.json), the wait for a free user
+included, which Locust's times from the send leave out; a dropped arrival counts at its lateness when
+dropped (a lower bound). The SLO applies to it in the open model; the closed model has no intended time.
 On a small machine the generator and the replicas share the cores: read the CPU chart before the
 throughput.</p>
+{_optional_html("Repeats", REPEAT_HEADER, repeat_rows(summary), REPEAT_NOTE)}
+{_optional_html("Comparisons", COMPARISON_HEADER, comparison_rows(summary), REPEAT_NOTE)}
+{plan_html}
+{f'<p class="meta">No plan: {escape(summary.plan_error)}.</p>' if summary.plan_error else ""}
 {_optional_html("Faults", FAULT_HEADER, fault_rows(summary), FAULT_NOTE)}
 {_optional_html("Soak", SOAK_HEADER, soak_rows(summary), SOAK_NOTE)}
 {charts}

@@ -79,6 +79,7 @@ class RunRecord:
     locust_url: str | None = None
     locust_workers: int | None = None
     error: str | None = None
+    order: dict[str, Any] | None = None  # --repeat's rounds: RoundOrder.to_dict() (kind, seed, rounds)
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(self)
@@ -190,6 +191,7 @@ class MeasurementRecord:
     error: str | None = None
     locust_final: dict[str, Any] | None = None
     downloads: dict[str, int] = field(default_factory=dict)  # file -> HTTP status of its download
+    stability: dict[str, Any] | None = None  # --until-stable: Stability.to_dict(), what the driver decided
 
     @property
     def mode(self) -> str:

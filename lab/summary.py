@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from lab.capacity import CapacityAnalysis, analyse, verdict
-from lab.grid import config_label, load_label
+from lab.grid import ExperimentSettings, config_label, load_label
 from lab.metrics import ConfigResult, MeasurementData, Thresholds, evaluate, measurement_metrics
+from lab.plan import Measured, Plan, PlanRequest, make_plan
 from lab.results import (
     SCHEMA_VERSION,
     ConfigRecord,
@@ -41,6 +42,10 @@ class Summary:
     configs: list[ConfigResult]
     analysis: CapacityAnalysis
     verdict: str
+    # `lab plan` at the end of `lab compare`, when --need-rps and --slo-p95-ms were both given and the run
+    # measured at least 2 replica counts; plan_error says why there is none when one was asked for.
+    plan: Plan | None = None
+    plan_error: str | None = None
 
     @property
     def slo_met_by_any(self) -> bool:
@@ -81,6 +86,9 @@ class Summary:
             "recommended": asdict(a.recommended) if a.recommended is not None else None,
             "slo_met_by_any": self.slo_met_by_any,
             "verdict": self.verdict,
+            "repeats": a.repeats.to_dict() if a.repeats is not None else None,
+            "plan": self.plan.to_dict() if self.plan is not None else None,
+            "plan_error": self.plan_error,
         }
 
 
@@ -125,8 +133,10 @@ def summarise(
     settings = run.settings
     thresholds = thresholds or Thresholds.from_settings(settings)
     host_cpus = int(run.host_cpus or 1)
-    results = [r for cfg, data in configs for r in config_results(cfg, data, thresholds, host_cpus)]
+    measured = measured_of(run, configs, thresholds)
+    results = [m.entry for m in measured]
     analysis = analyse(results, thresholds, settings.ramp)
+    plan, plan_error = _plan(measured, thresholds, settings)
     stack = run.stack_kind
     nodes = (run.stack_before or {}).get("nodes")
     return Summary(
@@ -144,7 +154,43 @@ def summarise(
         configs=results,
         analysis=analysis,
         verdict=verdict(results, analysis, thresholds, host_cpus, stack),
+        plan=plan,
+        plan_error=plan_error,
     )
+
+
+def measured_of(
+    run: RunRecord,
+    configs: list[tuple[ConfigRecord, list[MeasurementData]]],
+    thresholds: Thresholds,
+) -> list[Measured]:
+    """Every measurement judged, with its Server-Timing split (what a plan's latency model needs)."""
+    host_cpus = int(run.host_cpus or 1)
+    out: list[Measured] = []
+    for cfg, data in configs:
+        results = config_results(cfg, data, thresholds, host_cpus)
+        out += [Measured(run.run_id, r, d.server_timing) for r, d in zip(results, data, strict=True)]
+    return out
+
+
+def cpu_budget(settings: ExperimentSettings) -> float | None:
+    """The run's CPU budget per replica (--cpus-per-replica), None without one."""
+    value = getattr(settings, "cpus_per_replica", None)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _plan(
+    measured: list[Measured], thresholds: Thresholds, settings: ExperimentSettings
+) -> tuple[Plan | None, str | None]:
+    need, slo = thresholds.need_rps, thresholds.slo_p95_ms
+    if need is None or slo is None:
+        return None, None
+    if len({m.entry.replicas for m in measured}) < 2:
+        return None, "a plan past what was measured needs at least 2 replica counts"
+    try:
+        return make_plan(measured, thresholds, [cpu_budget(settings)], PlanRequest(need, slo)), None
+    except ValueError as err:
+        return None, str(err)
 
 
 def read_configs(run_dir: Path) -> list[tuple[ConfigRecord, list[MeasurementData]]]:

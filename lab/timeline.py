@@ -37,11 +37,10 @@ class Second:
     buckets: dict[float, int]  # response time (ms, 3 significant digits) -> requests
 
 
-def read_timeline(path: Path) -> list[Second]:
-    if not path.is_file():
-        return []
+def parse_timeline(data: Any) -> list[Second]:
+    """The master's GET /timeline answer (as saved in timeline.json); [] for anything else."""
     try:
-        rows = json.loads(path.read_text(encoding="utf-8")).get("seconds") or []
+        rows = data.get("seconds") or []
         return [
             Second(
                 int(r["t"]),
@@ -51,7 +50,16 @@ def read_timeline(path: Path) -> list[Second]:
             )
             for r in rows
         ]
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return []
+
+
+def read_timeline(path: Path) -> list[Second]:
+    if not path.is_file():
+        return []
+    try:
+        return parse_timeline(json.loads(path.read_text(encoding="utf-8")))
+    except json.JSONDecodeError:
         return []
 
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
+CONFIG = Path(__file__).resolve().parents[2] / "schemathesis.toml"
+"""The repository's schemathesis configuration, what a user's `st run` from the repository reads."""
 SEED = 20261129
 
 
@@ -32,10 +34,18 @@ class FuzzRun:
         return self.output[self.output.rfind("SUMMARY") :]
 
 
-def run_schemathesis(schema_url: str, workdir: Path, *, max_examples: int, timeout_s: float) -> FuzzRun:
-    """Every check, positive and negative data, no example database (a fixed seed decides every case)."""
+def run_schemathesis(
+    schema_url: str, workdir: Path, *, max_examples: int, timeout_s: float, image_hook: bool = True
+) -> FuzzRun:
+    """Every check, positive and negative data, no example database (a fixed seed decides every case).
+
+    `image_hook=False` runs schemathesis as a user would from the repository: no project hooks (a generated
+    upload is then whatever the schema allows) and the repository's schemathesis.toml. With the hook every
+    upload is a real picture and no configuration relaxes any check."""
     command = [
-        sys.executable, "-m", "schemathesis.cli", "run", schema_url,
+        sys.executable, "-m", "schemathesis.cli",
+        *([] if image_hook else ["--config-file", str(CONFIG)]),
+        "run", schema_url,
         "--checks", "all",
         "--mode", "all",
         "--seed", str(SEED),
@@ -44,12 +54,15 @@ def run_schemathesis(schema_url: str, workdir: Path, *, max_examples: int, timeo
         "--request-timeout", "30",
         "--no-color",
     ]  # fmt: skip
+    env = {key: value for key, value in os.environ.items() if key != "SCHEMATHESIS_HOOKS"}
+    if image_hook:
+        env["SCHEMATHESIS_HOOKS"] = str(HOOKS)
     started = time.monotonic()
     # In workdir: the CLI keeps a cache of failed cases (for `st replay`) in its working directory.
     done = subprocess.run(
         command,
         cwd=workdir,
-        env={**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS)},
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout_s,

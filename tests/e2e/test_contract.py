@@ -1,7 +1,8 @@
 """End to end: the API contract as clients see it, through nginx on the real stack.
 
 - schemathesis, every check, a seeded and bounded run against `/openapi.json` (nginx in front: its own
-  405/413 answers are part of what the fuzzer sees);
+  405/413 answers are part of what the fuzzer sees), with the project's real-image hook and once without
+  any hook, as a user runs it;
 - the tutorial's Locust client (locust/tutorial_client.py), headless on the host, with 0 failures;
 - one oversize-upload code, whether the classifier or nginx answers.
 """
@@ -30,9 +31,15 @@ def _base(stack: Stack) -> str:
     return f"http://127.0.0.1:{stack.api_port}"
 
 
-def test_schemathesis_through_nginx(stack: Stack, tmp_path: Path) -> None:
-    run = run_schemathesis(f"{_base(stack)}/openapi.json", tmp_path, max_examples=100, timeout_s=180)
-    print(f"schemathesis through nginx: {run.cases} cases in {run.seconds:.1f} s\n{run.summary}")
+@pytest.mark.parametrize("image_hook", [True, False], ids=["real-images", "no-hooks"])
+def test_schemathesis_through_nginx(stack: Stack, tmp_path: Path, image_hook: bool) -> None:
+    """With real images from the project's hook, and as a user runs `st run` from the repository (no hooks,
+    the repository's schemathesis.toml)."""
+    run = run_schemathesis(
+        f"{_base(stack)}/openapi.json", tmp_path, max_examples=100, timeout_s=180, image_hook=image_hook
+    )
+    kind = "real images" if image_hook else "no hooks"
+    print(f"schemathesis through nginx ({kind}): {run.cases} cases in {run.seconds:.1f} s\n{run.summary}")
     assert run.returncode == 0, run.output
     assert run.cases >= 250, run.output
     # How long it took depends on the machine's load: printed above; the run is bounded by its

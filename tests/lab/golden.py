@@ -134,6 +134,7 @@ class Measurement:
     status: str = "complete"
     failures_csv: str = FAILURES_HEADER + "\n"
     duration_s: float = 20.0
+    stability: dict[str, Any] | None = None  # --until-stable's decision (Stability.to_dict())
 
 
 T_START = 1_795_600_000.0
@@ -172,6 +173,7 @@ def measurement_record(m: Measurement, t_start: float = T_START) -> MeasurementR
         duration_s=m.duration_s,
         t_start=t_start,
         t_end=t_start + m.duration_s,
+        stability=m.stability,
     )
 
 

@@ -312,3 +312,32 @@ def test_open_model_ramp_paces_arrivals_and_records_each_step(cluster: LocustClu
         assert 0.7 <= entry["achieved_ratio"] <= 1.5, entry
         assert not entry["fell_behind"] and entry["slo_met"]
     assert summary["capacity"] == {"r1": steps[1]["rps"]}
+
+
+def test_until_stable_stops_a_steady_measurement_early_and_records_when(
+    cluster: LocustCluster, tmp_path: Path
+) -> None:
+    stack = FakeStack(cluster.url, {"classifier": os.getpid(), "locust-worker": cluster.worker.pid})
+    settings = ExperimentSettings(
+        replicas=[1], users=[3], duration_s=20, warmup_s=0, repeat=2, until_stable=True, window_s=1,
+        stability_pct=50.0, order_seed=7,
+    )  # fmt: skip
+    started = time.monotonic()
+    result = Driver(
+        settings, stack, tmp_path, locust_url=cluster.url, project_dir=ROOT, sample_interval_s=1
+    ).run()
+    assert result.error is None, result.error
+    run = json.loads((result.run_dir / "run.json").read_text())
+    assert run["order"] == {"kind": "rotate", "seed": 7, "rounds": 2}
+    assert [p["label"] for p in run["plan"]] == ["r1-u3-rep1", "r1-u3-rep2"]
+    for entry in run["plan"]:
+        meta = json.loads((result.run_dir / entry["dir"] / "measurement.json").read_text())
+        stability = meta["stability"]
+        assert stability["rule"] == {"window_s": 1, "tolerance": 0.5, "windows": 3}
+        # The stand-in answers at a steady pace: settled on the first whole windows, long before 20 s.
+        assert stability["stable"] and 3 <= stability["settled_after_s"] <= 10
+        assert meta["t_end"] - meta["t_start"] < 15
+    assert time.monotonic() - started < 40
+    summary = write_report(result.run_dir)
+    assert all(c.metrics.stability is not None and c.metrics.stability.stable for c in summary.configs)
+    assert "stable after" in (result.run_dir / "summary.md").read_text()

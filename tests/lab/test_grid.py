@@ -61,13 +61,17 @@ def test_grid_order_labels_and_size() -> None:
     assert len(plan) == 3 * 2 * 2 * 2 * 2 * 2
     assert [p.index for p in plan] == list(range(1, len(plan) + 1))
     assert len({p.label for p in plan}) == len(plan)
-    # Replicas vary fastest among stack settings (scaling without recreating), loads and repeats inside.
-    assert [p.label for p in plan[:6]] == [
-        "r1-w1-tf-nobatch-u8-rep1", "r1-w1-tf-nobatch-u8-rep2", "r1-w1-tf-nobatch-u32-rep1",
-        "r1-w1-tf-nobatch-u32-rep2", "r2-w1-tf-nobatch-u8-rep1", "r2-w1-tf-nobatch-u8-rep2",
+    # Repeats are rounds (lab/rounds.py); within one, replicas vary fastest among stack settings (scaling
+    # without recreating), loads inside.
+    assert [p.label for p in plan[:4]] == [
+        "r1-w1-tf-nobatch-u8-rep1", "r1-w1-tf-nobatch-u32-rep1", "r2-w1-tf-nobatch-u8-rep1",
+        "r2-w1-tf-nobatch-u32-rep1",
     ]  # fmt: skip
     assert plan[0].dirname == "01-r1-w1-tf-nobatch-u8-rep1"
-    assert plan[-1].stack == StackConfig(4, 2, "litert", "on")
+    half = len(plan) // 2
+    assert plan[half - 1].stack == StackConfig(4, 2, "litert", "on") and plan[half - 1].repeat == 1
+    # Round 2 is round 1 rotated by one: it starts at round 1's second configuration.
+    assert plan[half].label == "r1-w1-tf-nobatch-u32-rep2" and plan[-1].label == "r1-w1-tf-nobatch-u8-rep2"
 
 
 def test_labels_leave_out_unset_dimensions() -> None:

@@ -31,11 +31,11 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 def url_not_allowed(detail: str) -> ApiError:
-    return ApiError(403, "url_not_allowed", detail)
+    return ApiError("url_not_allowed", detail)
 
 
 def url_unreachable(detail: str) -> ApiError:
-    return ApiError(422, "url_unreachable", detail)
+    return ApiError("url_unreachable", detail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +110,7 @@ class ImageFetcher:
             async with asyncio.timeout(self.timeout_s):
                 return await self._follow(url)
         except (TimeoutError, httpx.TimeoutException):
-            raise ApiError(422, "url_timeout", f"no complete image within {self.timeout_s:g} s") from None
+            raise ApiError("url_timeout", f"no complete image within {self.timeout_s:g} s") from None
 
     async def _follow(self, url: str) -> bytes:
         current = _parse(url)
@@ -137,7 +137,7 @@ class ImageFetcher:
             raise url_not_allowed(f"scheme {url.scheme!r} is not allowed (http or https only)")
         host = _canonical_host(url.host.lower().rstrip("."))
         if not host:
-            raise ApiError(422, "invalid_url", "the URL has no host")
+            raise ApiError("invalid_url", "the URL has no host")
         match = self.allowlist.match(host)
         if match is None:
             raise url_not_allowed(f"host {host!r} is not in the allowlist")
@@ -175,7 +175,7 @@ class ImageFetcher:
     async def _read_capped(self, response: httpx.Response) -> bytes:
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            raise ApiError(413, "url_too_large", f"image is {declared} bytes, the limit is {self.max_bytes}")
+            raise ApiError("url_too_large", f"image is {declared} bytes, the limit is {self.max_bytes}")
         body = bytearray()
         try:
             # Raw bytes: we asked for no content coding, and inflating a hostile gzip stream could turn one
@@ -183,7 +183,7 @@ class ImageFetcher:
             async for chunk in response.aiter_raw():
                 body += chunk
                 if len(body) > self.max_bytes:
-                    raise ApiError(413, "url_too_large", f"image is over the limit of {self.max_bytes} bytes")
+                    raise ApiError("url_too_large", f"image is over the limit of {self.max_bytes} bytes")
         except httpx.TimeoutException:
             raise
         except httpx.HTTPError as exc:
@@ -195,11 +195,11 @@ def _parse(url: str) -> httpx.URL:
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError) as exc:
-        raise ApiError(422, "invalid_url", f"not a valid URL: {exc}") from None
+        raise ApiError("invalid_url", f"not a valid URL: {exc}") from None
     if parsed.scheme and parsed.scheme not in ("http", "https"):
         raise url_not_allowed(f"scheme {parsed.scheme!r} is not allowed (http or https only)")
     if not parsed.is_absolute_url:
-        raise ApiError(422, "invalid_url", "the URL must be absolute (http://host/path)")
+        raise ApiError("invalid_url", "the URL must be absolute (http://host/path)")
     return parsed
 
 

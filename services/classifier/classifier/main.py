@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING
 import httpx
 from fastapi import FastAPI
 
-from classifier.api import Runtime, UploadFastPath, body_limit, router
+from classifier.api import body_limit, router
+from classifier.classify import Runtime
 from classifier.errors import install_error_handlers
 from classifier.fetch import ImageFetcher, make_client
 from classifier.metrics import Metrics
-from classifier.middleware import BodyLimit, RequestMetrics
+from classifier.middleware import BodyLimit, RequestMetrics, UploadFastPath
 from classifier.predictor import Predictor
 from classifier.settings import Settings
 

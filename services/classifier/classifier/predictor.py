@@ -1,12 +1,15 @@
 """The hot path of one prediction: decode + model call off the event loop -> top-k answer.
 
 Nothing here runs model or image code on the event loop; the model is only ever called from the one thread
-that owns it (a model object is never called from two threads at once).
-- Batching on: decode in a small pool of threads, then the batcher collects images for the inference thread.
-- Batching off: one hand-off per request. The inference thread decodes the image and calls the model right
-  after, as the bare backend loop does. A decode pool gains nothing here: images queue for the one model
-  thread anyway, and the second hop (a thread wake-up and GIL hand-over each way, plus the batcher task) cost
-  CPU on every request (bench/README.md, "Where a request's CPU goes").
+that owns it (a model object is never called from two threads at once). How an image reaches the model is
+chosen once, when the predictor is built (`make_inference`):
+- `DirectInference` (batching off, the default): one hand-off per request. The inference thread decodes the
+  image and calls the model right after, as the bare backend loop does. A decode pool gains nothing here:
+  images queue for the one model thread anyway, and the second hop (a thread wake-up and GIL hand-over each
+  way, plus the batcher task) cost CPU on every request (bench/README.md, "Where a request's CPU goes"). No
+  Batcher exists.
+- `BatchedInference` (batching on): decode in a small pool of threads, then the batcher collects images for
+  the inference thread.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -32,14 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# preprocess.ImageError codes whose status is not the default 422 (not_an_image, truncated_image,
-# corrupt_image); errors.py has the whole table.
-_IMAGE_ERROR_STATUS = {"empty": 400, "image_too_large": 413, "unsupported_type": 415}
-
-
-def image_error_status(code: str) -> int:
-    return _IMAGE_ERROR_STATUS.get(code, 422)
-
 
 class _DecodeFailed(Exception):
     """Carries a decode error out of the inference thread, so that it is told apart from a model failure."""
@@ -47,6 +42,163 @@ class _DecodeFailed(Exception):
     def __init__(self, error: Exception) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+class Inference(Protocol):
+    """How a request's image bytes become one row of probabilities."""
+
+    max_batch_size: int
+    max_delay_s: float
+
+    async def warm_up(self, rounds: int) -> None: ...
+
+    def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def run(self, data: bytes, timings: Timings) -> tuple[np.ndarray, int]:
+        """(this image's probabilities, the size of the batch it ran in); adds its stages to `timings`."""
+        ...
+
+
+class DirectInference:
+    """Batching off: decode and model call in one job on the inference thread."""
+
+    max_batch_size = 1
+    max_delay_s = 0.0
+
+    def __init__(
+        self, backend: Backend, input_size: tuple[int, int], infer_executor: Executor, metrics: Metrics
+    ) -> None:
+        self._backend = backend
+        self._input_size = input_size
+        self._executor = infer_executor
+        self._metrics = metrics
+        self._in_flight = 0
+        self._closed = False
+
+    async def warm_up(self, rounds: int) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, _warm_model, self._backend, [1], rounds)
+        blank = _blank_jpeg(self._input_size)
+        await loop.run_in_executor(self._executor, decode_image, blank, self._input_size)
+
+    def start(self) -> None:
+        self._closed = False
+
+    async def close(self) -> None:
+        self._closed = True
+
+    async def run(self, data: bytes, timings: Timings) -> tuple[np.ndarray, int]:
+        if self._closed:
+            raise ApiError("not_ready", "the service is shutting down")
+        loop = asyncio.get_running_loop()
+        # Requests waiting for the inference thread: all in flight here but the one it is running.
+        self._in_flight += 1
+        self._metrics.queue_depth(self._in_flight - 1)
+        try:
+            probs, queue_s, decode_s, infer_s = await loop.run_in_executor(
+                self._executor,
+                _decode_and_predict,
+                self._backend.predict,
+                data,
+                self._input_size,
+                time.perf_counter(),
+            )
+        except _DecodeFailed as failed:
+            raise _decode_error(failed.error) from None
+        finally:
+            self._in_flight -= 1
+            self._metrics.queue_depth(max(0, self._in_flight - 1))
+        self._metrics.batch_done(1, infer_s)
+        timings.add("queue", queue_s)
+        timings.add("decode", decode_s)
+        timings.add("infer", infer_s)
+        return probs, 1
+
+
+class BatchedInference:
+    """Batching on: decode in the decode pool, then the batcher runs batches on the inference thread."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        input_size: tuple[int, int],
+        infer_executor: Executor,
+        decode_executor: Executor,
+        metrics: Metrics,
+        *,
+        max_batch_size: int,
+        max_delay_s: float,
+    ) -> None:
+        self._backend = backend
+        self._input_size = input_size
+        self._infer_executor = infer_executor
+        self._decode_executor = decode_executor
+        self.batcher = Batcher(
+            backend.predict,
+            infer_executor,
+            max_batch_size=max_batch_size,
+            max_delay_s=max_delay_s,
+            observer=metrics,
+        )
+        self.max_batch_size = self.batcher.max_batch_size
+        self.max_delay_s = self.batcher.max_delay_s
+
+    async def warm_up(self, rounds: int) -> None:
+        loop = asyncio.get_running_loop()
+        sizes = sorted({1, self.max_batch_size})
+        await loop.run_in_executor(self._infer_executor, _warm_model, self._backend, sizes, rounds)
+        blank = _blank_jpeg(self._input_size)
+        await loop.run_in_executor(self._decode_executor, decode_image, blank, self._input_size)
+
+    def start(self) -> None:
+        self.batcher.start()
+
+    async def close(self) -> None:
+        await self.batcher.close()
+
+    async def run(self, data: bytes, timings: Timings) -> tuple[np.ndarray, int]:
+        loop = asyncio.get_running_loop()
+        try:
+            image, seconds = await loop.run_in_executor(
+                self._decode_executor, _timed_decode, data, self._input_size
+            )
+        except Exception as exc:
+            raise _decode_error(exc) from None
+        timings.add("decode", seconds)
+        try:
+            result = await self.batcher.submit(image)
+        except BatcherClosed as exc:
+            # Shutting down: a 503 lets nginx retry the request on another replica.
+            raise ApiError("not_ready", str(exc)) from None
+        timings.add("queue", result.queue_s)
+        timings.add("infer", result.infer_s)
+        return result.probs, result.batch_size
+
+
+def make_inference(
+    backend: Backend,
+    input_size: tuple[int, int],
+    *,
+    max_batch_size: int,
+    max_batch_delay_ms: float,
+    infer_executor: Executor,
+    decode_executor: Executor,
+    metrics: Metrics,
+) -> Inference:
+    """The inference strategy for these settings: a batch of one needs no batcher."""
+    if max_batch_size == 1:
+        return DirectInference(backend, input_size, infer_executor, metrics)
+    return BatchedInference(
+        backend,
+        input_size,
+        infer_executor,
+        decode_executor,
+        metrics,
+        max_batch_size=max_batch_size,
+        max_delay_s=max_batch_delay_ms / 1000.0,
+    )
 
 
 class Predictor:
@@ -65,99 +217,31 @@ class Predictor:
         self.input_size: tuple[int, int] = (int(backend.input_size[0]), int(backend.input_size[1]))
         self.labels = list(backend.labels)
         self.top_k = min(top_k, len(self.labels))
-        self._infer_executor = infer_executor
-        self._decode_executor = decode_executor
-        self._metrics = metrics
-        self.one_hop = max_batch_size == 1
-        """Batching off: decode and model call in one job on the inference thread."""
-        self._in_flight = 0
-        self.batcher = Batcher(
-            backend.predict,
-            infer_executor,
+        self.inference = make_inference(
+            backend,
+            self.input_size,
             max_batch_size=max_batch_size,
-            max_delay_s=max_batch_delay_ms / 1000.0,
-            observer=metrics,
+            max_batch_delay_ms=max_batch_delay_ms,
+            infer_executor=infer_executor,
+            decode_executor=decode_executor,
+            metrics=metrics,
         )
 
     # --- life cycle ---
     async def warm_up(self, rounds: int = 3) -> None:
         """First calls are slow (graph tracing, XNNPACK packing, Pillow plugins): pay before readiness."""
-        loop = asyncio.get_running_loop()
-        sizes = sorted({1, self.batcher.max_batch_size})
-        await loop.run_in_executor(self._infer_executor, self._warm_model, sizes, rounds)
-        blank = _blank_jpeg(self.input_size)
-        decoder = self._infer_executor if self.one_hop else self._decode_executor
-        await loop.run_in_executor(decoder, decode_image, blank, self.input_size)
-
-    def _warm_model(self, sizes: list[int], rounds: int) -> None:
-        height, width = self.input_size
-        for size in sizes:
-            batch = np.zeros((size, height, width, 3), dtype=np.uint8)
-            for _ in range(rounds):
-                probs = np.asarray(self.backend.predict(batch))
-            if probs.shape != (size, len(self.labels)):
-                raise RuntimeError(
-                    f"backend answered shape {probs.shape} for a batch of {size}, "
-                    f"expected ({size}, {len(self.labels)})"
-                )
+        await self.inference.warm_up(rounds)
 
     def start(self) -> None:
-        self.batcher.start()
+        self.inference.start()
 
     async def close(self) -> None:
-        await self.batcher.close()
+        await self.inference.close()
 
     # --- per request ---
     async def predict(self, data: bytes, timings: Timings) -> dict[str, object]:
-        if self.one_hop:
-            return await self._predict_one_hop(data, timings)
-        image = await self.decode(data, timings)
-        try:
-            result = await self.batcher.submit(image)
-        except BatcherClosed as exc:
-            # Shutting down: a 503 lets nginx retry the request on another replica.
-            raise ApiError(503, "not_ready", str(exc)) from None
-        timings.add("queue", result.queue_s)
-        timings.add("infer", result.infer_s)
-        return self.answer(result.probs, result.batch_size)
-
-    async def _predict_one_hop(self, data: bytes, timings: Timings) -> dict[str, object]:
-        if self.batcher.closed:
-            raise ApiError(503, "not_ready", "the service is shutting down")
-        loop = asyncio.get_running_loop()
-        # Requests waiting for the inference thread: all in flight here but the one it is running.
-        self._in_flight += 1
-        self._metrics.queue_depth(self._in_flight - 1)
-        try:
-            probs, queue_s, decode_s, infer_s = await loop.run_in_executor(
-                self._infer_executor,
-                _decode_and_predict,
-                self.backend.predict,
-                data,
-                self.input_size,
-                time.perf_counter(),
-            )
-        except _DecodeFailed as failed:
-            raise _decode_error(failed.error) from None
-        finally:
-            self._in_flight -= 1
-            self._metrics.queue_depth(max(0, self._in_flight - 1))
-        self._metrics.batch_done(1, infer_s)
-        timings.add("queue", queue_s)
-        timings.add("decode", decode_s)
-        timings.add("infer", infer_s)
-        return self.answer(probs, 1)
-
-    async def decode(self, data: bytes, timings: Timings) -> np.ndarray:
-        loop = asyncio.get_running_loop()
-        try:
-            image, seconds = await loop.run_in_executor(
-                self._decode_executor, _timed_decode, data, self.input_size
-            )
-        except Exception as exc:
-            raise _decode_error(exc) from None
-        timings.add("decode", seconds)
-        return image
+        probs, batch_size = await self.inference.run(data, timings)
+        return self.answer(probs, batch_size)
 
     def answer(self, probs: np.ndarray, batch_size: int) -> dict[str, object]:
         k = self.top_k
@@ -174,13 +258,26 @@ class Predictor:
         }
 
 
+def _warm_model(backend: Backend, sizes: list[int], rounds: int) -> None:
+    height, width = (int(backend.input_size[0]), int(backend.input_size[1]))
+    for size in sizes:
+        batch = np.zeros((size, height, width, 3), dtype=np.uint8)
+        for _ in range(rounds):
+            probs = np.asarray(backend.predict(batch))
+        if probs.shape != (size, len(backend.labels)):
+            raise RuntimeError(
+                f"backend answered shape {probs.shape} for a batch of {size}, "
+                f"expected ({size}, {len(backend.labels)})"
+            )
+
+
 def _decode_error(exc: Exception) -> ApiError:
     if isinstance(exc, ImageError):
-        return ApiError(image_error_status(exc.code), exc.code, exc.detail)
+        return ApiError(exc.code, exc.detail)
     # Decoders raise many kinds of errors on hostile input; it is still the input's fault, and a 5xx would
     # make nginx retry the same bad bytes on every replica.
     log.warning("decode failed outside ImageError: %r", exc)
-    return ApiError(422, "invalid_image", f"cannot decode the image: {type(exc).__name__}")
+    return ApiError("invalid_image", f"cannot decode the image: {type(exc).__name__}")
 
 
 def _decode_and_predict(
