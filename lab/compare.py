@@ -21,7 +21,7 @@ from typing import Any
 
 from lab import __version__
 from lab.faults import FaultInjector
-from lab.grid import ExperimentSettings, LoadLevel, PlannedConfig, RunPlan, ramp_levels, stack_change_seconds
+from lab.grid import ExperimentSettings, LoadLevel, PlannedConfig, RunPlan, ramp_levels
 from lab.locust_api import FLUSH_WAIT_S, LocustAPI, LocustError, format_option
 from lab.progress import NullProgress, RunProgress
 from lab.results import (
@@ -39,7 +39,7 @@ from lab.results import (
 )
 from lab.sampler import HostCpu, Sampler
 from lab.stability import Stability, judge, window_points
-from lab.stack import Stack, StackError, StackState, git_sha
+from lab.stacks import Stack, StackError, StackState, git_sha
 from lab.timeline import parse_timeline
 
 SPAWN_RATE_PER_WORKER_MAX = 100.0  # Locust warns above this many users/s per worker
@@ -120,7 +120,7 @@ class Driver:
         self.flush_wait_s = flush_wait_s
         self.sample_interval_s = sample_interval_s
         # The caller may have planned the run already (to print it): measure exactly that plan.
-        run_plan = plan if plan is not None else RunPlan.of(settings, stack_change_seconds(stack.kind))
+        run_plan = plan if plan is not None else RunPlan.of(settings, stack.kind.change_s)
         self.plan = list(run_plan.configs)
         self.estimates = list(run_plan.estimates)
         if settings.ramp and judge is None:
@@ -168,7 +168,7 @@ class Driver:
             started_at=_now_iso(),
             lab_version=__version__,
             command=tuple(sys.argv),
-            stack_kind=self.stack.kind,
+            stack_kind=self.stack.kind.name,
             project_dir=str(self.project_dir),
             mode=self.settings.mode,
             plan=tuple(PlanEntry(p.index, p.label, p.dirname) for p in self.plan),
@@ -360,7 +360,7 @@ class Driver:
             Sampler(mdir / "docker_stats.jsonl", self.stack.container_stats, self.sample_interval_s),
             Sampler(mdir / "locust_live.jsonl", self._poll_locust, self.sample_interval_s),
         ]
-        if self.stack.kind == "compose":
+        if self.stack.kind.samples_host_cpu:
             # On the Docker host itself: the machine's busy cores, other processes included.
             samplers.append(Sampler(mdir / "host_cpu.jsonl", HostCpu(), self.sample_interval_s))
         if self.settings.soak:

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -190,4 +191,10 @@ def test_lab_compare_on_the_swarm(swarm: dict[str, str], tmp_path: Path) -> None
     for config, folder in zip(configs, folders, strict=True):
         served = json.loads((folder / "served_by.json").read_text())
         assert len(served) == config["replicas"], served
+        # What a configuration change cost (lab.stacks.swarm.SWARM.change_s is measured like this).
+        print(f"swarm stack_setup_s r{config['replicas']}: {_config(folder)['stack_setup_s']}")
     assert replicas() == before, "lab compare did not put the stack back"
+
+
+def _config(folder: Path) -> dict[str, Any]:
+    return dict(json.loads((folder / "config.json").read_text()))
