@@ -201,19 +201,7 @@ def _interference(measurement: dict[str, Any]) -> float:
 
 
 def run_bare(model_dir: Path, args: argparse.Namespace, retries: Retries) -> list[dict[str, Any]]:
-    entries = [
-        ("tf", "tf", model_dir / "saved_model", "TF SavedModel (stand-in, float32)"),
-        ("litert", "litert", model_dir / "model.tflite", "LiteRT float32 (converted from it)"),
-    ]
-    if models.FIXTURE_QUANT_TFLITE.is_file():
-        entries.append(
-            (
-                "litert-uint8",
-                "litert",
-                models.FIXTURE_QUANT_TFLITE.resolve(),
-                "LiteRT uint8 (real ImageNet fixture)",
-            )
-        )
+    entries = models.bare_entries(model_dir)
     entries.append(
         ("tutorial", "tutorial", model_dir / "saved_model", "Tutorial-style: PIL decode + Keras predict()")
     )
@@ -356,7 +344,7 @@ def run_http(
             conf, upstream_port=port, listen_port=keepalive_port, cpus=args.client_cpu, workdir=workdir
         ) as keepalive_process,
     ):
-        for backend in ("tf", "litert"):
+        for backend in models.SERVICE_BACKENDS:
             for batch, levels in ((1, args.levels), (args.batch_size, args.batch_levels)):
                 tag = f"{backend}-batch{batch}"
                 say(f"service {tag}: starting gunicorn on core {args.server_cpu}")

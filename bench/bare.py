@@ -24,6 +24,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CLASSIFIER = REPO / "services" / "classifier"
 WARMUP_S = 1.0
+# CLASSIFIER_BACKEND names (classifier/backends BACKEND_KINDS), as the service's settings take them.
+sys.path.insert(0, str(CLASSIFIER))
+from classifier.backends import BACKEND_KINDS  # noqa: E402  (the service's folder is on the path only now)
+
+SERVICE_KINDS = tuple(BACKEND_KINDS)
 
 
 def pin_to_cpu(cpu: int | None) -> list[int]:
@@ -137,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Bare backend loop: decode + infer, one core, one thread.")
     parser.add_argument(
         "--backend",
-        choices=("tf", "litert", "tutorial"),
+        choices=(*SERVICE_KINDS, "tutorial"),
         required=True,
         help="a service backend, or `tutorial`: the baseline's PIL decode + Keras predict()",
     )

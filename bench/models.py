@@ -1,11 +1,11 @@
-"""The benchmark's model: a stand-in for TF Hub's MobileNetV2 classifier, made and laid out by fetch_model.py.
+"""The benchmark's model dir, made and laid out by fetch_model.py exactly as the image build does.
 
-There is no internet here, so the TF Hub model (google/imagenet/mobilenet_v2_100_224/classification) cannot be
-downloaded. The stand-in has its exact architecture and compute: Keras' MobileNetV2 (alpha 1.0, 224x224, 1001
-classes, no softmax), with seeded random weights, exported as a SavedModel with the TF Hub classification
-interface (float32 [None, 224, 224, 3] in [0, 1] -> 1001 logits; a `__call__(inputs, training)` for
-`hub.KerasLayer` and a `serving_default` signature). Timing does not depend on the weights' values; the
-answers (labels) are meaningless, and every report says so.
+With the ImageNet fixtures (the lab's machines): the fixture's quantized MobileNetV2 rebuilt as a float32
+SavedModel with its real weights (`--source dequantize:...`, the offline image's model), its float32 and
+int8 .tflite conversions, and the uint8 fixture itself: every backend row measures a model that answers
+real labels. Without them (a user's clone, no internet): `standin:mobilenet_v2`, Keras' MobileNetV2 1.0/224
+with seeded random weights and the TF Hub interface, the same architecture and compute, meaningless
+labels; the report says which.
 
     python3 -m bench.models [--cache bench/.cache]   build (or reuse) the model dir and print its path
 """
@@ -24,15 +24,36 @@ FETCH_MODEL = REPO / "services" / "classifier" / "fetch_model.py"
 FIXTURES = REPO / ".." / "shared" / "fixtures" / "imagenet"
 FIXTURE_LABELS = FIXTURES / "imagenet_labels.txt"
 FIXTURE_QUANT_TFLITE = FIXTURES / "mobilenet_v2_1.0_224_quant.tflite"
+CALIBRATION = REPO / "images"
 DEFAULT_CACHE = REPO / "bench" / ".cache"
 STANDIN = "standin:mobilenet_v2"
 NUM_CLASSES = 1001
-# Bump when the stand-in's recipe changes, so a stale cache is rebuilt rather than measured.
-RECIPE = f"fetch_model.py --source {STANDIN} --tflite float32 (v1)"
-MODEL_NOTE = (
-    "Stand-in model: Keras MobileNetV2 1.0/224 with 1001 classes and seeded RANDOM weights, exported with "
-    "the TF Hub classification interface (no internet here to fetch the TF Hub model). Same architecture and "
-    "compute, so timings hold; its labels are meaningless."
+REAL_WEIGHTS = FIXTURE_QUANT_TFLITE.is_file()
+if REAL_WEIGHTS:
+    SOURCE = f"dequantize:{FIXTURE_QUANT_TFLITE.resolve()}"
+    TFLITE = f"float32,int8,{FIXTURE_QUANT_TFLITE.resolve()}"
+    MODEL_NOTE = (
+        "Real ImageNet weights: the fixture's quantized MobileNetV2 1.0/224 rebuilt as a float32 SavedModel "
+        "(fetch_model.py --source dequantize:, the offline image's model), its float32 and int8 .tflite "
+        "conversions, and the uint8 fixture itself."
+    )
+else:
+    SOURCE, TFLITE = STANDIN, "float32,int8"
+    MODEL_NOTE = (
+        "Stand-in model: Keras MobileNetV2 1.0/224 with 1001 classes and seeded RANDOM weights, exported "
+        "with the TF Hub classification interface (no ImageNet fixtures and no internet here). Same "
+        "architecture and compute, so timings hold; its labels are meaningless."
+    )
+# Bump the version when the recipe changes, so a stale cache is rebuilt rather than measured.
+RECIPE = f"fetch_model.py --source {SOURCE} --tflite {TFLITE} --images {CALIBRATION} (v2)"
+# The service is measured (gunicorn, direct and through nginx) with these backends.
+SERVICE_BACKENDS = ("tf", "litert", "litert-int8")
+# The bare rows: (label = CLASSIFIER_BACKEND name, title); each backend's file is BACKEND_KINDS' model_file.
+BARE_ROWS = (
+    ("tf", "TF SavedModel, float32"),
+    ("litert", "LiteRT float32 (converted from it)"),
+    ("litert-int8", "LiteRT int8 per-channel (quantized from it at build time)"),
+    ("litert-uint8", "LiteRT uint8 per-tensor (the ImageNet fixture as given)"),
 )
 
 
@@ -53,19 +74,21 @@ def ensure_model_dir(cache: Path = DEFAULT_CACHE, log: bool = True) -> Path:
     if stamp.is_file() and stamp.read_text(encoding="utf-8") == RECIPE:
         return model_dir
     if log:
-        print(f"[bench] making {model_dir} with fetch_model.py ({STANDIN}, float32 .tflite)", flush=True)
-    # The project's own tool, as the air-gapped image build runs it: the same stand-in, layout, conversion and
-    # verification. A separate process: TensorFlow stays out of the benchmark's own process.
+        print(f"[bench] making {model_dir} with {RECIPE}", flush=True)
+    # The project's own tool, as the image build runs it: the same model, layout, conversions and checks.
+    # A separate process: TensorFlow stays out of the benchmark's own process.
     subprocess.run(
         [
             sys.executable,
             str(FETCH_MODEL),
             "--source",
-            STANDIN,
+            SOURCE,
             "--labels",
             str(_labels_file(cache)),
             "--tflite",
-            "float32",
+            TFLITE,
+            "--images",
+            str(CALIBRATION),
             "--out",
             str(model_dir),
         ],
@@ -85,12 +108,26 @@ def model_summary(model_dir: Path) -> dict[str, object]:
         "recipe": RECIPE,
         "model_dir": str(model_dir),
         "fetch_model_manifest": manifest,
-        "quantized_fixture": str(FIXTURE_QUANT_TFLITE.resolve()) if FIXTURE_QUANT_TFLITE.is_file() else None,
+        "real_weights": REAL_WEIGHTS,
+        "quantized_fixture": str(FIXTURE_QUANT_TFLITE.resolve()) if REAL_WEIGHTS else None,
     }
 
 
+def bare_entries(model_dir: Path) -> list[tuple[str, str, Path, str]]:
+    """(label, backend, model path, title) of each bare row whose file the model dir has."""
+    sys.path.insert(0, str(REPO / "services" / "classifier"))
+    from classifier.backends import BACKEND_KINDS
+
+    rows = []
+    for name, title in BARE_ROWS:
+        path = model_dir / BACKEND_KINDS[name].model_file
+        if path.exists():
+            rows.append((name, name, path, title))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Build the benchmark's stand-in MobileNetV2 model dir.")
+    parser = argparse.ArgumentParser(description="Build the benchmark's MobileNetV2 model dir.")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     args = parser.parse_args(argv)
     print(ensure_model_dir(args.cache))

@@ -233,7 +233,7 @@ def render(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m bench.profile", description=__doc__.split("\n\n")[0])
     parser.add_argument("images", nargs="*", type=Path, default=DEFAULT_IMAGES)
-    parser.add_argument("--backend", default="litert", choices=("litert", "tf"))
+    parser.add_argument("--backend", default="litert", choices=("litert", "litert-int8", "tf"))
     parser.add_argument("--levels", default="1,4")
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--warmup", type=float, default=1.5)

@@ -20,6 +20,8 @@ SERVICE_VS_BARE = 0.92
 # (issue 18): the runtimes' own ratio bounds them, whatever the serving code does. They are shown, like the
 # batching rows, so that FAIL in the table always names a target this project holds.
 SERVICE_VS_BASELINE: dict[str, float | None] = {"tf": 3.0, "litert": None}
+# int8 per-channel over float32, both LiteRT, bare (issue 24; 2.1x measured there with XNNPACK + VNNI).
+INT8_VS_FLOAT = 1.8
 # LiteRT / TF in the service over the same ratio between the bare backends: the service keeps the lead.
 LEAD_KEPT = 0.95
 # Server CPU per request beyond the bare backend's decode + infer CPU per image (ms), at this concurrency.
@@ -30,7 +32,7 @@ GENERATOR_CPU_LIMIT = 50.0
 # Other processes taking more than this share of the server's core make the run's absolute numbers suspect:
 # `python3 -m bench --max-interference`'s default; a run records the value it used (interference_limit).
 INTERFERENCE_LIMIT = 10.0
-BACKEND_NAMES = {"tf": "TF SavedModel", "litert": "LiteRT float32"}
+BACKEND_NAMES = {"tf": "TF SavedModel", "litert": "LiteRT float32", "litert-int8": "LiteRT int8"}
 PATH_NAMES = {"nginx-keepalive": "nginx with upstream keep-alive (bench-only variant)"}
 PATH_ORDER = {"direct": 0, "nginx": 1, "nginx-keepalive": 2}
 
@@ -95,7 +97,19 @@ def compute_checks(results: Results) -> list[dict[str, Any]]:
     checks: list[dict[str, Any]] = []
     default = {"system": "service", "batch": 1}
     for image in images:
-        for backend in ("tf", "litert"):
+        int8_bare, float_bare = bare_rate(results, "litert-int8", image), bare_rate(results, "litert", image)
+        if not math.isnan(int8_bare):
+            checks.append(
+                _check(
+                    "int8/float32 bare",
+                    _ratio(int8_bare, float_bare),
+                    INT8_VS_FLOAT,
+                    f"LiteRT int8 {int8_bare:.1f} vs float32 {float_bare:.1f} img/s, one core, one thread",
+                    kind="int8_vs_float",
+                    image=image,
+                )
+            )
+        for backend in ("tf", "litert", "litert-int8"):
             bare = bare_rate(results, backend, image)
             for path in ("direct", "nginx"):
                 best = peak(points, **default, backend=backend, path=path, image=image)

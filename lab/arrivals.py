@@ -4,8 +4,11 @@ The locustfile draws the arrivals and counts them (locust/README.md): *late* whe
 arrival's time (sent as soon as one was), *dropped* when that was more than users / rate seconds later
 (never sent); it also keeps the swarm's send times, hence the achieved rate and the inter-arrival CV
 (Poisson 1, evenly spaced 0), and counts *lagging* sends, started more than 10 ms after their time with a
-user free: the generator's own process was short of CPU. This module only reads that summary. Missing or
-malformed file (an older master): None.
+user free: the generator's own process was short of CPU. In the open model it also has the latency from
+each arrival's intended time to its answer (`from_intended_start`: what a client arriving at that time
+waited, with the wait for a free user that Locust's own response time leaves out; a dropped arrival counts
+at its lateness when dropped, a lower bound). This module only reads that summary. Missing or malformed
+file (an older master): None; no `from_intended_start` (closed model, or an older master): None there.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from lab.server_timing import StageStats, parse_stage
 
 PROCESSES = ("poisson", "even")  # the locustfile's --arrivals
 
@@ -30,6 +35,7 @@ class Arrivals:
     interarrival_cv: float | None
     max_per_100ms: int | None
     max_send_lag_ms: float | None
+    from_intended: StageStats | None = None  # ms from each arrival's intended time to its answer
 
     @property
     def late_share(self) -> float:
@@ -53,6 +59,7 @@ def parse_arrivals(data: Any) -> Arrivals:
         raise ValueError("not a /arrivals answer (no 'intended')")
     process = data.get("arrivals")
     peak = data.get("max_per_100ms")
+    from_intended = data.get("from_intended_start")
     return Arrivals(
         process=process if process in PROCESSES else None,
         intended=_count(data, "intended"),
@@ -64,6 +71,7 @@ def parse_arrivals(data: Any) -> Arrivals:
         interarrival_cv=_number(data.get("interarrival_cv")),
         max_per_100ms=peak if isinstance(peak, int) and not isinstance(peak, bool) else None,
         max_send_lag_ms=_number(data.get("max_send_lag_ms")),
+        from_intended=parse_stage(from_intended) if isinstance(from_intended, dict) else None,
     )
 
 

@@ -21,6 +21,7 @@ from lab.limits import (
 )
 from lab.metrics import ConfigResult, Thresholds
 from lab.spread import SCALING, RepeatAnalysis, efficiency_interval, repeat_analysis
+from lab.stacks import stack_kind as stack_kind_of
 from lab.timeline import FaultImpact
 
 
@@ -405,7 +406,7 @@ def verdict(
     partial = [
         c for c in configs if c.metrics.replicas_served is not None and c.metrics.replicas_served < c.replicas
     ]
-    if partial and stack_kind == "compose":
+    if partial and stack_kind_of(stack_kind).sets_replicas:
         sentences.append(f"Not every replica answered requests in {_names(partial)} (see served-by counts).")
     interrupted = [c for c in configs if c.metrics.status != "complete"]
     if interrupted:

@@ -15,12 +15,12 @@ from rich.table import Table
 from lab.arrivals import PROCESSES
 from lab.budget import check_pin
 from lab.compare import Driver
+from lab.faults import fault_help
 from lab.grid import (
     DEFAULT_MAX_FAILURE_RATIO,
     USERS_FOR_RATE_RULE,
     ExperimentSettings,
     RunPlan,
-    stack_change_seconds,
 )
 from lab.metrics import Thresholds
 from lab.plan import (
@@ -40,9 +40,17 @@ from lab.progress import RichProgress
 from lab.report import CAPACITY_HEADER, capacity_rows, write_report
 from lab.results import SchemaError, read_run
 from lab.rounds import ORDERS, new_seed
-from lab.stack import CLASSIFIER, ComposeStack, ExternalStack, Stack, StackError, find_project_dir
+from lab.services import CLASSIFIER
+from lab.stacks import (
+    DEFAULT_STACK,
+    STACKS,
+    ComposeStack,
+    StackError,
+    StackOptions,
+    find_project_dir,
+    make_stack,
+)
 from lab.summary import cpu_budget, measured_of, ramp_judge, read_configs
-from lab.swarm_stack import SwarmStack
 from lab.units import format_duration, parse_duration, parse_list
 
 T = TypeVar("T")
@@ -85,12 +93,7 @@ ProjectName = Annotated[
 ]
 Faults = Annotated[
     list[str] | None,
-    typer.Option(
-        "--fault",
-        help="A fault in every measurement, KIND[=ARG]@OFFSET (repeatable): kill-replica@30s, "
-        "stop-replica@30s, scale-replicas=1@30s, restart-nginx@30s, kill-locust-worker@30s, "
-        "pause-replica=10s@30s.",
-    ),
+    typer.Option("--fault", help=fault_help()),
 ]
 
 
@@ -115,7 +118,11 @@ def compare(
         str | None, typer.Option(help="gunicorn workers per replica, e.g. 1,2 (default: as configured).")
     ] = None,
     backend: Annotated[
-        str | None, typer.Option(help="tf, litert or tf,litert (default: as configured).")
+        str | None,
+        typer.Option(
+            help="Comma-separated of tf, litert, litert-uint8, litert-int8 (.env: which files the image has; "
+            "default: as configured)."
+        ),
     ] = None,
     batching: Annotated[str | None, typer.Option(help="off, on or off,on (default: as configured).")] = None,
     cpus_per_replica: Annotated[
@@ -225,12 +232,8 @@ def compare(
     project_dir: ProjectDir = None,
     project_name: ProjectName = None,
     stack: Annotated[
-        str,
-        typer.Option(
-            help="compose: scale the compose stack; swarm: the Swarm stack loadlab (scripts/swarm); "
-            "external: Locust and target are yours."
-        ),
-    ] = "compose",
+        str, typer.Option(help="; ".join(f"{name}: {cls.kind.help}" for name, cls in STACKS.items()) + ".")
+    ] = DEFAULT_STACK,
     locust_url: Annotated[
         str | None, typer.Option(help="Locust master web UI (default: from `docker compose port`).")
     ] = None,
@@ -282,9 +285,10 @@ def compare(
                 soak=soak,
             ),
         )
-        if stack not in ("compose", "swarm", "external"):
-            raise ValueError("--stack must be compose, swarm or external")
-        plan = RunPlan.of(settings, stack_change_seconds(stack))
+        if stack not in STACKS:
+            raise ValueError(f"--stack must be one of {', '.join(STACKS)}")
+        kind = STACKS[stack].kind
+        plan = RunPlan.of(settings, kind.change_s)
         timeout_s = parse_duration(ready_timeout)
     except ValueError as err:
         console.print(f"[red]error:[/red] {err}")
@@ -300,17 +304,15 @@ def compare(
         raise typer.Exit(0)
     try:
         directory = (project_dir or find_project_dir(Path.cwd())).resolve()
-        the_stack: Stack
-        if stack == "compose":
-            the_stack = ComposeStack(directory, ready_timeout_s=timeout_s, project_name=project_name)
-        elif stack == "swarm":
-            the_stack = SwarmStack(directory, ready_timeout_s=timeout_s)
-        else:
-            if not locust_url:
-                raise StackError("--stack external needs --locust-url")
-            the_stack = ExternalStack(locust_url, expect_workers)
-        if settings.faults and not the_stack.injects_faults:
-            raise StackError(f"--fault needs --stack compose (lab cannot inject faults into a {stack} stack)")
+        cannot = sorted({s.kind for s in settings.fault_specs} - set(kind.fault_kinds))
+        if cannot:
+            able = [name for name, cls in STACKS.items() if cls.kind.fault_kinds]
+            raise StackError(
+                f"--fault needs --stack {' or '.join(able)} (lab cannot inject {', '.join(cannot)} into "
+                f"the {stack} stack)"
+            )
+        options = StackOptions(directory, timeout_s, project_name, locust_url, expect_workers)
+        the_stack = make_stack(stack, options)
         if settings.pin:
             if stack != "compose":
                 raise StackError("--pin needs --stack compose")

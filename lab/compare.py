@@ -23,7 +23,7 @@ from lab import __version__
 from lab.budget import asked_budget
 from lab.cgroups import CGROUP_CPU_FILE, CgroupCpu
 from lab.faults import FaultInjector
-from lab.grid import ExperimentSettings, LoadLevel, PlannedConfig, RunPlan, ramp_levels, stack_change_seconds
+from lab.grid import ExperimentSettings, LoadLevel, PlannedConfig, RunPlan, ramp_levels
 from lab.locust_api import FLUSH_WAIT_S, LocustAPI, LocustError, format_option
 from lab.progress import NullProgress, RunProgress
 from lab.results import (
@@ -41,7 +41,7 @@ from lab.results import (
 )
 from lab.sampler import HostCpu, Sampler
 from lab.stability import Stability, judge, window_points
-from lab.stack import Stack, StackError, StackState, git_sha
+from lab.stacks import Stack, StackError, StackState, git_sha
 from lab.timeline import parse_timeline
 
 SPAWN_RATE_PER_WORKER_MAX = 100.0  # Locust warns above this many users/s per worker
@@ -123,7 +123,7 @@ class Driver:
         self.flush_wait_s = flush_wait_s
         self.sample_interval_s = sample_interval_s
         # The caller may have planned the run already (to print it): measure exactly that plan.
-        run_plan = plan if plan is not None else RunPlan.of(settings, stack_change_seconds(stack.kind))
+        run_plan = plan if plan is not None else RunPlan.of(settings, stack.kind.change_s)
         self.plan = list(run_plan.configs)
         self.estimates = list(run_plan.estimates)
         if settings.ramp and judge is None:
@@ -171,7 +171,7 @@ class Driver:
             started_at=_now_iso(),
             lab_version=__version__,
             command=tuple(sys.argv),
-            stack_kind=self.stack.kind,
+            stack_kind=self.stack.kind.name,
             project_dir=str(self.project_dir),
             mode=self.settings.mode,
             plan=tuple(PlanEntry(p.index, p.label, p.dirname) for p in self.plan),
@@ -365,7 +365,7 @@ class Driver:
             # Each container's CPU, CFS quota and throttling from its cgroup (none for an external stack).
             Sampler(mdir / CGROUP_CPU_FILE, CgroupCpu(self.stack.cgroup_targets), self.sample_interval_s),
         ]
-        if self.stack.kind == "compose":
+        if self.stack.kind.samples_host_cpu:
             # On the Docker host itself: the machine's busy cores, other processes included.
             samplers.append(Sampler(mdir / "host_cpu.jsonl", HostCpu(), self.sample_interval_s))
         if self.settings.soak:

@@ -1,15 +1,11 @@
-"""Faults as part of a measurement: what `--fault SPEC` means, and the thread that applies each fault at
-its time offset and writes down what it did (faults.json). The stack does the docker work
-(`Stack.inject_fault` / `Stack.heal`); the analysis of what a fault did to the traffic is lab.timeline's.
+"""Faults as part of a measurement: the fault kinds (one record each, in FAULT_KINDS), what `--fault SPEC`
+means, how a kind is applied through the few docker operations a stack offers (FaultOps), and the thread
+that applies each fault at its time offset and writes down what it did (faults.json). The analysis of
+what a fault did to the traffic is lab.timeline's; it reads the kind's record too.
 
-SPEC is `KIND[=ARG]@OFFSET`, the offset counted from the start of the measurement (not of the warm-up):
-  kill-replica@30s         SIGKILL of one replica's main process, as an OOM kill would do
-  stop-replica@30s         graceful stop of one replica (docker stop: SIGTERM, then the grace period)
-  scale-replicas=1@30s     scale the classifier to 1 replica
-  restart-nginx@30s        docker restart of nginx
-  kill-locust-worker@30s   SIGKILL of one Locust worker's main process
-  pause-replica=10s@30s    docker pause of one replica for 10 s: a hung process that still holds its
-                           connections
+SPEC is `KIND[=ARG]@OFFSET`, the offset counted from the start of the measurement (not of the warm-up);
+`lab compare --help` lists the kinds with an example each (`fault_help()`). Adding a kind is one
+`FaultKind` record here: parsing, the CLI help, the compose stack and the timeline all read it.
 """
 
 from __future__ import annotations
@@ -21,30 +17,218 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from lab.services import CLASSIFIER, LOCUST_WORKER, NGINX
 from lab.units import parse_duration
 
-# kind -> what its ARG is: None (no argument), "count" or "duration".
-KINDS: dict[str, str | None] = {
-    "kill-replica": None,
-    "stop-replica": None,
-    "scale-replicas": "count",
-    "restart-nginx": None,
-    "kill-locust-worker": None,
-    "pause-replica": "duration",
-}
-# Faults that take a classifier replica away (the rest act on nginx or the load generator).
-REPLICA_FAULTS = ("kill-replica", "stop-replica", "pause-replica", "scale-replicas")
 _SPEC = re.compile(r"^(?P<kind>[a-z-]+)(?:=(?P<arg>[^@]+))?@(?P<at>.+)$")
+
+
+class FaultError(RuntimeError):
+    pass
+
+
+class FaultOps(Protocol):
+    """The docker operations a stack offers fault kinds to act with (ComposeStack has them)."""
+
+    def running(self, service: str) -> list[str]:
+        """Names of the service's running containers, sorted (the last is the highest-numbered)."""
+        ...
+
+    def docker(self, *args: str) -> None:
+        """Run `docker ARGS...` on the stack's engine; a failure raises."""
+        ...
+
+    def sigkill(self, container: str) -> str:
+        """SIGKILL of the container's main process; returns how it was sent."""
+        ...
+
+    def scale(self, service: str, count: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class FaultArg:
+    """What a kind's `=ARG` is: its name in messages, an example, the FaultSpec field it fills, and its
+    parser (raises ValueError saying what is wrong)."""
+
+    name: str
+    example: str
+    field: str
+    parse: Callable[[str], Any]
+
+
+def _replica_count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError("the replica count must be a whole number >= 1")
+    return int(text)
+
+
+def _positive_duration(text: str) -> float:
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise ValueError("the fault must last > 0 s")
+    return seconds
+
+
+COUNT = FaultArg("count", "1", "count", _replica_count)
+# A kind whose ARG is a duration lasts that long and is then ended (FaultKind.end).
+DURATION = FaultArg("duration", "10s", "duration_s", _positive_duration)
+
+
+@dataclass(frozen=True)
+class FaultKind:
+    """One kind of fault: what it acts on, what it takes, what it means for the analysis, how it is done.
+
+    `act(ops, target, spec)` does it and returns the detail written to faults.json; `target` is the
+    container chosen (the service's highest-numbered running one, the one a scale-down would remove too),
+    or the service itself when `whole_service`. A kind whose ARG is a DURATION lasts: `end(ops, target)`
+    ends it when the duration is over, or when the measurement stops."""
+
+    name: str
+    help: str
+    target: str  # the compose service it acts on
+    act: Callable[[FaultOps, str, FaultSpec], str]
+    arg: FaultArg | None = None
+    removes_replica: bool = False  # takes a classifier replica away (the rest act on nginx or Locust)
+    end: Callable[[FaultOps, str], None] | None = None
+    whole_service: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.end is not None) != self.lasts:
+            raise ValueError(f"fault kind {self.name}: a kind with a duration needs an end, and only it")
+
+    @property
+    def lasts(self) -> bool:
+        return self.arg is DURATION
+
+    @property
+    def example(self) -> str:
+        return f"{self.name}{'=' + self.arg.example if self.arg else ''}@30s"
+
+    @property
+    def on_load_generator(self) -> bool:
+        """It hits a Locust worker: the timeline reports what the master did about it."""
+        return self.target == LOCUST_WORKER
+
+    def replicas_expected(self, spec: FaultSpec, replicas: int) -> int | None:
+        """Replicas that should serve after it: the count it scaled to, else the configuration's (Docker
+        restarts a killed one, the pause ends); None for a fault that leaves the replicas alone."""
+        if not self.removes_replica:
+            return None
+        return spec.count if spec.count is not None else replicas
+
+
+def _sigkill(ops: FaultOps, target: str, spec: FaultSpec) -> str:
+    return ops.sigkill(target)
+
+
+def _stop(ops: FaultOps, target: str, spec: FaultSpec) -> str:
+    ops.docker("stop", target)
+    return "docker stop (SIGTERM, then the grace period)"
+
+
+def _restart(ops: FaultOps, target: str, spec: FaultSpec) -> str:
+    ops.docker("restart", "--time", "2", target)
+    return "docker restart"
+
+
+def _pause(ops: FaultOps, target: str, spec: FaultSpec) -> str:
+    ops.docker("pause", target)
+    return f"docker pause for {spec.duration_s:g} s"
+
+
+def _unpause(ops: FaultOps, target: str) -> None:
+    ops.docker("unpause", target)
+
+
+def _scale(ops: FaultOps, service: str, spec: FaultSpec) -> str:
+    assert spec.count is not None
+    ops.scale(service, spec.count)
+    return f"{service} scaled to {spec.count}"
+
+
+_KINDS = (
+    FaultKind(
+        name="kill-replica",
+        help="SIGKILL of one replica's main process, as an OOM kill would do",
+        target=CLASSIFIER,
+        act=_sigkill,
+        removes_replica=True,
+    ),
+    FaultKind(
+        name="stop-replica",
+        help="graceful stop of one replica (docker stop: SIGTERM, then the grace period)",
+        target=CLASSIFIER,
+        act=_stop,
+        removes_replica=True,
+    ),
+    FaultKind(
+        name="scale-replicas",
+        help="scale the classifier to COUNT replicas",
+        target=CLASSIFIER,
+        act=_scale,
+        arg=COUNT,
+        removes_replica=True,
+        whole_service=True,
+    ),
+    FaultKind(name="restart-nginx", help="docker restart of nginx", target=NGINX, act=_restart),
+    FaultKind(
+        name="kill-locust-worker",
+        help="SIGKILL of one Locust worker's main process",
+        target=LOCUST_WORKER,
+        act=_sigkill,
+    ),
+    FaultKind(
+        name="pause-replica",
+        help="docker pause of one replica for DURATION: a hung process that still holds its connections",
+        target=CLASSIFIER,
+        act=_pause,
+        arg=DURATION,
+        removes_replica=True,
+        end=_unpause,
+    ),
+)
+FAULT_KINDS: dict[str, FaultKind] = {kind.name: kind for kind in _KINDS}
+
+
+def fault_kind(name: str) -> FaultKind:
+    try:
+        return FAULT_KINDS[name]
+    except KeyError:
+        raise FaultError(f"unknown fault kind {name!r}") from None
+
+
+def fault_help() -> str:
+    """The --fault help: the syntax and every kind's example."""
+    examples = ", ".join(kind.example for kind in FAULT_KINDS.values())
+    return f"A fault in every measurement, KIND[=ARG]@OFFSET (repeatable): {examples}."
+
+
+def apply_fault(ops: FaultOps, spec: FaultSpec) -> tuple[str | None, str]:
+    """Do the fault on a stack; returns (the container it hit, or None for a whole service; the detail)."""
+    kind = fault_kind(spec.kind)
+    if kind.whole_service:
+        return None, kind.act(ops, kind.target, spec)
+    containers = ops.running(kind.target)
+    if not containers:
+        raise FaultError(f"no running {kind.target} container to {kind.name}")
+    target = containers[-1]
+    return target, kind.act(ops, target, spec)
+
+
+def end_fault(ops: FaultOps, spec: FaultSpec, target: str | None) -> None:
+    kind = fault_kind(spec.kind)
+    if kind.end is not None and target:
+        kind.end(ops, target)
 
 
 @dataclass(frozen=True)
 class FaultSpec:
     kind: str
     at_s: float
-    count: int | None = None  # scale-replicas
-    duration_s: float = 0.0  # pause-replica: how long the fault lasts; others are instantaneous
+    count: int | None = None  # a COUNT argument
+    duration_s: float = 0.0  # a DURATION argument: how long the fault lasts; others are instantaneous
 
     @property
     def text(self) -> str:
@@ -58,30 +242,25 @@ class FaultSpec:
     @classmethod
     def parse(cls, text: str) -> FaultSpec:
         match = _SPEC.match(text.strip())
-        if not match or match["kind"] not in KINDS:
+        if not match or match["kind"] not in FAULT_KINDS:
             raise ValueError(
-                f"--fault {text!r}: want KIND[=ARG]@OFFSET with KIND one of {', '.join(KINDS)} "
-                "(e.g. kill-replica@30s, scale-replicas=1@30s, pause-replica=10s@30s)"
+                f"--fault {text!r}: want KIND[=ARG]@OFFSET with KIND one of {', '.join(FAULT_KINDS)} "
+                f"(e.g. {', '.join(k.example for k in FAULT_KINDS.values() if k.arg)})"
             )
-        kind, arg = match["kind"], match["arg"]
+        kind, arg = FAULT_KINDS[match["kind"]], match["arg"]
         at_s = parse_duration(match["at"])
-        wants = KINDS[kind]
-        if (arg is None) != (wants is None):
+        if (arg is None) != (kind.arg is None):
             raise ValueError(
-                f"--fault {text!r}: {kind} " + ("takes no =ARG" if wants is None else f"needs ={wants}")
+                f"--fault {text!r}: {kind.name} "
+                + ("takes no =ARG" if kind.arg is None else f"needs ={kind.arg.name}")
             )
-        if wants == "count":
-            assert arg is not None
-            if not arg.isdigit() or int(arg) < 1:
-                raise ValueError(f"--fault {text!r}: the replica count must be a whole number >= 1")
-            return cls(kind, at_s, count=int(arg))
-        if wants == "duration":
-            assert arg is not None
-            duration = parse_duration(arg)
-            if duration <= 0:
-                raise ValueError(f"--fault {text!r}: the pause must last > 0 s")
-            return cls(kind, at_s, duration_s=duration)
-        return cls(kind, at_s)
+        if kind.arg is None or arg is None:
+            return cls(kind.name, at_s)
+        try:
+            value = kind.arg.parse(arg)
+        except ValueError as err:
+            raise ValueError(f"--fault {text!r}: {err}") from None
+        return cls(kind.name, at_s, **{kind.arg.field: value})
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "text": self.text}
@@ -183,7 +362,7 @@ class FaultInjector:
                 record.target, record.detail = self._inject(spec)
             except Exception as err:  # recorded: the measurement goes on, the report says it failed
                 record.error = f"{type(err).__name__}: {err}"
-            if spec.duration_s and record.error is None:
+            if fault_kind(spec.kind).lasts and record.error is None:
                 self._pending_end.append(record)
                 if self._stop.wait(spec.duration_s):
                     return

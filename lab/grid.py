@@ -11,19 +11,14 @@ from lab.faults import FaultSpec, check_fits
 from lab.rounds import ORDERS, ROTATE, RoundOrder
 from lab.stability import DEFAULT_STABILITY_PCT, DEFAULT_WINDOW_S, StabilityRule
 
-BACKENDS = ("tf", "litert")
+# The classifier's CLASSIFIER_BACKEND choices (classifier/backends BACKEND_KINDS; a test keeps them in step:
+# the lab runs on the host and imports no service code).
+BACKENDS = ("tf", "litert", "litert-uint8", "litert-int8")
 BATCHING = ("off", "on")
 
 # Seconds a measurement costs beyond its duration: POST /stop, Locust's worker stats flush
 # (workers report every 3 s), CSV and HTML downloads.
 MEASUREMENT_OVERHEAD_S = 6.0
-# Seconds to recreate classifier containers (model load and warm-up) when a configuration changes the stack.
-STACK_CHANGE_S = 45.0
-
-
-def stack_change_seconds(stack_kind: str) -> float:
-    """Only a compose stack is changed by `lab`; an external stack's configurations are labels."""
-    return STACK_CHANGE_S if stack_kind == "compose" else 0.0
 
 
 @dataclass(frozen=True)
@@ -361,9 +356,10 @@ class RunPlan:
 
 
 def estimate_seconds(
-    settings: ExperimentSettings, plan: list[PlannedConfig], stack_change_s: float = STACK_CHANGE_S
+    settings: ExperimentSettings, plan: list[PlannedConfig], stack_change_s: float
 ) -> list[float]:
-    """Estimated seconds per planned configuration (a list, so progress can count down what is left)."""
+    """Estimated seconds per planned configuration (a list, so progress can count down what is left);
+    `stack_change_s` is what a configuration change costs on the stack (its kind's change_s)."""
     estimates: list[float] = []
     previous: StackConfig | None = None
     for planned in plan:

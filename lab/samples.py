@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from lab.limits import CONTAINERS_CPU_FRACTION, MACHINE_CPU_FRACTION
-
-CLASSIFIER_SERVICE = "classifier"
-GENERATOR_SERVICE = "locust-worker"
+from lab.services import CLASSIFIER as CLASSIFIER_SERVICE
+from lab.services import LOCUST_WORKER as GENERATOR_SERVICE
 
 _SIZE_UNITS = {
     "b": 1 / 2**20,

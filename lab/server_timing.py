@@ -12,9 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-TOTAL = "total"
-# The stages that make up `total`, in the order a request goes through them.
-PARTS = ("fetch", "queue", "decode", "infer")
+# The stages in the order a request goes through them, `total` (the whole request) last: a copy of the
+# classifier's canonical list (services/classifier/classifier/timing.py STAGES; the lab does not import the
+# service), kept equal to it by tests/locust/test_stage_list.py.
+STAGES = ("fetch", "queue", "decode", "infer", "total")
+TOTAL = STAGES[-1]
+PARTS = STAGES[:-1]  # the stages that make up `total`
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,8 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def _stage(data: Any) -> StageStats:
+def parse_stage(data: Any) -> StageStats:
+    """One histogram's summary (`stagestats`' shape: count, mean and percentiles in ms)."""
     if not isinstance(data, dict):
         raise ValueError(f"a stage must be an object, got {data!r}")
     count = data.get("count")
@@ -71,7 +75,7 @@ def _stage(data: Any) -> StageStats:
 def _stages(data: Any) -> dict[str, StageStats]:
     if not isinstance(data, dict):
         raise ValueError(f"stages must be an object, got {data!r}")
-    return {str(name): _stage(stage) for name, stage in data.items()}
+    return {str(name): parse_stage(stage) for name, stage in data.items()}
 
 
 def parse_server_timing(data: Any) -> ServerTiming:

@@ -21,6 +21,7 @@ from lab.results import (
     read_config,
     read_run,
 )
+from lab.stacks import stack_kind
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ def summarise(
         thresholds=thresholds,
         host_cpus=host_cpus,
         stack=stack,
-        nodes=len(nodes) if isinstance(nodes, list) else (1 if stack == "compose" else None),
+        nodes=len(nodes) if isinstance(nodes, list) else stack_kind(stack).nodes,
         configs=results,
         analysis=analysis,
         verdict=verdict(results, analysis, thresholds, host_cpus, stack),

@@ -17,13 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from lab.faults import REPLICA_FAULTS, AppliedFault
+from lab.faults import AppliedFault, fault_kind
 from lab.limits import (
     RECOVERY_P95_TOLERANCE,
     RECOVERY_RPS_TOLERANCE,
     SOAK_GROWTH_LIMIT,
     TIMELINE_WINDOW_S,
 )
+from lab.services import CLASSIFIER
 
 RAMP_SKIP_S = 2  # seconds after the start that are left out of the pre-fault level (users spawning)
 
@@ -138,7 +139,7 @@ def series(
             out.users.append((round(row["t"] - t_start, 2), row["user_count"]))
     healthy: Counter[float] = Counter()
     for row in docker_samples or []:
-        if isinstance(row.get("t"), int | float) and row.get("service") == "classifier":
+        if isinstance(row.get("t"), int | float) and row.get("service") == CLASSIFIER:
             # No health recorded (an older sample, or no healthcheck): running is all we know.
             healthy[row["t"]] += row.get("health", "") in ("healthy", "")
     out.replicas.extend((round(t - t_start, 2), n) for t, n in sorted(healthy.items()))
@@ -244,9 +245,8 @@ def fault_impact(
     live: list[dict[str, Any]] | None = None,
 ) -> FaultImpact:
     spec = record.spec
-    expected = (
-        spec.count if spec.kind == "scale-replicas" else (replicas if spec.kind in REPLICA_FAULTS else None)
-    )
+    kind = fault_kind(spec.kind)
+    expected = kind.replicas_expected(spec, replicas)
     if record.t is None:  # the measurement ended (or was cut) before the fault's time
         return FaultImpact(
             spec.text, False, record.error, record.target, record.detail, None, 0.0, None, None, None, None,
@@ -299,7 +299,7 @@ def fault_impact(
         replicas_expected=expected,
         replicas_serving_after=serving,
         not_serving_after=not_serving,
-        locust=locust_reaction(live or [], record.t) if spec.kind == "kill-locust-worker" else None,
+        locust=locust_reaction(live or [], record.t) if kind.on_load_generator else None,
     )
 
 

@@ -23,6 +23,14 @@ periodic sweep, so that they are counted while every user is stuck waiting, not 
 users make both rare: Little's law gives `λ x latency` users busy on average, and the lab gives `λ x
 max(2 s, 4 x expected latency)`.
 
+The tally also keeps the latency from each arrival's *intended* time to its answer, in a histogram merged
+across workers like `stagestats`' (wrk2 measures from the intended send time for the same reason): Locust
+times a request from when it was sent, so an arrival sent late because every user was waiting on a stalled
+server has its wait in no Locust number (coordinated omission). A sent arrival counts its lateness, the
+generator's lag and Locust's response time, failed or not; a dropped one counts its lateness when it was
+dropped: it got no answer, so that is a lower bound, and the summary says how many there were. In the
+closed model nothing has an intended time and the histogram stays empty.
+
 The tally counts late and dropped arrivals and keeps the send times (Locust's `start_time`) for the
 achieved rate and the inter-arrival CV of the whole swarm, as deltas from workers to the master like
 `servedby.py`. It also times the generator itself: a send that starts more than 10 ms after its time
@@ -41,7 +49,9 @@ from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import Any
+from typing import Any, ClassVar
+
+from stagestats import StageHistogram
 
 POISSON = "poisson"
 EVEN = "even"
@@ -70,6 +80,7 @@ class Claim:
     at: float
     late: float = 0.0
     dropped: int = 0
+    dropped_late_s: tuple[float, ...] = ()  # how late each dropped arrival was when it was dropped
 
 
 class ArrivalStream:
@@ -107,7 +118,7 @@ class ArrivalStream:
         """Hand the next unclaimed arrival to a user that is free at `now`."""
         if rate <= 0:
             raise ValueError(f"arrival rate must be > 0, got {rate}")
-        dropped = 0
+        dropped: list[float] = []
         while True:
             if self._returned:
                 t = heapq.heappop(self._returned)
@@ -117,17 +128,16 @@ class ArrivalStream:
                 t = self._last = self.following(self._last, rate)
             late = now - t
             if late <= bound_s:
-                return Claim(at=t, late=max(late, 0.0), dropped=dropped)
-            dropped += 1
+                return Claim(at=t, late=max(late, 0.0), dropped=len(dropped), dropped_late_s=tuple(dropped))
+            dropped.append(late)
 
-    def expire(self, now: float, rate: float, bound_s: float) -> int:
-        """Drop the arrivals nobody claimed that are more than `bound_s` old; return how many."""
+    def expire(self, now: float, rate: float, bound_s: float) -> list[float]:
+        """Drop the arrivals nobody claimed that are more than `bound_s` old; return how late each was."""
         if rate <= 0:
-            return 0
-        dropped = 0
+            return []
+        dropped: list[float] = []
         while self._returned and now - self._returned[0] > bound_s:
-            heapq.heappop(self._returned)
-            dropped += 1
+            dropped.append(now - heapq.heappop(self._returned))
         if self._returned or self._last is None or now - self._last <= bound_s:
             # Every later arrival is younger than one already waiting (or the stream has not started).
             return dropped
@@ -139,7 +149,7 @@ class ArrivalStream:
                 self._last = t
                 return dropped
             self._last = t
-            dropped += 1
+            dropped.append(now - t)
 
     def give_back(self, t: float) -> None:
         """A user stopped while waiting to send at `t`: the next free user takes that arrival."""
@@ -176,7 +186,11 @@ def interarrival_stats(starts: Iterable[float]) -> dict[str, float | int | None]
 
 @dataclass
 class ArrivalTally:
-    """Sent, late and dropped arrivals; workers `drain()` deltas, the master `merge()`s them."""
+    """Sent, late and dropped arrivals; workers `drain()` deltas, the master `merge()`s them (a `Tally`)."""
+
+    key: ClassVar[str] = REPORT_KEY
+    route: ClassVar[str] = "/arrivals"
+    file_option: ClassVar[str | None] = "arrivals_file"
 
     sent: int = 0
     late: int = 0
@@ -186,9 +200,14 @@ class ArrivalTally:
     lagging: int = 0  # sends that started more than SEND_LAG_LIMIT_S after the time they were due
     max_lag_s: float = 0.0
     starts: deque[float] = field(default_factory=lambda: deque(maxlen=MAX_STARTS))
+    # Open model: from each arrival's intended time to its answer (ms), dropped ones at their lateness.
+    from_intended: StageHistogram = field(default_factory=StageHistogram)
 
-    def add_start(self, t: float, due: float | None = None) -> None:
-        """A request started at `t`; `due` is when it should have (open model), to time the generator."""
+    def add_start(
+        self, t: float, due: float | None = None, intended: float | None = None, response_ms: float = 0.0
+    ) -> None:
+        """A request started at `t` and took `response_ms` (Locust's response time). Open model: `due` is
+        when its user meant to send it (to time the generator), `intended` the arrival's own time."""
         self.sent += 1
         self.starts.append(t)
         if due is not None:
@@ -196,12 +215,19 @@ class ArrivalTally:
             self.max_lag_s = max(self.max_lag_s, lag)
             if lag > SEND_LAG_LIMIT_S:
                 self.lagging += 1
+        if intended is not None:
+            self.from_intended.add(max(0.0, 1000 * (t - intended) + response_ms))
 
-    def add_dropped(self, n: int) -> None:
-        self.dropped += n
+    def add_dropped(self, late_s: Iterable[float]) -> None:
+        """Arrivals dropped this late (seconds after their time): never sent, never answered."""
+        for late in late_s:
+            self.dropped += 1
+            self.from_intended.add(1000 * max(late, 0.0))
 
     def add_claim(self, claim: Claim) -> None:
-        self.dropped += claim.dropped
+        # A hand-made Claim may give only the count: those count as dropped, at no known lateness.
+        self.dropped += claim.dropped - len(claim.dropped_late_s)
+        self.add_dropped(claim.dropped_late_s)
         if claim.late > 0:
             self.late += 1
             self.late_s += claim.late
@@ -218,6 +244,7 @@ class ArrivalTally:
             "lagging": self.lagging,
             "max_lag_s": self.max_lag_s,
             "starts": list(self.starts),
+            "from_intended": self.from_intended.to_wire(),
         }
         self.reset()
         return delta
@@ -244,11 +271,18 @@ class ArrivalTally:
         self.max_late_s = max(self.max_late_s, float(seconds[1]))
         self.max_lag_s = max(self.max_lag_s, float(seconds[2]))
         self.starts.extend(float(t) for t in starts if isinstance(t, int | float))
+        hist = StageHistogram.from_wire(delta.get("from_intended"))  # None from an older worker image
+        if hist is not None:
+            self.from_intended.merge(hist)
 
     def reset(self) -> None:
         self.sent = self.late = self.dropped = self.lagging = 0
         self.late_s = self.max_late_s = self.max_lag_s = 0.0
         self.starts.clear()
+        self.from_intended = StageHistogram()
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.summary()
 
     def summary(self) -> dict[str, Any]:
         """The JSON the master serves and writes: counts, lateness, and the swarm's send statistics."""
@@ -263,5 +297,7 @@ class ArrivalTally:
             "max_late_ms": 1000 * self.max_late_s,
             "lagging_sends": self.lagging,
             "max_send_lag_ms": 1000 * self.max_lag_s,
+            # None in the closed model (no arrival has an intended time).
+            "from_intended_start": self.from_intended.summary() if self.from_intended.count else None,
             **interarrival_stats(self.starts),
         }

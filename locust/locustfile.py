@@ -14,10 +14,14 @@ Locust's stats hold only the real requests. Beside them, from every successful r
 - its `X-Served-By` is counted per replica: GET /served-by on the master's web UI, logged as JSON at test
   stop, optionally written to --served-by-file at exit.
 And from every request, failed or not:
-- its start time: the swarm's achieved rate and inter-arrival CV, with the late and dropped arrivals:
-  GET /arrivals and the "Arrivals" tab, optionally --arrivals-file;
+- its start time: the swarm's achieved rate and inter-arrival CV, with the late and dropped arrivals and,
+  in the open model, the latency from each arrival's intended time to its answer: GET /arrivals and the
+  "Arrivals" tab, optionally --arrivals-file;
 - its second, response time and outcome (`timeline`): GET /timeline, for `lab`'s timelines.
-Workers send all of these as deltas with their stats reports; the master adds them up.
+Each is a `Tally` (tally.py), wired once by `setup_tally_listeners`: workers send deltas with their stats
+reports, the master adds them up and serves them.
+
+The defaults of --upload-weight and --url-weight are the lab's `.env` values (labdefaults.py).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import logging
 import random
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,43 +39,24 @@ from urllib.parse import quote
 
 import imageset
 from arrivals import PROCESSES, ArrivalStream, ArrivalTally, check_process
-from arrivals import REPORT_KEY as ARRIVALS_KEY
-from flask import Response, jsonify
+from labdefaults import dotenv_default
 from locust import FastHttpUser, events, task
 from locust.env import Environment
+from locust.event import Events
 from locust.runners import MasterRunner, WorkerRunner
-from servedby import REPORT_KEY as SERVED_BY_KEY
 from servedby import ServedByCounter
 from servertiming import parse_server_timing
-from stagestats import REPORT_KEY as SERVER_TIMING_KEY
 from stagestats import ServerTimingStats
-from timeline import REPORT_KEY as TIMELINE_KEY
+from tally import Tally
 from timeline import Timeline
-from webui import Tab, add_tab
+from webui import Tab, add_json_route, add_tab
 
 PACING_MESSAGE = "lab_pacing_total_users"
-SEND_AT_KEY = "lab_send_at"  # in a request's context: when the open model wanted it sent
+# In a request's context (open model): when its user meant to send it, and the arrival's own time.
+SEND_AT_KEY = "lab_send_at"
+INTENDED_KEY = "lab_intended_at"
 
 log = logging.getLogger("locustfile")
-
-served_by = ServedByCounter()
-server_timing = ServerTimingStats()
-timeline = Timeline()  # every request per second, for timelines and faults (GET /timeline)
-arrival_tally = ArrivalTally()
-SERVER_TIMING_TAB = Tab(
-    key="server-timing",
-    title="Server timing",
-    columns=(
-        ("name", "Request"),
-        ("stage", "Stage"),
-        ("count", "Count"),
-        ("mean", "Mean (ms)"),
-        ("p50", "p50 (ms)"),
-        ("p95", "p95 (ms)"),
-        ("p99", "p99 (ms)"),
-    ),
-    rows=server_timing.table_rows,
-)
 
 
 @dataclass
@@ -84,7 +70,7 @@ class RunState:
     total_users: int = 0
     # This process's open-model arrivals, made at test start where users run (None: closed model).
     stream: ArrivalStream | None = None
-    weights: tuple[int, int] = (3, 1)
+    weights: tuple[int, int] | None = None  # set at init from the options (master or local run)
     # Set at init: some events (quit, spawning_complete) carry no environment.
     environment: Environment | None = None
 
@@ -97,14 +83,14 @@ def add_options(parser: Any) -> None:
     parser.add_argument(
         "--upload-weight",
         type=int,
-        default=3,
+        default=dotenv_default("LOCUST_UPLOAD_WEIGHT"),
         env_var="LOCUST_UPLOAD_WEIGHT",
         help="Relative share of UploadUser (POST /predict, multipart). Applied when a test starts.",
     )
     parser.add_argument(
         "--url-weight",
         type=int,
-        default=1,
+        default=dotenv_default("LOCUST_URL_WEIGHT"),
         env_var="LOCUST_URL_WEIGHT",
         help="Relative share of UrlUser (POST /predict/tf with img_url). Applied when a test starts.",
     )
@@ -177,6 +163,11 @@ def add_options(parser: Any) -> None:
 
 
 def weights_from(options: Any) -> tuple[int, int]:
+    if options.upload_weight is None or options.url_weight is None:
+        raise ValueError(
+            "--upload-weight/--url-weight are not set: give them, or LOCUST_UPLOAD_WEIGHT/LOCUST_URL_WEIGHT "
+            "(the lab's .env has the defaults, and compose passes them)"
+        )
     weights = (int(options.upload_weight), int(options.url_weight))
     if min(weights) < 0 or sum(weights) == 0:
         raise ValueError(f"--upload-weight/--url-weight must be >= 0 and not both 0, got {weights}")
@@ -191,7 +182,8 @@ def apply_weights(options: Any) -> None:
         state.weights = weights_from(options)
     except ValueError as e:
         log.error("%s; keeping %s", e, state.weights)
-    UploadUser.weight, UrlUser.weight = state.weights
+    if state.weights is not None:
+        UploadUser.weight, UrlUser.weight = state.weights
 
 
 def set_total_users(n: int) -> None:
@@ -253,6 +245,41 @@ def expire_arrivals(environment: Environment) -> None:
         arrival_tally.add_dropped(state.stream.expire(time.time(), *stream_rate(environment)))
 
 
+class LiveArrivals(ArrivalTally):
+    """The arrivals tally with what only the running test knows: arrivals nobody claimed are swept before
+    each report, and the totals say which model and rate the test ran."""
+
+    def drain(self) -> dict[str, Any]:
+        if state.environment is not None:
+            expire_arrivals(state.environment)
+        return super().drain()
+
+    def snapshot(self) -> dict[str, Any]:
+        return arrivals_summary()
+
+
+served_by = ServedByCounter()
+server_timing = ServerTimingStats()
+timeline = Timeline()  # every request per second, for timelines and faults (GET /timeline)
+arrival_tally = LiveArrivals()
+TALLIES: tuple[Tally, ...] = (served_by, server_timing, timeline, arrival_tally)
+
+SERVER_TIMING_TAB = Tab(
+    key="server-timing",
+    title="Server timing",
+    columns=(
+        ("name", "Request"),
+        ("stage", "Stage"),
+        ("count", "Count"),
+        ("mean", "Mean (ms)"),
+        ("p50", "p50 (ms)"),
+        ("p95", "p95 (ms)"),
+        ("p99", "p99 (ms)"),
+    ),
+    rows=server_timing.table_rows,
+)
+
+
 class LabUser(FastHttpUser):
     abstract = True
     _claimed_at: float = 0.0  # intended time of the arrival this user waits to send
@@ -278,7 +305,9 @@ class LabUser(FastHttpUser):
         return self._send_at - now
 
     def context(self) -> dict[str, Any]:
-        return {SEND_AT_KEY: self._send_at} if state.stream is not None else {}
+        if state.stream is None:
+            return {}
+        return {SEND_AT_KEY: self._send_at, INTENDED_KEY: self._claimed_at}
 
     def check(self, resp: Any) -> None:
         if resp.status_code != 200:
@@ -294,9 +323,8 @@ class LabUser(FastHttpUser):
             resp.failure(f"no predicted_label in answer: {str(body)[:200]}")
 
 
+# No `weight` here: apply_weights sets both from the options before the first dispatch.
 class UploadUser(LabUser):
-    weight = 3
-
     @task
     def predict_upload(self) -> None:
         if not state.uploads:
@@ -313,8 +341,6 @@ class UploadUser(LabUser):
 
 
 class UrlUser(LabUser):
-    weight = 1
-
     @task
     def predict_url(self) -> None:
         if not state.image_names:
@@ -342,7 +368,10 @@ def on_request(
     **_: Any,
 ) -> None:
     if start_time is not None:  # every arrival sent, answered or not
-        arrival_tally.add_start(start_time, due=(context or {}).get(SEND_AT_KEY))
+        ctx = context or {}
+        arrival_tally.add_start(
+            start_time, due=ctx.get(SEND_AT_KEY), intended=ctx.get(INTENDED_KEY), response_ms=response_time
+        )
     # The second it ended in, as Locust counts its own requests per second.
     timeline.add(time.time(), response_time, failed=exception is not None)
     # Only successful requests: an error answer's timings would mix into the server-side split.
@@ -355,13 +384,6 @@ def on_request(
         host = host[0]
     if host:
         served_by.add(host.strip())
-
-
-def _reset_tallies() -> None:
-    served_by.reset()
-    server_timing.reset()
-    timeline.reset()
-    arrival_tally.reset()
 
 
 def arrivals_summary() -> dict[str, Any]:
@@ -379,11 +401,27 @@ def arrivals_summary() -> dict[str, Any]:
     }
 
 
+def _percentiles(p50: float | None, p95: float | None, p99: float | None) -> str:
+    return " / ".join("" if v is None else f"{v:g}" for v in (p50, p95, p99))
+
+
 def _arrival_rows() -> list[dict[str, Any]]:
     s = arrivals_summary()
 
     def num(value: float | None, fmt: str) -> str:
         return "" if value is None else format(value, fmt)
+
+    late = s["from_intended_start"]
+    if s["model"] == "closed":
+        from_intended = "closed model: no intended time"
+    else:
+        from_intended = _percentiles(late["p50_ms"], late["p95_ms"], late["p99_ms"]) if late else ""
+    total = state.environment.stats.total if state.environment is not None else None
+    locust_times = (
+        _percentiles(*(float(total.get_response_time_percentile(q)) for q in (0.5, 0.95, 0.99)))
+        if total is not None and total.num_requests
+        else ""
+    )
 
     rows = [
         ("Load", f"open, {s['arrivals']}" if s["model"] == "open" else "closed (no target rate)"),
@@ -399,6 +437,8 @@ def _arrival_rows() -> list[dict[str, Any]]:
         ("Mean / max lateness (ms)", f"{s['mean_late_ms']:.1f} / {s['max_late_ms']:.1f}"),
         ("Sends > 10 ms behind time (busy generator)", str(s["lagging_sends"])),
         ("Max send lag (ms)", f"{s['max_send_lag_ms']:.1f}"),
+        ("Locust's response time p50 / p95 / p99 (ms)", locust_times),
+        ("From intended start to answer p50 / p95 / p99 (ms; dropped at their lateness)", from_intended),
     ]
     return [{"metric": k, "value": v} for k, v in rows]
 
@@ -422,10 +462,11 @@ def on_init(environment: Environment, **_: Any) -> None:
     options = environment.parsed_options
     if options is None:  # Environment built by hand (library use): keep the class defaults
         return
-    try:
-        weights_from(options)
-    except ValueError as e:
-        sys.exit(f"locustfile: {e}")  # SystemExit passes through Locust's event hooks: stop here
+    if _counts_totals(environment):  # workers take the master's options with every spawn message
+        try:
+            weights_from(options)
+        except ValueError as e:
+            sys.exit(f"locustfile: {e}")  # SystemExit passes through Locust's event hooks: stop here
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
         runner.register_message(
@@ -435,34 +476,12 @@ def on_init(environment: Environment, **_: Any) -> None:
         apply_weights(options)
     web_ui = environment.web_ui
     if web_ui:
-
-        @web_ui.app.route("/served-by")
-        @web_ui.auth_required_if_enabled
-        def served_by_route() -> Response:
-            return jsonify(served_by.snapshot())
-
-        @web_ui.app.route("/server-timing")
-        @web_ui.auth_required_if_enabled
-        def server_timing_route() -> Response:
-            return jsonify(server_timing.snapshot())
-
-        @web_ui.app.route("/timeline")
-        @web_ui.auth_required_if_enabled
-        def timeline_route() -> Response:
-            return jsonify({"seconds": timeline.rows()})
-
-        @web_ui.app.route("/arrivals")
-        @web_ui.auth_required_if_enabled
-        def arrivals_route() -> Response:
-            return jsonify(arrivals_summary())
-
         add_tab(web_ui, SERVER_TIMING_TAB)
         add_tab(web_ui, ARRIVALS_TAB)
 
 
 @events.test_start.add_listener
 def on_test_start(environment: Environment, **_: Any) -> None:
-    _reset_tallies()
     runner = environment.runner
     if _counts_totals(environment):
         apply_weights(environment.parsed_options)
@@ -484,32 +503,6 @@ def on_spawning_complete(user_count: int, **_: Any) -> None:
     # Fires on every node with the total across workers (the master forwards it), also after the
     # user count is changed in the web UI during a test.
     set_total_users(user_count)
-    env = state.environment
-    if env is not None and env.reset_stats and _counts_totals(env):
-        _reset_tallies()  # mirror --reset-stats, which resets the request stats at this point
-
-
-@events.reset_stats.add_listener
-def on_reset_stats(**_: Any) -> None:
-    _reset_tallies()
-
-
-@events.report_to_master.add_listener
-def on_report_to_master(client_id: str, data: dict[str, Any], **_: Any) -> None:
-    if state.environment is not None:
-        expire_arrivals(state.environment)
-    data[SERVED_BY_KEY] = served_by.drain()
-    data[SERVER_TIMING_KEY] = server_timing.drain()
-    data[TIMELINE_KEY] = timeline.drain()
-    data[ARRIVALS_KEY] = arrival_tally.drain()
-
-
-@events.worker_report.add_listener
-def on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
-    served_by.merge(data.get(SERVED_BY_KEY))
-    server_timing.merge(data.get(SERVER_TIMING_KEY))
-    timeline.merge(data.get(TIMELINE_KEY))
-    arrival_tally.merge(data.get(ARRIVALS_KEY))
 
 
 @events.test_stop.add_listener
@@ -528,20 +521,61 @@ def on_quit(exit_code: int, **_: Any) -> None:
     env = state.environment
     if env is None or not _counts_totals(env):
         return
-    counts = served_by.snapshot()
     # Same "served-by: {json}" shape as at test stop, so a log reader can take the last such line.
-    log.info("served-by: %s (final, with the workers' last reports)", json.dumps(counts))
-    options = env.parsed_options
-    if options is None:
-        return
-    _write_json(options.served_by_file, counts)
-    _write_json(options.server_timing_file, server_timing.snapshot())
-    arrivals = arrivals_summary()
-    log.info("arrivals: %s (final)", json.dumps(arrivals))
-    _write_json(options.arrivals_file, arrivals)
+    log.info("served-by: %s (final, with the workers' last reports)", json.dumps(served_by.snapshot()))
+    log.info("arrivals: %s (final)", json.dumps(arrivals_summary()))
 
 
-def _write_json(path: str, data: dict[str, Any]) -> None:
+def _write_json(path: str, data: Any) -> None:
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(data, indent=2) + "\n")
+
+
+def setup_tally_listeners(events: Events, tallies: Sequence[Tally]) -> None:
+    """Everything a tally needs from Locust, in one place (after Locust's own
+    `setup_distributed_stats_event_listeners`): its route on the web UI, a reset when a test starts, by
+    the UI's reset button and with --reset-stats, a worker's delta with every stats report and the master's
+    merge of it, and its file at exit."""
+
+    def reset(**_: Any) -> None:
+        for tally in tallies:
+            tally.reset()
+
+    @events.init.add_listener
+    def add_routes(environment: Environment, **_: Any) -> None:
+        if environment.web_ui:
+            for tally in tallies:
+                add_json_route(environment.web_ui, tally.route, tally.snapshot)
+
+    events.test_start.add_listener(reset)
+    events.reset_stats.add_listener(reset)
+
+    @events.spawning_complete.add_listener
+    def reset_with_stats(**_: Any) -> None:
+        env = state.environment
+        if env is not None and env.reset_stats and _counts_totals(env):
+            reset()  # mirror --reset-stats, which resets the request stats at this point
+
+    @events.report_to_master.add_listener
+    def hand_over(client_id: str, data: dict[str, Any], **_: Any) -> None:
+        for tally in tallies:
+            data[tally.key] = tally.drain()
+
+    @events.worker_report.add_listener
+    def add_up(client_id: str, data: dict[str, Any], **_: Any) -> None:
+        for tally in tallies:
+            tally.merge(data.get(tally.key))
+
+    @events.quit.add_listener
+    def write_files(**_: Any) -> None:
+        env = state.environment
+        if env is None or env.parsed_options is None or not _counts_totals(env):
+            return
+        for tally in tallies:
+            if tally.file_option:
+                _write_json(getattr(env.parsed_options, tally.file_option), tally.snapshot())
+
+
+# After the listeners above, which write no tally: at a test's start the reset comes after them.
+setup_tally_listeners(events, TALLIES)

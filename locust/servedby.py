@@ -10,11 +10,18 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
+from typing import ClassVar
 
 REPORT_KEY = "served_by"  # key of the counts in the worker -> master stats report
 
 
 class ServedByCounter:
+    """A `Tally` (tally.py)."""
+
+    key: ClassVar[str] = REPORT_KEY
+    route: ClassVar[str] = "/served-by"
+    file_option: ClassVar[str | None] = "served_by_file"
+
     def __init__(self) -> None:
         self._counts: Counter[str] = Counter()
 

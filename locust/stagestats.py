@@ -14,12 +14,14 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 REPORT_KEY = "server_timing"  # key of the deltas in the worker -> master stats report
 SIGNIFICANT_DIGITS = 3
 PERCENTILES = {"p50_ms": 0.50, "p95_ms": 0.95, "p99_ms": 0.99}
-# Stages in the order a request passes them (the classifier's Server-Timing); others sort after.
+# Stages in the order a request passes them, `total` last; others sort after. A copy of the classifier's
+# canonical list (services/classifier/classifier/timing.py STAGES), which this image cannot import;
+# tests/locust/test_stage_list.py keeps the two equal.
 STAGE_ORDER = ("fetch", "queue", "decode", "infer", "total")
 
 
@@ -96,7 +98,11 @@ def _stage_key(stage: str) -> tuple[int, str]:
 
 
 class ServerTimingStats:
-    """Histograms per request name and stage. A worker `add`s and `drain`s; the master `merge`s."""
+    """Histograms per request name and stage; a `Tally`: a worker `add`s and `drain`s, the master `merge`s."""
+
+    key: ClassVar[str] = REPORT_KEY
+    route: ClassVar[str] = "/server-timing"
+    file_option: ClassVar[str | None] = "server_timing_file"
 
     def __init__(self) -> None:
         self._by_name: dict[str, dict[str, StageHistogram]] = {}

@@ -10,7 +10,7 @@ touched since their last report; the master merges. No Locust import (tests load
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from stagestats import StageHistogram
 
@@ -29,6 +29,12 @@ class _Second:
 
 
 class Timeline:
+    """A `Tally` (tally.py); `lab` reads GET /timeline during a measurement, so no file at exit."""
+
+    key: ClassVar[str] = REPORT_KEY
+    route: ClassVar[str] = "/timeline"
+    file_option: ClassVar[str | None] = None
+
     def __init__(self) -> None:
         self._seconds: dict[int, _Second] = {}
 
@@ -65,6 +71,9 @@ class Timeline:
 
     def reset(self) -> None:
         self._seconds.clear()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"seconds": self.rows()}
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per second, in order: `t` (unix seconds), requests, failures, buckets ([ms, n] pairs)."""

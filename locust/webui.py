@@ -1,8 +1,10 @@
-"""Extra tabs in Locust's web UI, the way Locust's own `examples/extend_web_ui.py` does it.
+"""Extra routes and tabs in Locust's web UI, the way Locust's own `examples/extend_web_ui.py` does it.
 
-The UI draws a tab for each entry of the template's `extended_tabs`, with the table structure from
-`extended_tables`, and fills it from `extended_stats` in the `/stats/requests` answer it polls every
-couple of seconds. Nothing here fires request events, so Locust's own numbers stay as they are.
+`add_route` puts a view on the UI's Flask app behind the UI's own authentication (`add_json_route` for a
+JSON answer): the one way the locustfile adds a route. The UI draws a tab for each entry of the template's
+`extended_tabs`, with the table structure from `extended_tables`, and fills it from `extended_stats` in
+the `/stats/requests` answer it polls every couple of seconds. Nothing here fires request events, so
+Locust's own numbers stay as they are.
 """
 
 from __future__ import annotations
@@ -12,9 +14,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Response, request
+from flask import Response, jsonify, request
 
 _TABS_KEY = "loadlab_tabs"  # in Flask's app.extensions, so the hook is installed once per app
+
+
+def add_route(web_ui: Any, path: str, view: Callable[[], Response]) -> None:
+    """GET `path` answered by `view`, behind --web-login like Locust's own pages."""
+    web_ui.app.add_url_rule(
+        path, endpoint=f"loadlab:{path}", view_func=web_ui.auth_required_if_enabled(view), methods=["GET"]
+    )
+
+
+def add_json_route(web_ui: Any, path: str, data: Callable[[], Any]) -> None:
+    add_route(web_ui, path, lambda: jsonify(data()))
 
 
 @dataclass(frozen=True)

@@ -172,9 +172,23 @@ def imagenet_dir_fixture() -> Path:
 def litert_imagenet_fixture(imagenet_dir: Path) -> Backend:
     """The real ImageNet MobileNetV2 (quantized .tflite) in the LiteRT backend, loaded once per session."""
     return load_backend(
-        "litert",
+        "litert-uint8",
         str(imagenet_dir / "mobilenet_v2_1.0_224_quant.tflite"),
         str(imagenet_dir / "imagenet_labels.txt"),
         threads=1,
         inter_op_threads=1,
+    )
+
+
+@pytest.fixture(scope="session", name="tf_imagenet")
+def tf_imagenet_fixture(imagenet_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Backend:
+    """The same real weights in the TF backend: the fixture .tflite rebuilt as a float32 SavedModel, as the
+    offline image build does (modelbuild.dequantize; its own checks must pass)."""
+    from modelbuild.dequantize import dequantize
+
+    saved_model = tmp_path_factory.mktemp("dequantized") / "saved_model"
+    conversion = dequantize(imagenet_dir / "mobilenet_v2_1.0_224_quant.tflite", saved_model, [])
+    assert conversion.passed, conversion.record()
+    return load_backend(
+        "tf", str(saved_model), str(imagenet_dir / "imagenet_labels.txt"), threads=1, inter_op_threads=1
     )

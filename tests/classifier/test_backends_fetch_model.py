@@ -267,3 +267,22 @@ def test_kaggle_handles_and_urls_are_recognised() -> None:
     assert not fetch_model.KAGGLE_HANDLE.match("models/model.tflite")
     assert fetch_model.is_url("https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/classification/5")
     assert not fetch_model.is_url("/opt/model")
+
+
+def test_the_build_lays_out_every_file_a_backend_serves() -> None:
+    """fetch_model.py cannot import the service (the model stage copies only the build scripts): its file
+    names and the service's BACKEND_KINDS are two statements of one layout, kept in step here."""
+    from classifier.backends import BACKEND_KINDS
+
+    served = {kind.model_file for kind in BACKEND_KINDS.values()}
+    assert served == {"saved_model", *fetch_model.TFLITE_FILES.values()}
+    for number_format, name in fetch_model.TFLITE_FILES.items():
+        kind = "litert" if number_format == "float32" else f"litert-{number_format}"
+        assert BACKEND_KINDS[kind].model_file == name
+
+
+def test_the_lab_compares_every_backend_the_service_has() -> None:
+    from classifier.backends import BACKEND_KINDS
+    from lab.grid import BACKENDS
+
+    assert tuple(BACKEND_KINDS) == BACKENDS

@@ -1,5 +1,6 @@
-"""fetch_model.py as the air-gapped build runs it: the random-weight MobileNetV2 stand-in for the TF backend,
-with the real ImageNet .tflite served beside it by the LiteRT backend."""
+"""fetch_model.py as the air-gapped build runs it: the ImageNet fixture's quantized .tflite rebuilt as a
+float SavedModel (TF backend, real weights), converted to a float32 .tflite, with the uint8 fixture itself
+served beside them; the same photo answers the same label on every backend."""
 
 from __future__ import annotations
 
@@ -7,60 +8,70 @@ import json
 from pathlib import Path
 
 import fetch_model
-import numpy as np
 import pytest
+from modelbuild.images import load_rgb
 
 from classifier.backends import load_backend
 from tests.classifier.model_fixtures import imagenet_dir_fixture  # noqa: F401  (pytest fixture)
 
 pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
 
 
-def test_standin_savedmodel_with_a_given_tflite(imagenet_dir: Path, tmp_path: Path) -> None:
-    out = tmp_path / "model"
+@pytest.fixture(scope="module")
+def offline_model(imagenet_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("offline") / "model"
     tflite = imagenet_dir / "mobilenet_v2_1.0_224_quant.tflite"
-    labels = imagenet_dir / "imagenet_labels.txt"
-    code = fetch_model.main(
-        ["--source", fetch_model.STANDIN, "--labels", str(labels), "--tflite", str(tflite), "--out", str(out)]
-    )
-    assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == [
+    argv = [
+        "--source",
+        f"{fetch_model.DEQUANTIZE}{tflite}",
+        "--labels",
+        str(imagenet_dir / "imagenet_labels.txt"),
+        "--tflite",
+        f"float32,{tflite}",
+        "--images",
+        str(REPO / "images"),
+        "--out",
+        str(out),
+    ]
+    assert fetch_model.main(argv) == 0
+    return out
+
+
+def test_the_offline_model_dir_has_every_backend_file(offline_model: Path, imagenet_dir: Path) -> None:
+    assert sorted(p.name for p in offline_model.iterdir()) == [
         "labels.txt",
         "manifest.json",
+        "model-uint8.tflite",
         "model.tflite",
         "saved_model",
     ]
-    assert (out / "model.tflite").read_bytes() == tflite.read_bytes()
-    manifest = json.loads((out / "manifest.json").read_text())
+    tflite = imagenet_dir / "mobilenet_v2_1.0_224_quant.tflite"
+    assert (offline_model / "model-uint8.tflite").read_bytes() == tflite.read_bytes()
+    manifest = json.loads((offline_model / "manifest.json").read_text())
+    assert manifest["source"].startswith("dequantize:")
+    rebuilt = manifest["dequantized"]
+    assert rebuilt["passed"] is True
+    assert rebuilt["source"]["sha256"] == fetch_model.sha256_file(tflite)
+    assert rebuilt["per_op_check"]["max_steps"] <= rebuilt["per_op_check"]["tolerance_steps"]
+    assert rebuilt["top1_check"]["top1_agree"] == rebuilt["top1_check"]["images"] > 0
+    assert rebuilt["parameters"] > 3_000_000
     assert manifest["verification"]["verified"] is True
-    assert manifest["verification"]["saved_model"]["num_classes"] == 1001
 
-    # The stand-in has the TF Hub model's interface: [0, 1] floats in, 1001 logits out (softmax applied).
-    tf_backend = load_backend(
-        "tf", str(out / "saved_model"), str(out / "labels.txt"), threads=1, inter_op_threads=1
+
+@pytest.mark.parametrize("kind", ["tf", "litert", "litert-uint8"])
+def test_every_backend_names_the_cat(offline_model: Path, kind: str) -> None:
+    from classifier.backends import BACKEND_KINDS
+
+    backend = load_backend(
+        kind,
+        str(offline_model / BACKEND_KINDS[kind].model_file),
+        str(offline_model / "labels.txt"),
+        threads=1,
+        inter_op_threads=1,
     )
-    batch = np.random.default_rng(0).integers(0, 256, size=(3, 224, 224, 3), dtype=np.uint8)
-    probs = tf_backend.predict(batch)
-    assert probs.shape == (3, 1001)
-    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
-
-
-def test_a_missing_tflite_path_fails_before_any_work(
-    imagenet_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    labels = str(imagenet_dir / "imagenet_labels.txt")
-    args = [
-        "--source",
-        fetch_model.STANDIN,
-        "--labels",
-        labels,
-        "--tflite",
-        "nope.tflite",
-        "--out",
-        str(tmp_path),
-    ]
-    assert fetch_model.main(args) == 1
-    assert (
-        "--tflite nope.tflite: neither none, float32, nor an existing .tflite file" in capsys.readouterr().err
+    assert backend.name == kind
+    probabilities = backend.predict(
+        load_rgb(REPO / "images" / "chelsea_640x480.jpg", backend.input_size)[None]
     )
-    assert not (tmp_path / "saved_model").exists()
+    assert backend.labels[int(probabilities[0].argmax())] == "Egyptian cat"

@@ -95,6 +95,9 @@ def test_summary_agrees_with_locusts_csvs(run_dir: Path) -> None:
         assert config["p50_ms"] <= config["p95_ms"] <= config["p99_ms"]
         served = json.loads((folder / "served_by.json").read_text())
         assert len(served) == config["replicas"], served
+        # What a configuration change cost on this machine (lab.stacks.compose.COMPOSE.change_s).
+        setup_s = json.loads((folder / "config.json").read_text())["stack_setup_s"]
+        print(f"compose stack_setup_s r{config['replicas']}: {setup_s}")
     assert (run_dir / "summary.md").read_text().count("|") > 10
 
 

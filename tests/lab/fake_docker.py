@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """A stand-in `docker` executable for ComposeStack tests: the subset of `docker compose` and `docker`
 that ComposeStack calls, answering in Docker Compose v2.40's JSON shapes, with its state in a JSON file
-($FAKE_DOCKER_STATE). Every call is logged with the CLASSIFIER_* variables it was run with."""
+($FAKE_DOCKER_STATE). Every call is logged with the CLASSIFIER_* variables it was run with. The fault
+commands (kill, stop, pause, unpause, restart, start) change a container's State; `.State.Pid` is 0, as
+Docker reports for a container whose processes are not visible, so a SIGKILL goes through `docker kill`."""
 
 from __future__ import annotations
 
@@ -12,6 +14,14 @@ from pathlib import Path
 
 STATE = Path(os.environ["FAKE_DOCKER_STATE"])
 DEFAULT_SERVICES = {"classifier": 2, "nginx": 1, "locust-master": 1, "locust-worker": 1}
+CONTAINER_STATE_AFTER = {
+    "kill": "exited",
+    "stop": "exited",
+    "pause": "paused",
+    "unpause": "running",
+    "restart": "running",
+    "start": "running",
+}
 
 
 def load() -> dict:
@@ -19,7 +29,10 @@ def load() -> dict:
 
 
 def save(state: dict) -> None:
-    STATE.write_text(json.dumps(state, indent=1))
+    # Atomically: a test may read the state while a fault thread's docker call writes it.
+    tmp = STATE.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=1))
+    tmp.replace(STATE)
 
 
 def container(service: str, number: int, env: dict[str, str], health: str) -> dict:
@@ -116,7 +129,15 @@ def main() -> int:
                 c["cpuset"] = cpuset
     elif args[0] == "inspect":
         c = next(c for c in state["containers"] if c["Name"] == args[-1])
-        print(json.dumps([f"{k}={v}" for k, v in c["env"].items()] + ["PATH=/usr/bin"]))
+        if args[2] == "{{.State.Pid}}":
+            print(0)
+        else:
+            print(json.dumps([f"{k}={v}" for k, v in c["env"].items()] + ["PATH=/usr/bin"]))
+    elif args[0] in CONTAINER_STATE_AFTER:
+        names = [a for a in args[1:] if a.startswith("fake-")]
+        for c in state["containers"]:
+            if c["Name"] in names:
+                c["State"] = CONTAINER_STATE_AFTER[args[0]]
     elif args[0] == "stats":
         for name in args[args.index("{{json .}}") + 1 :]:
             cpu = state.get("cpu", {}).get(name, 10.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lab.grid import ExperimentSettings, StackConfig
 from lab.progress import NullProgress
-from lab.stack import ExternalStack, StackState
+from lab.stacks import ExternalStack, StackState
 
 
 class RecordingStack(ExternalStack):

@@ -1,18 +1,35 @@
 """ComposeStack's command sequences against a stand-in `docker` (tests/lab/fake_docker.py): scale and
-configure, wait for health, sample, describe, and put the stack back as it was. No Docker needed."""
+configure, wait for health, sample, describe, inject faults, and put the stack back as it was. No Docker
+needed."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from lab.cli import app
+from lab.faults import (
+    DURATION,
+    FAULT_KINDS,
+    FaultInjector,
+    FaultKind,
+    FaultOps,
+    FaultSpec,
+    fault_help,
+    read_faults,
+)
 from lab.grid import ExperimentSettings, StackConfig
-from lab.stack import ComposeStack, StackError, find_project_dir
+from lab.services import NGINX
+from lab.stacks import ComposeStack, StackError, StackOptions, find_project_dir, make_stack
+from lab.timeline import Second, fault_impact
 
 FAKE = Path(__file__).with_name("fake_docker.py")
 ORIGINAL_ENV = {"CLASSIFIER_WORKERS": "1", "CLASSIFIER_BACKEND": "tf", "CLASSIFIER_THREADS": "2"}
@@ -180,3 +197,100 @@ def test_a_project_name_goes_to_every_compose_command(tmp_path: Path) -> None:
     fake.stack.restore(state)
     compose_calls = [args for args in fake.commands() if args[0] == "compose" and args[1:2] != ["version"]]
     assert compose_calls and all(args[1:3] == ["-p", "loadlab-e2e"] for args in compose_calls)
+
+
+@pytest.mark.parametrize(
+    "text, command, target, state_after",
+    [
+        ("kill-replica@5s", ["kill", "--signal", "KILL", "fake-classifier-2"], "fake-classifier-2", "exited"),
+        ("stop-replica@5s", ["stop", "fake-classifier-2"], "fake-classifier-2", "exited"),
+        ("pause-replica=3s@5s", ["pause", "fake-classifier-2"], "fake-classifier-2", "paused"),
+        ("restart-nginx@5s", ["restart", "--time", "2", "fake-nginx-1"], "fake-nginx-1", "running"),
+        ("kill-locust-worker@5s", ["kill", "--signal", "KILL", "fake-locust-worker-1"],
+         "fake-locust-worker-1", "exited"),
+    ],
+)  # fmt: skip
+def test_each_fault_kind_hits_the_highest_numbered_container(
+    fake: Fake, text: str, command: list[str], target: str, state_after: str
+) -> None:
+    hit, detail = fake.stack.inject_fault(FaultSpec.parse(text))
+    assert hit == target and detail
+    assert fake.commands()[-1] == command
+    assert next(c for c in fake.read()["containers"] if c["Name"] == target)["State"] == state_after
+
+
+def test_scale_fault_keeps_the_configuration_and_heal_brings_everything_back(fake: Fake) -> None:
+    fake.stack.capture()
+    fake.stack.apply(StackConfig(2, 2), SETTINGS)
+    assert fake.stack.inject_fault(FaultSpec.parse("scale-replicas=1@5s")) == (None, "classifier scaled to 1")
+    assert fake.up_calls()[-1]["env"]["CLASSIFIER_WORKERS"] == "2"  # the configuration's, not the stack's
+    assert len(fake.containers("classifier")) == 1
+    spec = FaultSpec.parse("pause-replica=3s@5s")
+    fake.stack.inject_fault(FaultSpec.parse("restart-nginx@5s"))
+    target, _ = fake.stack.inject_fault(spec)
+    fake.stack.heal(2, 1)
+    assert len(fake.containers("classifier")) == 2 and len(fake.containers("nginx")) == 1
+    assert ["unpause", target] in fake.commands()
+    fake.stack.end_fault(spec, target)  # ending a pause heal already ended does no harm on a real engine
+    assert fake.commands()[-1] == ["unpause", target]
+
+
+def test_a_new_fault_kind_is_one_record(fake: Fake, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Adding a kind touches lab/faults.py only: the record below is all it takes for parsing, the CLI,
+    the compose stack, the injector and the timeline."""
+
+    def freeze(ops: FaultOps, target: str, spec: FaultSpec) -> str:
+        ops.docker("pause", target)
+        return f"frozen for {spec.duration_s:g} s"
+
+    def thaw(ops: FaultOps, target: str) -> None:
+        ops.docker("unpause", target)
+
+    kind = FaultKind(
+        "freeze-nginx", "docker pause of nginx for DURATION", NGINX, freeze, arg=DURATION, end=thaw
+    )
+    monkeypatch.setitem(FAULT_KINDS, kind.name, kind)
+
+    spec = FaultSpec.parse("freeze-nginx=30s@0.1s")
+    assert spec == FaultSpec("freeze-nginx", 0.1, duration_s=30.0) and kind.lasts
+    assert "freeze-nginx=10s@30s" in fault_help()
+    with pytest.raises(ValueError, match="needs =duration"):
+        FaultSpec.parse("freeze-nginx@3s")
+    dry = CliRunner().invoke(
+        app, ["compare", "--replicas", "1", "--users", "1", "--duration", "20s",
+              "--fault", "freeze-nginx=2s@5s", "--dry-run"],
+    )  # fmt: skip
+    assert dry.exit_code == 0, dry.output
+    assert kind.name in fake.stack.kind.fault_kinds
+
+    path = tmp_path / "faults.json"
+    injector = FaultInjector([spec], path, fake.stack.inject_fault, fake.stack.end_fault, lambda: {"a": 1})
+    t0 = time.time()
+    injector.start(t0)
+    deadline = time.monotonic() + 20  # each fake docker call is a Python process: slow on a busy machine
+    while fake.containers("nginx") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert fake.containers("nginx") == []  # paused, so not running
+    injector.stop()  # before the 30 s are over: a lasting fault is ended all the same
+    assert len(fake.containers("nginx")) == 1
+    (record,) = read_faults(path)
+    assert (record.target, record.detail, record.error) == ("fake-nginx-1", "frozen for 30 s", None)
+    assert record.t is not None and record.t_end is not None and record.t_end - record.t < 25
+    assert ["pause", "fake-nginx-1"] in fake.commands() and fake.commands()[-1] == ["unpause", "fake-nginx-1"]
+
+    start = math.floor(t0) - 20  # 20 s of steady traffic before the fault, 20 s after
+    seconds = [Second(t, 10, 0, {50.0: 10}) for t in range(start, start + 40)]
+    impact = fault_impact(record, seconds, start, start + 40, 2, {"a": 5})
+    assert impact.applied and impact.fault == "freeze-nginx=30s@0.1s"
+    assert impact.replicas_expected is None and impact.locust is None  # it takes no replica away
+    assert impact.recovered and impact.failures_during == 0
+
+
+def test_the_factory_builds_the_compose_stack_from_the_options(fake: Fake, tmp_path: Path) -> None:
+    options = StackOptions(
+        tmp_path, ready_timeout_s=3, project_name="other", env=fake.stack.cli.env, docker=str(fake.docker)
+    )
+    stack = make_stack("compose", options)
+    assert isinstance(stack, ComposeStack) and stack.ready_timeout_s == 3
+    assert stack.capture().replicas["classifier"] == 2
+    assert fake.commands()[-2][:3] == ["compose", "-p", "other"]

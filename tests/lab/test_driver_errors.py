@@ -14,7 +14,7 @@ import pytest
 from lab.compare import Driver
 from lab.grid import ExperimentSettings, StackConfig
 from lab.locust_api import LocustAPI
-from lab.stack import StackError, StackState
+from lab.stacks import StackError, StackState
 from tests.lab.fakes import RecordingStack
 
 

@@ -27,7 +27,7 @@ from lab.locust_csv import read_stats_csv
 from lab.metrics import Thresholds
 from lab.report import write_report
 from lab.results import SCHEMA_VERSION
-from lab.stack import ExternalStack
+from lab.stacks import ExternalStack
 from lab.summary import ramp_judge
 from tests.lab.fakes import RecordingProgress, RecordingStack
 from tests.locust.standin import StandIn, running_standin

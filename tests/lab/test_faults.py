@@ -10,7 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from lab.faults import AppliedFault, FaultInjector, FaultSpec, check_fits, read_faults
+from lab.faults import (
+    DURATION,
+    FAULT_KINDS,
+    AppliedFault,
+    FaultInjector,
+    FaultKind,
+    FaultSpec,
+    check_fits,
+    read_faults,
+)
 from lab.timeline import Second, fault_impact, locust_reaction, read_timeline, series, soak_result, window
 
 T0 = 1_800_000_000  # a whole second, so window arithmetic is easy to follow
@@ -302,3 +311,28 @@ def test_compare_refuses_faults_on_a_stack_lab_does_not_manage(tmp_path: Path) -
     assert result.exit_code == EXIT_USAGE, result.output
     assert "--fault needs --stack compose" in result.output
     assert not any(tmp_path.iterdir())  # refused before a run folder was made
+
+
+def test_help_and_readme_list_every_fault_kind() -> None:
+    from typer.testing import CliRunner
+
+    from lab.cli import app
+
+    result = CliRunner().invoke(app, ["compare", "--help"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0
+    help_text = " ".join(result.output.split())
+    for kind in FAULT_KINDS.values():
+        assert kind.example in help_text, kind.name
+    readme = (Path(__file__).resolve().parents[2] / "lab" / "README.md").read_text()
+    assert re.findall(r"^\| `([a-z-]+)(?:=[^@`]+)?@30s` \|", readme, re.M) == list(FAULT_KINDS)
+
+
+def test_kind_records_drive_the_analysis() -> None:
+    kill, scale, nginx = (FAULT_KINDS[k] for k in ("kill-replica", "scale-replicas", "restart-nginx"))
+    assert kill.replicas_expected(FaultSpec.parse("kill-replica@3s"), 3) == 3
+    assert scale.replicas_expected(FaultSpec.parse("scale-replicas=1@3s"), 3) == 1
+    assert nginx.replicas_expected(FaultSpec.parse("restart-nginx@3s"), 3) is None
+    assert [k.name for k in FAULT_KINDS.values() if k.lasts] == ["pause-replica"]
+    assert [k.name for k in FAULT_KINDS.values() if k.on_load_generator] == ["kill-locust-worker"]
+    with pytest.raises(ValueError, match="needs an end"):
+        FaultKind("hang", "", "nginx", lambda ops, target, spec: "", arg=DURATION)

@@ -20,10 +20,9 @@ from lab.grid import (
     expand,
     load_label,
     ramp_levels,
-    stack_change_seconds,
     users_for_rate,
 )
-from lab.stack import classifier_env_for
+from lab.stacks import classifier_env_for, stack_kind
 from lab.units import format_duration, parse_duration, parse_list
 
 
@@ -166,7 +165,7 @@ def test_compare_defaults_and_help_come_from_the_settings() -> None:
     # Nothing but the grid given: the estimate is the one of ExperimentSettings' own defaults.
     result = CliRunner().invoke(app, ["compare", "--replicas", "1,2", "--users", "8", "--dry-run"])
     assert result.exit_code == 0, result.output
-    plan = RunPlan.of(ExperimentSettings(replicas=[1, 2], users=[8]), stack_change_seconds("compose"))
+    plan = RunPlan.of(ExperimentSettings(replicas=[1, 2], users=[8]), stack_kind("compose").change_s)
     assert f"estimated {format_duration(plan.total_s)}" in result.output
     assert [f"~{format_duration(s)}" in result.output for s in plan.estimates] == [True, True]
     help_text = " ".join(

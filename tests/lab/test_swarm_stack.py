@@ -12,8 +12,9 @@ import pytest
 
 from lab.faults import FaultSpec
 from lab.grid import ExperimentSettings, StackConfig
-from lab.stack import StackError
-from lab.swarm_stack import SwarmStack, env_list_to_dict, published_port
+from lab.stacks import StackError, StackOptions, make_stack
+from lab.stacks.docker import env_list_to_dict
+from lab.stacks.swarm import SwarmStack, published_port
 
 FAKE = Path(__file__).with_name("fake_swarm_docker.py")
 ORIGINAL_ENV = {"CLASSIFIER_BACKEND": "tf", "CLASSIFIER_WORKERS": "1", "CLASSIFIER_PORT": "8000"}
@@ -136,6 +137,14 @@ def test_helpers() -> None:
 
 def test_faults_are_refused_not_ignored(fake: Fake) -> None:
     spec = FaultSpec.parse("kill-replica@5s")
-    with pytest.raises(StackError, match="compose only"):
+    assert fake.stack.kind.fault_kinds == ()  # `lab compare` refuses --fault before a run
+    with pytest.raises(StackError, match="cannot inject kill-replica"):
         fake.stack.inject_fault(spec)
     assert fake.stack.process_stats() == []
+
+
+def test_the_factory_builds_the_swarm_stack_from_the_options(fake: Fake, tmp_path: Path) -> None:
+    options = StackOptions(tmp_path, ready_timeout_s=2, env=fake.stack.cli.env, docker=fake.stack.cli.docker)
+    stack = make_stack("swarm", options)
+    assert isinstance(stack, SwarmStack) and stack.ready_timeout_s == 2
+    assert stack.capture().replicas["classifier"] == 2

@@ -3,7 +3,9 @@
 Answers the classifier's HTTP contract (docs/architecture.md) with a fixed prediction, a `Server-Timing`
 header and an `X-Served-By` header that rotates over a few fake replica names, and checks what Locust
 sends: a multipart body with a `file` part for /predict, a JSON `img_url` under the expected prefix for
-/predict/tf. Anything else is a 4xx, so a malformed request shows up as a Locust failure. Stdlib only:
+/predict/tf. Anything else is a 4xx, so a malformed request shows up as a Locust failure. With a `Stall`
+it pauses like a server in a long GC or a stuck replica: every request that arrives during a pause is
+answered when the pause ends. Stdlib only:
 it runs in the pytest process, which must never import Locust (gevent monkey-patching).
 """
 
@@ -12,21 +14,37 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 REPLICAS = ("replica-a", "replica-b", "replica-c")
 SERVER_TIMING = 'queue;dur=0.5, decode;dur=1.25;desc="decode, resize", infer;dur=3, total;dur=4.75'
 
 
+@dataclass(frozen=True)
+class Stall:
+    """A pause of `for_s` seconds at the end of every `every_s` seconds since the server started."""
+
+    every_s: float
+    for_s: float
+
+    def wait_s(self, since_start_s: float) -> float:
+        phase = since_start_s % self.every_s
+        return self.every_s - phase if phase >= self.every_s - self.for_s else 0.0
+
+
 class StandIn(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, image_url_prefix: str) -> None:
+    def __init__(self, image_url_prefix: str, stall: Stall | None = None) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.image_url_prefix = image_url_prefix
+        self.stall = stall
+        self.started = time.monotonic()
         self.lock = threading.Lock()
         self.requests: Counter[str] = Counter()  # "/predict 200", ...
         self.served: Counter[str] = Counter()
@@ -56,6 +74,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
+        if self.server.stall is not None:
+            time.sleep(self.server.stall.wait_s(time.monotonic() - self.server.started))
         path = self.path.rstrip("/") or "/"
         if path == "/predict":
             error = self._check_upload(body)
@@ -111,8 +131,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def running_standin(image_url_prefix: str = "http://nginx/images/") -> Iterator[StandIn]:
-    server = StandIn(image_url_prefix)
+def running_standin(
+    image_url_prefix: str = "http://nginx/images/", stall: Stall | None = None
+) -> Iterator[StandIn]:
+    server = StandIn(image_url_prefix, stall)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
     try:

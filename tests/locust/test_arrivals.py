@@ -140,11 +140,12 @@ def test_arrivals_nobody_claims_are_dropped_by_the_sweep() -> None:
     # Every user stuck waiting: without the sweep, nothing would count the arrivals passing by.
     stream = arrivals.ArrivalStream(arrivals.EVEN)
     rate, bound = 10.0, 0.1
-    assert stream.expire(1000.0, rate, bound) == 0  # not started: no user has claimed yet
+    assert stream.expire(1000.0, rate, bound) == []  # not started: no user has claimed yet
     assert stream.claim(1000.0, rate, bound).at == pytest.approx(1000.1)
-    assert stream.expire(1000.15, rate, bound) == 0  # nothing older than the bound
-    assert stream.expire(1000.49, rate, bound) == 2  # 1000.2 and 1000.3; 1000.4 is only 90 ms old
-    assert stream.expire(1000.49, rate, bound) == 0  # swept once, counted once
+    assert stream.expire(1000.15, rate, bound) == []  # nothing older than the bound
+    # 1000.2 and 1000.3, 290 and 190 ms late; 1000.4 is only 90 ms old.
+    assert stream.expire(1000.49, rate, bound) == pytest.approx([0.29, 0.19])
+    assert stream.expire(1000.49, rate, bound) == []  # swept once, counted once
     claim = stream.claim(1000.49, rate, bound)
     assert claim.at == pytest.approx(1000.4) and claim.late == pytest.approx(0.09) and claim.dropped == 0
     assert stream.claim(1000.49, rate, bound).at == pytest.approx(1000.5)
@@ -152,7 +153,7 @@ def test_arrivals_nobody_claims_are_dropped_by_the_sweep() -> None:
 
     poisson_stream = poisson(8)
     start = poisson_stream.claim(1000.0, rate, 0.5).at
-    dropped = poisson_stream.expire(start + 5.0, rate, 0.5)
+    dropped = len(poisson_stream.expire(start + 5.0, rate, 0.5))
     assert 45 - 3 * math.sqrt(45) < dropped < 45 + 3 * math.sqrt(45)  # 4.5 s of arrivals at 10/s
     assert poisson_stream.claim(start + 5.0, rate, 0.5).at >= start + 4.5
 

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from classifier.backends import BACKEND_KINDS
+
 MIB = 1024 * 1024
 
 
@@ -26,8 +28,10 @@ class Settings(BaseSettings):
     )
 
     # --- model ---
-    backend: Literal["tf", "litert"] = "tf"
-    """Inference backend: `tf` (SavedModel <model_dir>/saved_model) or `litert` (<model_dir>/model.tflite)."""
+    backend: str = "tf"
+    """Inference backend: `tf` (<model_dir>/saved_model), `litert` (float32 <model_dir>/model.tflite),
+    `litert-uint8` (model-uint8.tflite, a quantized file given to the build) or `litert-int8`
+    (model-int8.tflite, quantized at build time); the image has only those its MODEL_TFLITE made."""
     model_dir: Path = Path("/opt/model")
     """Directory holding saved_model/ and/or model.tflite, plus labels.txt (one label per line)."""
     threads: int = Field(0, ge=0)
@@ -101,6 +105,13 @@ class Settings(BaseSettings):
             self.threads = inference_threads_for(self.cpus, self.workers)
         return self
 
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if value not in BACKEND_KINDS:
+            raise ValueError(f"unknown backend {value!r}: expected one of {', '.join(BACKEND_KINDS)}")
+        return value
+
     @field_validator("url_allowlist", mode="before")
     @classmethod
     def _split_allowlist(cls, value: object) -> object:
@@ -116,7 +127,7 @@ class Settings(BaseSettings):
 
     @property
     def model_path(self) -> Path:
-        return self.model_dir / ("saved_model" if self.backend == "tf" else "model.tflite")
+        return self.model_dir / BACKEND_KINDS[self.backend].model_file
 
     @property
     def labels_path(self) -> Path:

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import time
 
-# The contract's order first; `fetch` exists only for img_url requests.
-STAGES = ("queue", "decode", "infer", "fetch")
+TOTAL = "total"
+# The stages in the order a request passes them, `total` (the whole request) last; `fetch` exists only for
+# img_url requests. The canonical list: the Locust image (locust/stagestats.py) and the lab
+# (lab/server_timing.py) cannot import this package and keep copies, which tests/locust/test_stage_list.py
+# keeps equal to it.
+STAGES = ("fetch", "queue", "decode", "infer", TOTAL)
 
 
 class Timings:
@@ -24,12 +28,13 @@ class Timings:
 
     def finish(self) -> dict[str, float]:
         """All stages plus `total` (seconds since this request started)."""
-        return {**self.stages, "total": time.perf_counter() - self.started}
+        return {**self.stages, TOTAL: time.perf_counter() - self.started}
 
 
 def server_timing(stages: dict[str, float]) -> str:
-    """Header value for stages given in seconds; `total` always comes last."""
-    names = [s for s in STAGES if s in stages] + [s for s in stages if s not in (*STAGES, "total")]
-    if "total" in stages:
-        names.append("total")
+    """Header value for stages given in seconds, in STAGES' order; one it does not know comes before `total`,
+    which always comes last."""
+    names = [s for s in STAGES[:-1] if s in stages] + [s for s in stages if s not in STAGES]
+    if TOTAL in stages:
+        names.append(TOTAL)
     return ", ".join(f"{name};dur={stages[name] * 1000.0:.2f}" for name in names)

@@ -55,6 +55,7 @@ def pixel_lookup_table(dtype: np.dtype, scale: float, zero_point: int) -> np.nda
 
 class LiteRTBackend:
     name = "litert"
+    build_check: dict[str, Any] | None = None
 
     def __init__(self, model_path: str, labels_path: str, *, threads: int) -> None:
         from ai_edge_litert.interpreter import Interpreter
@@ -149,6 +150,7 @@ class LiteRTBackend:
     def info(self) -> dict[str, Any]:
         return {
             "backend": self.name,
+            "build_check": self.build_check,
             "model_path": self.model_path,
             "input_size": list(self.input_size),
             "input_dtype": self._input_dtype.name,

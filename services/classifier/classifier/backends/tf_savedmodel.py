@@ -122,6 +122,7 @@ def _resolve_model_function(model: Any) -> tuple[Callable[[Any], Any], Any, str]
 
 class TFSavedModelBackend:
     name = "tf"
+    build_check: dict[str, object] | None = None
 
     def __init__(self, model_path: str, labels_path: str, *, threads: int, inter_op_threads: int) -> None:
         self._threads = configure_threads(threads, inter_op_threads)
@@ -182,6 +183,7 @@ class TFSavedModelBackend:
     def info(self) -> dict[str, object]:
         return {
             "backend": self.name,
+            "build_check": self.build_check,
             "model_path": self.model_path,
             "entry": self._entry,
             "input_size": list(self.input_size),

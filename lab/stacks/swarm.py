@@ -6,43 +6,49 @@ a health check running only once it is healthy), and samples `docker stats` of t
 containers on this node: Docker's CLI reaches no other node's containers, so tasks elsewhere are listed
 in the record (`describe()`) but not sampled. The Locust UI is reached as `scripts/swarm ui` does, on
 this node's docker_gwbridge, unless it is published. Faults and a soak's per-process samples are
-compose-only for now.
+compose-only for now (SWARM.injects_faults).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from lab.grid import ExperimentSettings, StackConfig
-from lab.stack import (
-    CLASSIFIER,
-    LOCUST_MASTER,
+from lab.services import CLASSIFIER, LOCUST_MASTER, LOCUST_WORKER, NGINX
+from lab.stacks.base import (
     LOCUST_WEB_CONTAINER_PORT,
-    LOCUST_WORKER,
-    NGINX,
     NoFaults,
     StackError,
+    StackKind,
     StackState,
     classifier_env_for,
-    parse_json_records,
+)
+from lab.stacks.docker import DockerStack, classifier_vars, env_list_to_dict, model_info
+
+SWARM = StackKind(
+    name="swarm",
+    help="the Swarm stack loadlab (scripts/swarm)",
+    # Seconds a configuration change costs: `docker service update --env-add ...` replaces the tasks one at
+    # a time (update_config parallelism 1, stop-first), each loading and warming the model before Swarm
+    # reports it running (healthy). Measured 2026-12-03 on a single-node swarm (Docker 20.10, 2 cores, a
+    # busy machine: load average 4-5), 2 replicas, TF backend, until every task ran as SwarmStack waits:
+    # settings update 20.0-20.2 s (4 runs), scale 1->2 6.4 s (2 runs), update 2->1 with a settings change
+    # 10.5 s. The settings update is what the estimate charges for.
+    change_s=20.0,
+    # Tasks may run on other nodes: this machine's busy cores are not the stack's.
+    samples_host_cpu=False,
+    sets_replicas=True,
+    nodes=None,  # every run records its node list (StackState.details["nodes"])
+    injects_faults=False,
 )
 
 STACK = "loadlab"
 NAMESPACE_LABEL = "com.docker.stack.namespace"
 SERVICE_LABEL = "com.docker.swarm.service.name"
-
-
-def env_list_to_dict(items: list[str] | None) -> dict[str, str]:
-    pairs = [item.split("=", 1) for item in items or [] if "=" in item]
-    return {key: value for key, value in pairs}
 
 
 def published_port(ports: list[dict[str, Any]] | None, target: int) -> int | None:
@@ -52,95 +58,45 @@ def published_port(ports: list[dict[str, Any]] | None, target: int) -> int | Non
     return None
 
 
-class SwarmStack(NoFaults):
-    kind = "swarm"
+class SwarmStack(NoFaults, DockerStack):
+    kind = SWARM
 
-    def __init__(
-        self,
-        project_dir: Path,
-        env: Mapping[str, str] | None = None,
-        ready_timeout_s: float = 300.0,
-        docker: str = "docker",
-        stack: str = STACK,
-    ) -> None:
-        self.project_dir = project_dir
-        self.env = dict(os.environ if env is None else env)
-        self.ready_timeout_s = ready_timeout_s
-        self.docker = docker
+    def __init__(self, project_dir: Path, *, stack: str = STACK, **docker: Any) -> None:
+        """`docker`: DockerStack's env, ready_timeout_s and docker (the binary)."""
+        super().__init__(project_dir, **docker)
         self.stack = stack
-        self._base_env: dict[str, str] = {}
-
-    def _run(self, args: list[str], timeout: float = 600.0) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            args,
-            cwd=self.project_dir,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise StackError(f"`{' '.join(args)}` failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
-        return proc
 
     def _service(self, name: str) -> str:
         return f"{self.stack}_{name}"
 
     def _inspect_service(self, name: str) -> dict[str, Any]:
-        out = self._run([self.docker, "service", "inspect", self._service(name)]).stdout
-        return dict(json.loads(out)[0])
+        return dict(json.loads(self.cli("service", "inspect", self._service(name)))[0])
 
     def services(self) -> dict[str, int]:
         """Desired replicas per service of the stack (compose service names)."""
-        out = self._run(
-            [
-                self.docker,
-                "service",
-                "ls",
-                "--filter",
-                f"label={NAMESPACE_LABEL}={self.stack}",
-                "--format",
-                "json",
-            ]
-        ).stdout
+        rows = self.cli.records(
+            "service", "ls", "--filter", f"label={NAMESPACE_LABEL}={self.stack}", "--format", "json"
+        )
         prefix = f"{self.stack}_"
         return {
             row["Name"].removeprefix(prefix): int(str(row["Replicas"]).split("/")[1].split()[0])
-            for row in parse_json_records(out)
+            for row in rows
         }
 
     def tasks(self, name: str) -> list[dict[str, Any]]:
         """The service's tasks that should run: their node and current state ("Running 5 seconds ago")."""
-        out = self._run(
-            [
-                self.docker,
-                "service",
-                "ps",
-                self._service(name),
-                "--no-trunc",
-                "--filter",
-                "desired-state=running",
-                "--format",
-                "json",
-            ]
-        ).stdout
-        return parse_json_records(out)
-
-    def _classifier_env(self) -> dict[str, str]:
-        spec = self._inspect_service(CLASSIFIER)["Spec"]["TaskTemplate"]["ContainerSpec"]
-        env = env_list_to_dict(spec.get("Env"))
-        return {k: v for k, v in sorted(env.items()) if k.startswith("CLASSIFIER_")}
+        return self.cli.records(
+            "service", "ps", self._service(name), "--no-trunc", "--filter", "desired-state=running",
+            "--format", "json",
+        )  # fmt: skip
 
     def nodes(self) -> list[dict[str, Any]]:
-        out = self._run([self.docker, "node", "ls", "--format", "json"]).stdout
-        return [
-            {k: row.get(k) for k in ("Hostname", "Status", "Availability")} for row in parse_json_records(out)
-        ]
+        rows = self.cli.records("node", "ls", "--format", "json")
+        return [{k: row.get(k) for k in ("Hostname", "Status", "Availability")} for row in rows]
 
     def capture(self) -> StackState:
         services = self.services()
-        classifier_env = self._classifier_env() if CLASSIFIER in services else {}
+        classifier_env = self.classifier_settings() if CLASSIFIER in services else {}
         self._base_env = dict(classifier_env)
         return StackState(
             replicas=services,
@@ -149,13 +105,16 @@ class SwarmStack(NoFaults):
             details={"stack": self.stack, "nodes": self.nodes()},
         )
 
+    def _swarm_script(self, command: str) -> None:
+        self.cli.run([str(self.project_dir / "scripts" / "swarm"), command])
+
     def ensure_up(self, state: StackState) -> None:
         if state.replicas.get(LOCUST_MASTER) and state.replicas.get(CLASSIFIER):
             self.wait_ready(CLASSIFIER, state.replicas[CLASSIFIER])
             return
-        self._run([str(self.project_dir / "scripts" / "swarm"), "up"])
+        self._swarm_script("up")
         state.details["started_by_lab"] = True
-        self._base_env = self._classifier_env()
+        self._base_env = self.classifier_settings()
         self.wait_ready(CLASSIFIER, self.services()[CLASSIFIER])
         self.wait_ready(LOCUST_MASTER, 1)
 
@@ -165,22 +124,20 @@ class SwarmStack(NoFaults):
         return overrides
 
     def _set_classifier(self, env: Mapping[str, str], replicas: int) -> None:
-        current = self._classifier_env()
+        current = self.classifier_settings()
         changed = {k: v for k, v in env.items() if k != "CLASSIFIER_REPLICAS" and current.get(k) != v}
         if current.get("CLASSIFIER_CPUS") and "CLASSIFIER_CPUS" not in env:
             changed["CLASSIFIER_CPUS"] = "0"  # a stack deployed without a budget: back to none
         if changed:
             # One rolling update of settings and count; Swarm replaces every task with the new settings.
-            args = [self.docker, "service", "update", "--detach", "--replicas", str(replicas)]
+            args = ["service", "update", "--detach", "--replicas", str(replicas)]
             for key, value in sorted(changed.items()):
                 args += ["--env-add", f"{key}={value}"]
             if "CLASSIFIER_CPUS" in changed:  # the budget is the tasks' limit too (0: none), as in compose
                 args += ["--limit-cpu", changed["CLASSIFIER_CPUS"] or "0"]
-            self._run([*args, self._service(CLASSIFIER)])
+            self.cli(*args, self._service(CLASSIFIER))
         else:
-            self._run(
-                [self.docker, "service", "scale", "--detach", f"{self._service(CLASSIFIER)}={replicas}"]
-            )
+            self.cli("service", "scale", "--detach", f"{self._service(CLASSIFIER)}={replicas}")
         self.wait_ready(CLASSIFIER, replicas)
 
     def wait_ready(self, name: str, replicas: int) -> None:
@@ -196,20 +153,20 @@ class SwarmStack(NoFaults):
             time.sleep(1.0)
         raise StackError(f"{self._service(name)} not ready within {self.ready_timeout_s:.0f}s: {states}")
 
+    def _task_containers_here(self, name: str) -> list[str]:
+        """IDs of the service's running containers on this node."""
+        return self.cli(
+            "ps", "-q", "--no-trunc", "--filter", f"label={SERVICE_LABEL}={self._service(name)}"
+        ).split()
+
     def _containers_of(self, name: str) -> int:
         """Running containers of the service on this node plus its running tasks on other nodes."""
-        here = self._run(
-            [self.docker, "ps", "-q", "--filter", f"label={SERVICE_LABEL}={self._service(name)}"]
-        ).stdout.split()
-        node = self._this_node()
+        node = self.cli.node_name()
         elsewhere = [t for t in self.tasks(name) if t.get("Node") != node]
-        return len(here) + len(elsewhere)
-
-    def _this_node(self) -> str:
-        return self._run([self.docker, "info", "--format", "{{.Name}}"]).stdout.strip()
+        return len(self._task_containers_here(name)) + len(elsewhere)
 
     def scale_locust_workers(self, workers: int) -> None:
-        self._run([self.docker, "service", "scale", "--detach", f"{self._service(LOCUST_WORKER)}={workers}"])
+        self.cli("service", "scale", "--detach", f"{self._service(LOCUST_WORKER)}={workers}")
         self.wait_ready(LOCUST_WORKER, workers)
 
     def locust_worker_count(self) -> int | None:
@@ -218,23 +175,15 @@ class SwarmStack(NoFaults):
         )
 
     def container_stats(self) -> list[dict[str, Any]]:
-        out = self._run(
-            [
-                self.docker,
-                "ps",
-                "--filter",
-                f"label={NAMESPACE_LABEL}={self.stack}",
-                "--format",
-                '{{.Names}}\t{{.Label "com.docker.swarm.service.name"}}',
-            ]
-        ).stdout
+        out = self.cli(
+            "ps", "--filter", f"label={NAMESPACE_LABEL}={self.stack}",
+            "--format", '{{.Names}}\t{{.Label "com.docker.swarm.service.name"}}',
+        )  # fmt: skip
         service_of = dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
         if not service_of:
             return []
-        node = self._this_node()
-        raw_stats = self._run(
-            [self.docker, "stats", "--no-stream", "--format", "{{json .}}", *service_of], timeout=30
-        ).stdout
+        node = self.cli.node_name()
+        stats = self.cli.records("stats", "--no-stream", "--format", "{{json .}}", *service_of, timeout=30)
         prefix = f"{self.stack}_"
         return [
             {
@@ -242,7 +191,7 @@ class SwarmStack(NoFaults):
                 "node": node,
                 "raw": raw,
             }
-            for raw in parse_json_records(raw_stats)
+            for raw in stats
         ]
 
     def describe(self) -> dict[str, Any]:
@@ -250,12 +199,12 @@ class SwarmStack(NoFaults):
             name: [{k: t.get(k) for k in ("Name", "Node", "CurrentState", "Image")} for t in self.tasks(name)]
             for name in self.services()
         }
-        node = self._this_node()
+        node = self.cli.node_name()
         images = sorted({t["Image"] for ts in tasks.values() for t in ts if t.get("Image")})
         return {
             "stack": self.stack,
             "nodes": self.nodes(),
-            "model": self.model_info(),
+            "model": model_info(lambda: ("127.0.0.1", self._published(NGINX, 80))),
             "tasks": tasks,
             # docker stats reaches this node's containers only.
             "sampled_node": node,
@@ -266,61 +215,40 @@ class SwarmStack(NoFaults):
             "classifier_env": self.classifier_settings(),
         }
 
+    def _published(self, name: str, target: int) -> int:
+        port = published_port(self._inspect_service(name)["Endpoint"].get("Ports"), target)
+        if port is None:
+            raise StackError(f"{self._service(name)} publishes no port {target}")
+        return port
+
     def _image_id(self, image: str) -> str | None:
         try:
-            return self._run([self.docker, "image", "inspect", "--format", "{{.Id}}", image]).stdout.strip()
+            return self.cli("image", "inspect", "--format", "{{.Id}}", image).strip()
         except StackError:
             return None
 
-    def model_info(self) -> dict[str, Any]:
-        try:
-            port = published_port(self._inspect_service(NGINX)["Endpoint"].get("Ports"), 80)
-            if port is None:
-                raise StackError(f"{self._service(NGINX)} publishes no port")
-            response = httpx.get(f"http://127.0.0.1:{port}/model", timeout=10.0)
-            response.raise_for_status()
-            return dict(response.json())
-        except (StackError, ValueError, httpx.HTTPError) as err:
-            return {"error": str(err)}
-
     def classifier_settings(self) -> dict[str, str]:
-        return self._classifier_env()
-
-    def host_cpus(self) -> int:
-        try:
-            return int(self._run([self.docker, "info", "--format", "{{.NCPU}}"], timeout=30).stdout.strip())
-        except (StackError, ValueError):
-            return os.cpu_count() or 1
+        spec = self._inspect_service(CLASSIFIER)["Spec"]["TaskTemplate"]["ContainerSpec"]
+        return classifier_vars(env_list_to_dict(spec.get("Env")))
 
     def locust_url(self) -> str | None:
-        endpoint = self._inspect_service(LOCUST_MASTER)["Endpoint"]
-        port = published_port(endpoint.get("Ports"), LOCUST_WEB_CONTAINER_PORT)
-        if port is not None:
-            return f"http://127.0.0.1:{port}"
+        try:
+            return f"http://127.0.0.1:{self._published(LOCUST_MASTER, LOCUST_WEB_CONTAINER_PORT)}"
+        except StackError:
+            pass
         # Not published (the default): the master's address on this node's docker_gwbridge.
-        ids = self._run(
-            [
-                self.docker,
-                "ps",
-                "-q",
-                "--no-trunc",
-                "--filter",
-                f"label={SERVICE_LABEL}={self._service(LOCUST_MASTER)}",
-            ]
-        ).stdout.split()
+        ids = self._task_containers_here(LOCUST_MASTER)
         if not ids:
             return None
-        bridge = self._run(
-            [self.docker, "network", "inspect", "docker_gwbridge", "--format", "{{json .Containers}}"]
-        )
-        endpoint_here = json.loads(bridge.stdout or "{}").get(ids[0])
+        bridge = self.cli("network", "inspect", "docker_gwbridge", "--format", "{{json .Containers}}")
+        endpoint_here = json.loads(bridge or "{}").get(ids[0])
         if not endpoint_here:
             return None
         return f"http://{endpoint_here['IPv4Address'].split('/')[0]}:{LOCUST_WEB_CONTAINER_PORT}"
 
     def restore(self, state: StackState) -> None:
         if not state.existed or state.details.get("started_by_lab"):
-            self._run([str(self.project_dir / "scripts" / "swarm"), "down"])
+            self._swarm_script("down")
             return
         if state.replicas.get(CLASSIFIER) is not None:
             self._set_classifier(state.classifier_env, state.replicas[CLASSIFIER])
