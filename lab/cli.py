@@ -314,8 +314,9 @@ def compare(
         options = StackOptions(directory, timeout_s, project_name, locust_url, expect_workers)
         the_stack = make_stack(stack, options)
         if settings.pin:
-            if stack != "compose":
-                raise StackError("--pin needs --stack compose")
+            if not kind.pins_cpus:
+                able = [name for name, cls in STACKS.items() if cls.kind.pins_cpus]
+                raise StackError(f"--pin needs --stack {' or '.join(able)}")
             check_pin(settings, the_stack.host_cpus())
     except (StackError, ValueError) as err:
         console.print(f"[red]error:[/red] {err}")

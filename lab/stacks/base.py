@@ -32,6 +32,7 @@ class StackKind:
     sets_replicas: bool  # lab scales the classifier itself: a replica that served nothing is news
     nodes: int | None  # machines measured when the stack records no node list (compose: this one)
     injects_faults: bool  # lab acts on the stack's containers with docker (FaultOps)
+    pins_cpus: bool = False  # --pin: lab can put each container on its own cpuset (docker update)
 
     @property
     def fault_kinds(self) -> tuple[str, ...]:

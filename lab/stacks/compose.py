@@ -40,6 +40,7 @@ COMPOSE = StackKind(
     sets_replicas=True,
     nodes=1,
     injects_faults=True,
+    pins_cpus=True,  # every container runs on this machine: `docker update --cpuset-cpus` reaches it
 )
 
 

@@ -60,3 +60,14 @@ def test_faults_are_refused_on_a_kind_that_cannot_inject_them(tmp_path: Path) ->
     assert result.exit_code == EXIT_USAGE, result.output
     assert "--fault needs --stack compose" in result.output and "restart-nginx" in result.output
     assert not any(tmp_path.iterdir())
+
+
+def test_pinning_is_refused_on_a_kind_that_cannot_pin(tmp_path: Path) -> None:
+    assert [name for name in ("compose", "swarm", "external") if stack_kind(name).pins_cpus] == ["compose"]
+    args = ["compare", "--stack", "external", "--replicas", "1", "--users", "1", "--duration", "20s",
+            "--locust-url", "http://127.0.0.1:9", "--cpus-per-replica", "0.5", "--pin",
+            "--out", str(tmp_path)]  # fmt: skip
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "--pin needs --stack compose" in result.output
+    assert not any(tmp_path.iterdir())
