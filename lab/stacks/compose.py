@@ -87,13 +87,7 @@ class ComposeStack(DockerStack):
 
     @classmethod
     def from_options(cls, options: StackOptions) -> ComposeStack:
-        return cls(
-            options.project_dir,
-            project_name=options.project_name,
-            env=options.env,
-            ready_timeout_s=options.ready_timeout_s,
-            docker=options.docker,
-        )
+        return cls(options.project_dir, project_name=options.project_name, **cls.docker_options(options))
 
     def _compose(self, *args: str, env: Mapping[str, str] | None = None) -> str:
         return self.cli.run([*self.compose, *args], env=env)

@@ -109,12 +109,12 @@ class DockerStack:
 
     @classmethod
     def from_options(cls, options: StackOptions) -> Any:
-        return cls(
-            options.project_dir,
-            env=options.env,
-            ready_timeout_s=options.ready_timeout_s,
-            docker=options.docker,
-        )
+        return cls(options.project_dir, **cls.docker_options(options))
+
+    @staticmethod
+    def docker_options(options: StackOptions) -> dict[str, Any]:
+        """The constructor keywords every Docker-driven kind takes from the CLI's options."""
+        return {"env": options.env, "ready_timeout_s": options.ready_timeout_s, "docker": options.docker}
 
     def host_cpus(self) -> int:
         return self.cli.host_cpus()
