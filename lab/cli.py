@@ -38,7 +38,7 @@ from lab.plan import (
 )
 from lab.progress import RichProgress
 from lab.report import CAPACITY_HEADER, capacity_rows, write_report
-from lab.results import SchemaError, read_run
+from lab.results import SchemaError, read_run, write_json
 from lab.rounds import ORDERS, new_seed
 from lab.services import CLASSIFIER
 from lab.stacks import (
@@ -427,6 +427,10 @@ def plan_command(
     ] = None,
     force: Annotated[bool, typer.Option(help="Predict past 4x the largest measured replica count.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap and the queue simulation.")] = 0,
+    json_out: Annotated[
+        Path | None,
+        typer.Option("--json", help="Also write the plan's record (as summary.json's `plan`) to this file."),
+    ] = None,
 ) -> None:
     """The fewest replicas predicted to serve --need-rps within --slo-p95-ms: a scalability fit (USL) and a
     queue model of the measured runs, with a band; --holdout checks it against counts left out."""
@@ -452,6 +456,9 @@ def plan_command(
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(EXIT_USAGE) from None
     _print_plan(plan)
+    if json_out is not None:
+        write_json(json_out, plan.to_dict())
+        console.print(f"plan: {json_out}")
     raise typer.Exit(0 if all(g.answer is not None for g in plan.groups) else EXIT_SLO_UNMET)
 
 

@@ -110,15 +110,22 @@ def test_plan_refuses_past_four_times_the_largest_count_without_force(tmp_path: 
     assert forced.next_counts[-1] == forced.answer
 
 
-def test_lab_plan_command(sweep: Path, open_run: Path) -> None:
+def test_lab_plan_command(sweep: Path, open_run: Path, tmp_path: Path) -> None:
     runner = CliRunner()
+    record = tmp_path / "plan.json"
     ok = runner.invoke(
         app,
-        ["plan", str(sweep), str(open_run), "--need-rps", "150", "--slo-p95-ms", "200", "--holdout", "4"],
+        ["plan", str(sweep), str(open_run), "--need-rps", "150", "--slo-p95-ms", "200", "--holdout", "4",
+         "--seed", "1", "--json", str(record)],
         env={"COLUMNS": "400"},
-    )
+    )  # fmt: skip
     assert ok.exit_code == 0, ok.output
     assert "model vs measured" in ok.output and "gamma = " in ok.output and SHARED_CORES[1:] in ok.output
+    # --json writes the record the terminal's tables came from: the same plan as make_plan's.
+    written = json.loads(record.read_text())
+    expected = _plan([sweep, open_run], PlanRequest(150.0, 200.0, holdout=(4,), seed=1))
+    assert written == json.loads(json.dumps(expected.to_dict()))
+    assert written["schema_version"] == 1 and written["groups"][0]["holdout"][0]["replicas"] == 4
     holdout_all = runner.invoke(
         app,
         ["plan", str(sweep), "--need-rps", "150", "--slo-p95-ms", "200", "--holdout", "2", "--holdout", "3",
