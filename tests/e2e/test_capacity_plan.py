@@ -35,12 +35,16 @@ def _aggregated(folder: Path) -> dict[str, str]:
     return row
 
 
+def _config(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / "config.json").read_text())
+
+
 def _capacity(run_dir: Path, replicas: int) -> float:
     """A replica count's capacity in a ramp run: its highest step throughput (no step failed here)."""
     folders = [
         folder
         for folder in run_dir.iterdir()
-        if folder.is_dir() and json.loads((folder / "config.json").read_text())["stack"]["replicas"] == replicas
+        if folder.is_dir() and _config(folder)["stack"]["replicas"] == replicas
     ]
     steps = [step for folder in folders for step in folder.glob("step-*") if (step / "stats.csv").is_file()]
     assert steps, f"no ramp steps for {replicas} replicas in {run_dir}"
