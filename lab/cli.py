@@ -50,7 +50,7 @@ from lab.stacks import (
     find_project_dir,
     make_stack,
 )
-from lab.summary import cpu_budget, measured_of, ramp_judge, read_configs
+from lab.summary import measured_of, ramp_judge, read_configs
 from lab.units import format_duration, parse_duration, parse_list
 
 T = TypeVar("T")
@@ -435,7 +435,6 @@ def plan_command(
     """The fewest replicas predicted to serve --need-rps within --slo-p95-ms: a scalability fit (USL) and a
     queue model of the measured runs, with a band; --holdout checks it against counts left out."""
     measured: list[Measured] = []
-    budgets: list[float | None] = []
     try:
         request = PlanRequest(need_rps, slo_p95_ms, tuple(holdout or ()), force, seed)
         failure_limits = []
@@ -448,10 +447,9 @@ def plan_command(
             measured += [
                 replace(m, source=str(run_dir)) for m in measured_of(run, read_configs(run_dir), thresholds)
             ]
-            budgets.append(cpu_budget(run.settings))
             failure_limits.append(run.settings.failure_limit)
         limit = Thresholds(slo_p95_ms, max(failure_limits), need_rps)
-        plan = make_plan(measured, limit, budgets, request)
+        plan = make_plan(measured, limit, request)
     except ValueError as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(EXIT_USAGE) from None
