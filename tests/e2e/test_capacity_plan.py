@@ -22,7 +22,7 @@ from tests.e2e.conftest import LabCompare, LabRun, run_lab
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 BUDGET = 0.4
-BACKEND = "litert"  # loads in seconds under a 0.4-core quota, where TensorFlow's import alone takes many
+BACKEND = "litert"  # the sweep and the open run recreate replicas 4 times: the lighter model to load
 HELD_OUT = 3
 LOAD_SHARE = 0.6  # the open-model run's rate, of 2 replicas' measured capacity
 SLO_P95_MS = 500.0
@@ -99,6 +99,8 @@ def test_the_sweep_measured_every_count_under_its_budget(sweep: LabRun) -> None:
     assert {c["cpus_per_replica"] for c in summary["configs"]} == {BUDGET}
     for n in (1, 2, 3):
         print(f"r{n} at {BUDGET} cores each: capacity {_capacity(sweep.run_dir, n):.1f} req/s")
+    for folder in sorted(p for p in sweep.run_dir.iterdir() if p.is_dir()):
+        print(f"{folder.name}: stack set up in {_config(folder)['stack_setup_s']} s")
 
 
 def test_plan_predicts_the_held_out_count_with_its_error(sweep: LabRun, plan: LabRun) -> None:
