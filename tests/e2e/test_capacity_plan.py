@@ -110,11 +110,13 @@ def test_plan_predicts_the_held_out_count_with_its_error(sweep: LabRun, plan: La
     assert fit["counts"] == [1, 2] and fit["model"] == "amdahl" and fit["beta"] == 0.0
     assert [(c["replicas"], c["fitted"]) for c in group["measured"]] == [(1, True), (2, True), (3, False)]
     for count in group["measured"]:
-        assert count["runs"] == [pytest.approx(_capacity(sweep.run_dir, count["replicas"]), rel=1e-9)]
+        # The lab keeps a throughput to 3 decimals.
+        assert count["runs"] == [pytest.approx(_capacity(sweep.run_dir, count["replicas"]), abs=5e-4)]
     (check,) = group["holdout"]
     assert check["replicas"] == HELD_OUT
-    measured = _capacity(sweep.run_dir, HELD_OUT)
-    assert check["measured"]["n"] == 1 and check["measured"]["mean"] == pytest.approx(measured, rel=1e-9)
+    assert check["measured"]["n"] == 1
+    assert check["measured"]["mean"] == pytest.approx(_capacity(sweep.run_dir, HELD_OUT), abs=5e-4)
+    measured = check["measured"]["mean"]
     # The prediction is the fit's X(3), inside its band; the error is (predicted - measured) / measured.
     predicted = float(throughput(HELD_OUT, fit["gamma"], fit["alpha"], fit["beta"]))
     assert check["predicted_rps"] == pytest.approx(predicted, rel=1e-9)
