@@ -58,7 +58,7 @@ def _capacity(run_dir: Path, replicas: int) -> float:
 def sweep(lab_compare: LabCompare) -> LabRun:
     return lab_compare(
         "sweep", "--replicas", "1,2,3", "--cpus-per-replica", str(BUDGET), "--backend", BACKEND,
-        "--users", "3", "--ramp", "--ramp-step", "3", "--max-steps", "3", "--step-duration", "4s",
+        "--users", "4", "--ramp", "--ramp-step", "4", "--max-steps", "2", "--step-duration", "4s",
         "--warmup", "2s",
     )  # fmt: skip
 

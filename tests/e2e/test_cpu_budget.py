@@ -32,9 +32,10 @@ STABLE_WINDOW_S, STABLE_MAX_S = 3, 24
 
 @pytest.fixture(scope="module")
 def budget_run(lab_compare: LabCompare) -> LabRun:
+    # Short measurements for CI (6 of them): the README's numbers come from longer ones.
     return lab_compare(
         "budget", "--replicas", "1,2", "--cpus-per-replica", str(BUDGET), "--users", "8",
-        "--repeat", str(ROUNDS), "--duration", "20s", "--warmup", "5s",
+        "--repeat", str(ROUNDS), "--duration", "12s", "--warmup", "3s",
     )  # fmt: skip
 
 
@@ -44,10 +45,11 @@ def run_dir(budget_run: LabRun) -> Path:
 
 
 def _locust_rps(folder: Path) -> float:
-    """A measurement's throughput from Locust's own Aggregated row (no lab code)."""
+    """A measurement's throughput from Locust's own Aggregated row (no lab code), to the 3 decimals the lab
+    keeps of it."""
     with (folder / "stats.csv").open() as f:
         (row,) = [r for r in csv.DictReader(f) if r["Type"] == "" and r["Name"] == "Aggregated"]
-    return float(row["Requests/s"])
+    return round(float(row["Requests/s"]), 3)
 
 
 def _runs(run_dir: Path) -> dict[str, list[float]]:
@@ -98,7 +100,7 @@ def test_the_ratio_is_printed_with_the_interval_of_the_per_run_numbers(budget_ru
     assert f": {expected.text()}, scaling efficiency" in budget_run.said
     summary = json.loads((budget_run.run_dir / "summary.json").read_text())
     repeats = summary["repeats"]
-    assert repeats["peak_runs"] == {"r1-c0.5": pytest.approx(r1), "r2-c0.5": pytest.approx(r2)}
+    assert repeats["peak_runs"] == {"r1-c0.5": r1, "r2-c0.5": r2}
     (scaling,) = repeats["comparisons"]
     assert (scaling["a"], scaling["b"]) == ("r2-c0.5", "r1-c0.5")
     for key in ("ratio", "low", "high", "df"):
