@@ -42,6 +42,7 @@ from lab.results import SchemaError, read_run, write_json
 from lab.rounds import ORDERS, new_seed
 from lab.services import CLASSIFIER
 from lab.stacks import (
+    DEFAULT_READY_TIMEOUT_S,
     DEFAULT_STACK,
     STACKS,
     ComposeStack,
@@ -240,7 +241,9 @@ def compare(
     expect_workers: Annotated[
         int | None, typer.Option(help="external stack: Locust workers to wait for.")
     ] = None,
-    ready_timeout: Annotated[str, typer.Option(help="Longest wait for replicas to be healthy.")] = "300s",
+    ready_timeout: Annotated[
+        str, typer.Option(help="Longest wait for replicas to be healthy.")
+    ] = f"{DEFAULT_READY_TIMEOUT_S:.0f}s",
     dry_run: Annotated[bool, typer.Option(help="Print the grid and the time estimate, then stop.")] = False,
     fault: Faults = None,
     soak: Annotated[

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from lab.stacks.base import (
+    DEFAULT_READY_TIMEOUT_S,
     UNKNOWN_KIND,
     Stack,
     StackError,
@@ -44,6 +45,7 @@ def make_stack(name: str, options: StackOptions) -> Stack:
 
 
 __all__ = [
+    "DEFAULT_READY_TIMEOUT_S",
     "DEFAULT_STACK",
     "STACKS",
     "ComposeStack",

@@ -61,12 +61,17 @@ class StackState:
         }
 
 
+# How long a configuration may take to have every replica healthy: a TF replica loads and warms its model
+# in 20-60 s on a busy 2-core machine, several at once take longer.
+DEFAULT_READY_TIMEOUT_S = 300.0
+
+
 @dataclass(frozen=True)
 class StackOptions:
     """Everything the factory (lab.stacks.make_stack) may pass to a kind; each takes what it needs."""
 
     project_dir: Path
-    ready_timeout_s: float = 300.0
+    ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S
     project_name: str | None = None  # compose
     locust_url: str | None = None  # external
     expect_workers: int | None = None  # external

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from lab.stacks.base import StackError, StackOptions
+from lab.stacks.base import DEFAULT_READY_TIMEOUT_S, StackError, StackOptions
 
 
 def parse_json_records(text: str) -> list[dict[str, Any]]:
@@ -98,7 +98,7 @@ class DockerStack:
         self,
         project_dir: Path,
         env: Mapping[str, str] | None = None,
-        ready_timeout_s: float = 300.0,
+        ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S,
         docker: str = "docker",
     ) -> None:
         self.project_dir = project_dir
