@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -260,6 +260,27 @@ def latency_model(measured: list[Measured]) -> LatencyModel | None:
     return None
 
 
+def within_capacity(model: LatencyModel, usl_fit: UslFit) -> LatencyModel:
+    """The service time no shorter than the fitted capacity allows: a replica of `servers` servers that
+    served gamma / contention req/s at most needs servers x contention / gamma per request. A light load's
+    decode + infer can be quicker: a CPU quota lets a request run at full speed, then stops the replica for
+    the rest of the period, so sustained it is slower (measured: 21.9 ms at 5.9 req/s under 0.4 cores, where
+    one replica's capacity was 19.6 req/s). Scaled up, the queue saturates where the throughput did."""
+    factor = usl_fit.contention_factor(model.measured_replicas)
+    least_ms = 1000.0 * model.servers * factor / usl_fit.gamma if usl_fit.gamma > 0 else 0.0
+    if model.service.mean_ms >= least_ms:
+        return model
+    note = (
+        f"decode + infer at {model.measured_at} ({model.service.mean_ms:.1f} ms mean) would let a replica "
+        f"serve {1000.0 * model.servers / model.service.mean_ms:.1f} req/s, more than the fit's "
+        f"{usl_fit.gamma / factor:.1f}: the service time is scaled to {least_ms:.1f} ms, the fitted capacity "
+        "(a CPU quota runs a request at full speed, then stops the replica)"
+    )
+    return replace(
+        model, service=model.service.scaled(least_ms / model.service.mean_ms), notes=[*model.notes, note]
+    )
+
+
 # ---- prediction ------------------------------------------------------------------------------------------
 
 
@@ -399,6 +420,7 @@ def plan_group(
     grid = sorted(set(range(1, search + 1)) | set(held))
     the_band = band(n_fit, x_fit, grid, usl_fit, seed=request.seed)
     model = latency_model([m for m in measured if m.entry.replicas in counts])
+    model = model and within_capacity(model, usl_fit)
     predictions: list[CountPrediction] = []
     answer = central = optimistic = None
     for n in range(1, search + 1):

@@ -89,7 +89,9 @@ def test_plan_answers_with_the_pessimistic_end(sweep: Path) -> None:
     below = [p for p in group.predictions if p.replicas < group.answer]
     assert not any(p.meets for p in below)
     assert group.answer_optimistic is not None and group.answer_optimistic <= group.answer
-    assert group.latency is not None and group.latency.service.mean_ms == pytest.approx(16.0)
+    # decode + infer (16 ms) is quicker than the fitted capacity allows (1 / gamma): scaled up to it.
+    assert group.latency is not None
+    assert group.latency.service.mean_ms == pytest.approx(1000.0 / group.fit.gamma)
     assert json.dumps(plan.to_dict())  # a plain record for summary.json
 
 
@@ -134,6 +136,32 @@ def test_the_latency_model_takes_the_fewest_users_and_no_more_than_the_throughpu
     assert any("overlapped inside the replica" in n for n in model.notes)
     prediction = next(p for p in plan.groups[0].predictions if p.replicas == 2)
     assert prediction.p95_ms is not None  # 20 req/s over 2 replicas of 62.5 ms: 62 % busy, a finite queue
+
+
+def test_the_service_time_is_no_shorter_than_the_fitted_capacity_allows(tmp_path: Path) -> None:
+    # A light --rate run under a CPU quota: 10 ms of decode + infer, while one replica's capacity was
+    # 20 req/s (50 ms a request sustained). The queue must saturate where the throughput did.
+    settings = ExperimentSettings(replicas=[1, 2], users=[8], duration_s=20.0)
+    closed = [
+        Config(n, [Measurement(8, [row_with("/predict", 400 * n, 20.0 * n, 300, 400, 500)])]) for n in (1, 2)
+    ]
+    light = Measurement(users=10, traffic=[row_with("/predict", 100, 5.0, 15, 20, 25)], target_rps=5.0,
+                        server_ms={"queue": 0.0, "decode": 2.0, "infer": 8.0, "total": 10.0})  # fmt: skip
+    rate_settings = ExperimentSettings(replicas=[1], rates=[5.0], duration_s=20.0)
+    sweep = write_run(tmp_path / "sweep", settings, closed)
+    open_run = write_run(tmp_path / "open", rate_settings, [Config(1, [light])])
+    plan = _plan([sweep, open_run], PlanRequest(30.0, 1000.0))
+    (group,) = plan.groups
+    model = group.latency
+    assert model is not None and model.measured_at == "r1-rate5-u10"
+    assert group.fit.gamma == pytest.approx(20.0, rel=1e-3)
+    assert model.service.mean_ms == pytest.approx(1000.0 / group.fit.gamma)
+    assert model.service.p95_ms == pytest.approx(1.5 * model.service.mean_ms)  # the shape kept
+    assert any("fitted capacity" in n for n in model.notes)
+    # 30 req/s over 2 replicas of 20 req/s each: 75 % busy, a finite p95; over 1, no bound.
+    by_n = {p.replicas: p for p in group.predictions}
+    assert by_n[2].utilisation == pytest.approx(0.75, rel=0.02) and by_n[2].p95_ms is not None
+    assert by_n[1].p95_ms is None
 
 
 def test_plan_refuses_past_four_times_the_largest_count_without_force(tmp_path: Path) -> None:
