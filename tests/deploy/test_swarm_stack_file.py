@@ -41,12 +41,21 @@ def stack() -> dict[str, Any]:
 
 
 def test_same_services_images_and_settings_as_compose(stack: dict[str, Any]) -> None:
-    compose = compose_services()
+    compose = {name: s for name, s in compose_services().items() if "profiles" not in s}
     assert set(stack["services"]) == set(compose)
     for name, service in stack["services"].items():
         assert service["image"] == compose[name]["image"]
         assert service.get("environment", {}) == compose[name].get("environment", {})
     assert stack["services"]["classifier"]["deploy"]["replicas"] == int(dotenv()["CLASSIFIER_REPLICAS"])
+
+
+def test_optional_profiles_stay_out_of_the_stack_file() -> None:
+    # Even with the profiles enabled in the shell: `docker stack deploy` rejects `profiles`.
+    services = rendered(env={"COMPOSE_PROFILES": "monitoring,grafana"})["services"]
+    profiled = {name for name, s in compose_services().items() if "profiles" in s}
+    assert profiled >= {"prometheus", "nginx-exporter", "node-exporter", "grafana"}
+    assert not profiled & set(services)
+    assert all("profiles" not in s for s in services.values())
 
 
 def test_only_keys_swarm_reads(stack: dict[str, Any]) -> None:
