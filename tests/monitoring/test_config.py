@@ -64,7 +64,7 @@ def test_scrape_targets_match_the_services() -> None:
     # Replicas found through Docker's DNS by service name, at the classifier's port.
     assert dns["names"] == ["classifier"] and dns["type"] == "A"
     assert dns["port"] == int(dotenv()["CLASSIFIER_PORT"])
-    services = compose_services()
+    services = compose_services(with_profiles=True)
     locust_ports = [p.split(":")[-1] for p in services["locust-master"]["ports"]]
     assert jobs["locust"]["static_configs"] == [{"targets": [f"locust-master:{locust_ports[0]}"]}]
     assert jobs["nginx"]["static_configs"] == [{"targets": ["nginx-exporter:9113"]}]
