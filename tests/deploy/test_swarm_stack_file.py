@@ -58,6 +58,21 @@ def test_optional_profiles_stay_out_of_the_stack_file() -> None:
     assert all("profiles" not in s for s in services.values())
 
 
+def test_monitoring_flag_adds_the_profile_for_swarm() -> None:
+    services = rendered("--monitoring")["services"]
+    profiled = compose_services(with_profiles=True)
+    assert set(services) == set(compose_services()) | {"prometheus", "nginx-exporter", "node-exporter"}
+    for name in ("prometheus", "nginx-exporter", "node-exporter"):
+        assert services[name]["image"] == profiled[name]["image"]
+        assert "profiles" not in services[name] and services[name]["deploy"]["endpoint_mode"] == "dnsrr"
+    assert services["node-exporter"]["deploy"]["mode"] == "global"  # each node's CPU and memory
+    # Prometheus's UI has no login: published (on every address, Swarm's only way) only when asked for.
+    assert "ports" not in services["prometheus"]
+    (ui,) = rendered("--monitoring", "--publish-ui")["services"]["prometheus"]["ports"]
+    assert ui["target"] == 9090 and ui["mode"] == "host"
+    assert rendered("--monitoring")["volumes"] == {"prometheus-data": {}}
+
+
 def test_only_keys_swarm_reads(stack: dict[str, Any]) -> None:
     for name, service in stack["services"].items():
         assert not {"build", "depends_on", "restart", "pull_policy"} & service.keys(), name

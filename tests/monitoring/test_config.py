@@ -68,6 +68,8 @@ def test_scrape_targets_match_the_services() -> None:
     locust_ports = [p.split(":")[-1] for p in services["locust-master"]["ports"]]
     assert jobs["locust"]["static_configs"] == [{"targets": [f"locust-master:{locust_ports[0]}"]}]
     assert jobs["nginx"]["static_configs"] == [{"targets": ["nginx-exporter:9113"]}]
+    (node,) = jobs["node"]["dns_sd_configs"]
+    assert node["names"] == ["node-exporter"] and node["port"] == 9100
     # The exporter reads the status page nginx serves to the compose network.
     (uri,) = [a for a in services["nginx-exporter"]["command"] if a.startswith("--nginx.scrape-uri=")]
     assert uri.endswith("/nginx-status")
