@@ -38,7 +38,7 @@ from lab.plan import (
 )
 from lab.progress import RichProgress
 from lab.report import CAPACITY_HEADER, capacity_rows, write_report
-from lab.results import SchemaError, read_run
+from lab.results import SchemaError, read_run, write_json
 from lab.rounds import ORDERS, new_seed
 from lab.services import CLASSIFIER
 from lab.stacks import (
@@ -51,7 +51,7 @@ from lab.stacks import (
     find_project_dir,
     make_stack,
 )
-from lab.summary import cpu_budget, measured_of, ramp_judge, read_configs
+from lab.summary import measured_of, ramp_judge, read_configs
 from lab.units import format_duration, parse_duration, parse_list
 
 T = TypeVar("T")
@@ -430,11 +430,14 @@ def plan_command(
     ] = None,
     force: Annotated[bool, typer.Option(help="Predict past 4x the largest measured replica count.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap and the queue simulation.")] = 0,
+    json_out: Annotated[
+        Path | None,
+        typer.Option("--json", help="Also write the plan's record (as summary.json's `plan`) to this file."),
+    ] = None,
 ) -> None:
     """The fewest replicas predicted to serve --need-rps within --slo-p95-ms: a scalability fit (USL) and a
     queue model of the measured runs, with a band; --holdout checks it against counts left out."""
     measured: list[Measured] = []
-    budgets: list[float | None] = []
     try:
         request = PlanRequest(need_rps, slo_p95_ms, tuple(holdout or ()), force, seed)
         failure_limits = []
@@ -447,14 +450,16 @@ def plan_command(
             measured += [
                 replace(m, source=str(run_dir)) for m in measured_of(run, read_configs(run_dir), thresholds)
             ]
-            budgets.append(cpu_budget(run.settings))
             failure_limits.append(run.settings.failure_limit)
         limit = Thresholds(slo_p95_ms, max(failure_limits), need_rps)
-        plan = make_plan(measured, limit, budgets, request)
+        plan = make_plan(measured, limit, request)
     except ValueError as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(EXIT_USAGE) from None
     _print_plan(plan)
+    if json_out is not None:
+        write_json(json_out, plan.to_dict())
+        console.print(f"plan: {json_out}")
     raise typer.Exit(0 if all(g.answer is not None for g in plan.groups) else EXIT_SLO_UNMET)
 
 

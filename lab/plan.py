@@ -211,15 +211,13 @@ def latency_model(measured: list[Measured]) -> LatencyModel | None:
     if not candidates:
         return None
     fewest = min(c.entry.replicas for c in candidates)
-
-    def offered(c: Measured) -> float:
-        return c.entry.metrics.target_rps or c.entry.metrics.rps
-
     configs = [c.entry for c in measured]
 
     def lightest(c: Measured) -> tuple[bool, float]:
-        # An open-model rate leaves the replica idle between arrivals; a closed load keeps it busy.
-        return (not c.entry.metrics.target_rps, offered(c))
+        # An open-model rate leaves the replica idle between arrivals; a closed load keeps it busy. A closed
+        # load is lighter with fewer users: past saturation more users lower nothing but the throughput.
+        m = c.entry.metrics
+        return (not m.target_rps, m.target_rps or m.users or m.rps)
 
     for item in sorted((c for c in candidates if c.entry.replicas == fewest), key=lightest):
         entry = item.entry
@@ -229,15 +227,26 @@ def latency_model(measured: list[Measured]) -> LatencyModel | None:
             continue
         m = entry.metrics
         servers = entry.workers_per_replica or 1
+        notes = []
         utilisation = m.rps / entry.replicas * service.mean_ms / 1000.0 / servers
+        if utilisation > 1.0:
+            # Busier than busy: the replica ran requests side by side (its thread pool), and each one's
+            # decode + infer time counted the others' work. A FIFO server that kept this throughput could
+            # take at most servers x replicas / throughput per request: the measured shape, scaled to that.
+            most_ms = servers * entry.replicas / m.rps * 1000.0
+            notes.append(
+                f"decode + infer at {entry.label} ({service.mean_ms:.1f} ms mean) would have kept each "
+                f"replica {utilisation:.0%} busy at its {m.rps:.1f} req/s: requests overlapped inside the "
+                f"replica, so the service time is scaled to {most_ms:.1f} ms, the most that throughput allows"
+            )
+            service, utilisation = service.scaled(most_ms / service.mean_ms), 1.0
         # Outside decode + infer at this load: the server's other stages and nginx, network, client.
         # The server's own queue is what the simulator models, so it is not counted twice.
         server_other = max(0.0, (m.server_total_ms or 0.0) - (m.server_queue_ms or 0.0) - service.mean_ms)
         light = utilisation <= LIGHT_LOAD_UTILISATION
-        overhead = server_other + (m.outside_server_ms or 0.0 if light else 0.0)
+        overhead = server_other + ((m.outside_server_ms or 0.0) if light else 0.0)
         cvs = [cv for c in configs if c.metrics.target_rps and (cv := c.metrics.interarrival_cv) is not None]
         cv = float(np.mean(cvs)) if cvs else 1.0
-        notes = []
         if not light:
             notes.append(
                 f"the lightest load measured ({entry.label}) kept each replica {utilisation:.0%} busy: its "
@@ -436,27 +445,35 @@ def plan_group(
     )
 
 
-def make_plan(
-    measured: list[Measured], thresholds: Thresholds, cpus: list[float | None], request: PlanRequest
-) -> Plan:
-    """`cpus`: each run folder's CPU budget per replica (None: no budget)."""
-    groups: dict[tuple[int | None, str | None, str | None], list[Measured]] = defaultdict(list)
+def budget_note(budgets: set[float | None]) -> tuple[float | None, str]:
+    """The CPU budget per replica the fits assume (one for all groups, or None) and the plan's words for
+    it. The budget is each measurement's own (`cpus_per_replica`), the one its group is keyed by."""
+    given = sorted(b for b in budgets if b is not None)
+    if not given:
+        return None, SHARED_CORES
+    if len(budgets) == 1:
+        return given[
+            0
+        ], f"each replica limited to {given[0]:g} CPUs: the fit describes replicas with that budget"
+    note = (
+        "each group's fit describes replicas with its own CPU budget per replica "
+        f"({', '.join(f'{b:g}' for b in given)} CPUs: the c in the group's name)"
+    )
+    if None in budgets:
+        note += "; a group without one describes this host's shared cores, not replicas on separate nodes"
+    return None, note
+
+
+def make_plan(measured: list[Measured], thresholds: Thresholds, request: PlanRequest) -> Plan:
+    groups: dict[tuple[int | None, str | None, str | None, float | None], list[Measured]] = defaultdict(list)
     for item in measured:
         groups[_group_key(item.entry)].append(item)
     plans = [plan_group(_group_name(key), members, thresholds, request) for key, members in groups.items()]
-    budgets = set(cpus)
-    budget = next(iter(budgets)) if len(budgets) == 1 else None
-    if len(budgets) > 1:
-        note = f"the run folders had different CPU budgets per replica ({budgets}): the fit mixes them"
-    elif budget is not None:
-        note = f"each replica limited to {budget:g} CPUs: the fit describes replicas with that budget"
-    else:
-        note = SHARED_CORES
-    cpus_value = budget
+    budget, note = budget_note({item.entry.cpus_per_replica for item in measured})
     return Plan(
         request.need_rps,
         request.slo_p95_ms,
-        cpus_value,
+        budget,
         note,
         request.seed,
         sorted(set(request.holdout)),

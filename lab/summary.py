@@ -174,12 +174,6 @@ def measured_of(
     return out
 
 
-def cpu_budget(settings: ExperimentSettings) -> float | None:
-    """The run's CPU budget per replica (--cpus-per-replica), None without one."""
-    value = getattr(settings, "cpus_per_replica", None)
-    return float(value) if isinstance(value, int | float) else None
-
-
 def _plan(
     measured: list[Measured], thresholds: Thresholds, settings: ExperimentSettings
 ) -> tuple[Plan | None, str | None]:
@@ -189,7 +183,7 @@ def _plan(
     if len({m.entry.replicas for m in measured}) < 2:
         return None, "a plan past what was measured needs at least 2 replica counts"
     try:
-        return make_plan(measured, thresholds, [cpu_budget(settings)], PlanRequest(need, slo)), None
+        return make_plan(measured, thresholds, PlanRequest(need, slo)), None
     except ValueError as err:
         return None, str(err)
 

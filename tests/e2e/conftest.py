@@ -1,13 +1,20 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from tests.e2e.compose import Stack, compose_v2_missing_reason, running_stack
+from tests.e2e.compose import ROOT, Stack, compose_v2_missing_reason, running_stack
 
 REPLICAS, WORKERS = 2, 2
+# Rich wraps tables and sentences at the terminal's width (80 without one): wide enough that a table row
+# stays one line for the tests that read it.
+LAB_COLUMNS = "250"
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +32,52 @@ def stack() -> Iterator[Stack]:
         up_args=["--scale", f"classifier={REPLICAS}", "--scale", f"locust-worker={WORKERS}"],
     ) as running:
         yield running
+
+
+def run_lab(stack: Stack, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """`python3 -m lab.cli ARGS` against the test stack (`compare` gets its project name)."""
+    project = ["--project-name", stack.project] if args and args[0] == "compare" else []
+    cmd = [sys.executable, "-m", "lab.cli", *args, *project]
+    env = {**stack.env, "COLUMNS": LAB_COLUMNS}
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@dataclass(frozen=True)
+class LabRun:
+    """One `lab compare`: its results folder and what it printed."""
+
+    run_dir: Path
+    stdout: str
+    stderr: str
+
+    @property
+    def said(self) -> str:
+        """Everything it printed with whitespace folded, so a sentence reads the same however it wrapped."""
+        return " ".join(f"{self.stdout}\n{self.stderr}".split())
+
+
+LabCompare = Callable[..., LabRun]
+
+
+@pytest.fixture(scope="session")
+def lab_compare(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> LabCompare:
+    """Runs `lab compare ARGS` on the test stack into a new folder and returns its run; a test module wraps
+    it in a module-scoped fixture so that one measurement serves all of its tests."""
+
+    def run(name: str, *args: str, timeout: float = 900) -> LabRun:
+        # The stack tests may have swapped the Locust master: bring the web-UI master and its workers back.
+        stack.compose(
+            "up", "-d", "--no-deps", "--scale", f"locust-worker={WORKERS}", "locust-master", "locust-worker"
+        )
+        stack.wait_healthy("locust-master", 1)
+        out = tmp_path_factory.mktemp(name)
+        done = run_lab(stack, "compare", *args, "--out", str(out), timeout=timeout)
+        print(done.stdout[-3000:], done.stderr[-4000:])
+        assert done.returncode == 0, (
+            f"lab compare exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        )
+        runs = [p for p in out.iterdir() if p.is_dir()]
+        assert len(runs) == 1, runs
+        return LabRun(runs[0], done.stdout, done.stderr)
+
+    return run

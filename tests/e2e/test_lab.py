@@ -8,14 +8,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from tests.e2e.compose import ROOT, Stack
-from tests.e2e.conftest import REPLICAS, WORKERS
+from tests.e2e.conftest import REPLICAS, LabCompare
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -35,25 +34,10 @@ def _chromium() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def run_dir(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # The stack tests may have swapped the Locust master: bring the web-UI master and its workers back.
-    stack.compose(
-        "up", "-d", "--no-deps", "--scale", f"locust-worker={WORKERS}", "locust-master", "locust-worker"
-    )
-    stack.wait_healthy("locust-master", 1)
-    out = tmp_path_factory.mktemp("lab")
-    cmd = [
-        sys.executable, "-m", "lab.cli", "compare", "--replicas", "1,2", "--users", "8",
-        "--duration", "20s", "--warmup", "5s", "--out", str(out), "--project-name", stack.project,
-    ]  # fmt: skip
-    done = subprocess.run(cmd, cwd=ROOT, env=stack.env, capture_output=True, text=True, timeout=900)
-    print(done.stdout[-3000:], done.stderr[-3000:])
-    assert done.returncode == 0, (
-        f"lab compare exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    )
-    runs = [p for p in out.iterdir() if p.is_dir()]
-    assert len(runs) == 1, runs
-    return runs[0]
+def run_dir(lab_compare: LabCompare) -> Path:
+    return lab_compare(
+        "lab", "--replicas", "1,2", "--users", "8", "--duration", "20s", "--warmup", "5s"
+    ).run_dir
 
 
 def test_compare_leaves_the_stack_as_it_found_it(stack: Stack, run_dir: Path) -> None:

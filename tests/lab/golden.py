@@ -220,10 +220,13 @@ class Config:
     batching: str | None = None
     repeat: int = 1
     ramp: bool = False
+    cpus_per_replica: float | None = None
 
     @property
     def stack(self) -> StackConfig:
-        return StackConfig(self.replicas, self.workers_per_replica, self.backend, self.batching)
+        return StackConfig(
+            self.replicas, self.workers_per_replica, self.backend, self.batching, self.cpus_per_replica
+        )
 
     def record(self, index: int, repeats: int) -> ConfigRecord:
         first = self.measurements[0]
@@ -236,7 +239,9 @@ class Config:
             ramp=self.ramp,
             repeat=self.repeat,
             status="complete",
-            effective=Effective(self.workers_per_replica, self.backend, self.batching),
+            effective=Effective(
+                self.workers_per_replica, self.backend, self.batching, cpus_per_replica=self.cpus_per_replica
+            ),
         )
 
     def measured(self) -> list[tuple[str, Measurement, float]]:

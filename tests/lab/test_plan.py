@@ -53,7 +53,7 @@ def _plan(dirs: list[Path], request: PlanRequest):
     measured = [
         replace(m, source=str(d)) for d in dirs for m in measured_of(read_run(d), read_configs(d), thresholds)
     ]
-    return make_plan(measured, thresholds, [None] * len(dirs), request)
+    return make_plan(measured, thresholds, request)
 
 
 def test_holdout_predicts_the_left_out_count_and_checks_its_latency(sweep: Path, open_run: Path) -> None:
@@ -93,6 +93,49 @@ def test_plan_answers_with_the_pessimistic_end(sweep: Path) -> None:
     assert json.dumps(plan.to_dict())  # a plain record for summary.json
 
 
+def test_the_budget_is_the_measurements_own(tmp_path: Path) -> None:
+    # --cpus-per-replica is a grid dimension (a list in the settings): the plan reads each measurement's
+    # budget, as its groups do, not the settings.
+    settings = ExperimentSettings(replicas=[1, 2], users=[16], cpus_per_replica=[0.4], duration_s=20.0)
+    configs = [replace(_closed(n, 1), cpus_per_replica=0.4) for n in (1, 2)]
+    run = write_run(tmp_path / "budget", settings, configs)
+    plan = _plan([run], PlanRequest(50.0, 500.0))
+    assert plan.cpus_per_replica == 0.4 and plan.budget_note.startswith("each replica limited to 0.4 CPUs")
+    assert [g.group for g in plan.groups] == ["c0.4"]
+    both = ExperimentSettings(replicas=[1, 2], users=[16], cpus_per_replica=[0.4, 1.0], duration_s=20.0)
+    mixed = [replace(_closed(n, 1), cpus_per_replica=c) for c in (0.4, 1.0) for n in (1, 2)]
+    plan = _plan([write_run(tmp_path / "two", both, mixed)], PlanRequest(50.0, 500.0))
+    assert plan.cpus_per_replica is None and "(0.4, 1 CPUs" in plan.budget_note
+    assert sorted(g.group for g in plan.groups) == ["c0.4", "c1"]
+
+
+def _ramp_step(users: int, rps: float, infer_ms: float) -> Measurement:
+    rows = [row_with("/predict", int(rps * 5), rps, 400.0, 700.0, 900.0)]
+    server = {"queue": 0.0, "decode": 3.0, "infer": infer_ms, "total": 3.0 + infer_ms}
+    return Measurement(users=users, traffic=rows, server_ms=server)
+
+
+def test_the_latency_model_takes_the_fewest_users_and_no_more_than_the_throughput_allows(
+    tmp_path: Path,
+) -> None:
+    # A closed ramp of one replica past saturation: 9 users got less throughput than 3 (a busy machine),
+    # and every step's decode + infer counted requests running side by side in the replica.
+    settings = ExperimentSettings(replicas=[1, 2], users=[3], ramp=True, duration_s=20.0)
+    steps = [_ramp_step(3, 16.0, 180.0), _ramp_step(6, 16.5, 390.0), _ramp_step(9, 12.0, 600.0)]
+    sweep = [Config(1, steps, ramp=True), Config(2, [_ramp_step(3, 30.0, 150.0)], ramp=True)]
+    plan = _plan([write_run(tmp_path / "ramp", settings, sweep)], PlanRequest(20.0, 2000.0))
+    model = plan.groups[0].latency
+    assert model is not None
+    assert model.measured_at == "r1-u3"  # the fewest users, not the lowest throughput (u9)
+    # 16 req/s x 183 ms is 293 % busy: scaled to 1 / 16 req/s, the p95's ratio to the mean kept.
+    assert model.service.mean_ms == pytest.approx(1000.0 / 16.0)
+    assert model.service.p95_ms == pytest.approx(1.5 * 1000.0 / 16.0)
+    assert model.measured_utilisation == 1.0
+    assert any("overlapped inside the replica" in n for n in model.notes)
+    prediction = next(p for p in plan.groups[0].predictions if p.replicas == 2)
+    assert prediction.p95_ms is not None  # 20 req/s over 2 replicas of 62.5 ms: 62 % busy, a finite queue
+
+
 def test_plan_refuses_past_four_times_the_largest_count_without_force(tmp_path: Path) -> None:
     # Amdahl-like data with little contention: 1,000 req/s needs ~20 replicas, past 4 x 4 = 16.
     settings = ExperimentSettings(replicas=COUNTS, users=[16], duration_s=20.0)
@@ -110,15 +153,22 @@ def test_plan_refuses_past_four_times_the_largest_count_without_force(tmp_path: 
     assert forced.next_counts[-1] == forced.answer
 
 
-def test_lab_plan_command(sweep: Path, open_run: Path) -> None:
+def test_lab_plan_command(sweep: Path, open_run: Path, tmp_path: Path) -> None:
     runner = CliRunner()
+    record = tmp_path / "plan.json"
     ok = runner.invoke(
         app,
-        ["plan", str(sweep), str(open_run), "--need-rps", "150", "--slo-p95-ms", "200", "--holdout", "4"],
+        ["plan", str(sweep), str(open_run), "--need-rps", "150", "--slo-p95-ms", "200", "--holdout", "4",
+         "--seed", "1", "--json", str(record)],
         env={"COLUMNS": "400"},
-    )
+    )  # fmt: skip
     assert ok.exit_code == 0, ok.output
     assert "model vs measured" in ok.output and "gamma = " in ok.output and SHARED_CORES[1:] in ok.output
+    # --json writes the record the terminal's tables came from: the same plan as make_plan's.
+    written = json.loads(record.read_text())
+    expected = _plan([sweep, open_run], PlanRequest(150.0, 200.0, holdout=(4,), seed=1))
+    assert written == json.loads(json.dumps(expected.to_dict()))
+    assert written["schema_version"] == 1 and written["groups"][0]["holdout"][0]["replicas"] == 4
     holdout_all = runner.invoke(
         app,
         ["plan", str(sweep), "--need-rps", "150", "--slo-p95-ms", "200", "--holdout", "2", "--holdout", "3",
