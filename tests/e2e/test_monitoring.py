@@ -110,7 +110,7 @@ def load(stack: Stack, prometheus: Prometheus) -> Iterator[str]:
     reply = httpx.post(f"{web}/swarm", data=form, timeout=10).json()
     assert reply["success"], reply
     try:
-        time.sleep(35)  # past the ramp-up, and a full 30 s rate window of scrapes
+        time.sleep(10)  # past the ramp-up; the tests that read rates run a minute or more into the load
         yield web
     finally:
         httpx.get(f"{web}/stop", timeout=10)
@@ -164,8 +164,10 @@ def test_request_rate_agrees_with_locust(prometheus: Prometheus, load: str) -> N
         total = next(row for row in view["stats"] if row["name"] == "Aggregated")
         return time.time(), int(total["num_requests"])
 
+    # A minute: Locust's counts move in steps, with each worker's report every 3 s, so each end of a window
+    # may be up to 3 s (plus the master's 2 s cache for its UI) off; over 30 s that alone was 8 % once.
     t0, n0 = locust_count()
-    time.sleep(30)
+    time.sleep(60)
     t1, n1 = locust_count()
     time.sleep(SCRAPE_S + 1)  # the scrape that covers t1
     window = round(t1 - t0)
@@ -178,11 +180,10 @@ def test_request_rate_agrees_with_locust(prometheus: Prometheus, load: str) -> N
         f"{prom_rps:.2f} req/s, Locust's /metrics {locust_prom_rps:.2f} req/s"
     )
     assert locust_rps > 0
-    # Locust's RPS as Prometheus sees it (its /metrics) and the replicas' own count, over the same window.
+    # The replicas' rate against Locust's, as Prometheus reads it from the master's /metrics and as the
+    # master's UI counts it, over the same window.
     assert prom_rps == pytest.approx(locust_prom_rps, rel=0.10)
-    # Locust's own count, read from its UI: workers report every 3 s and the master caches the answer 2 s,
-    # so each end of the 30 s window may be off by a few seconds (measured: 28.8 against 31.2 req/s).
-    assert prom_rps == pytest.approx(locust_rps, rel=0.20)
+    assert prom_rps == pytest.approx(locust_rps, rel=0.10)
 
 
 def test_every_dashboard_query_returns_data(prometheus: Prometheus, load: str) -> None:
