@@ -326,6 +326,57 @@ def chart_timeline(entry: ConfigResult) -> str:
     return _to_svg(fig)
 
 
+def _mark_faults(axes: list[Any], m: MeasurementMetrics) -> None:
+    for fault in m.faults:
+        if fault.at_s is None:
+            continue
+        for ax in axes:
+            ax.axvline(fault.at_s, color="#cb181d", linestyle="--", linewidth=1)
+            if fault.lasted_s:
+                ax.axvspan(fault.at_s, fault.at_s + fault.lasted_s, color="#cb181d", alpha=0.08)
+            if fault.recovery_s is not None:
+                ax.axvline(fault.at_s + fault.recovery_s, color="#238b45", linestyle=":", linewidth=1.2)
+        axes[0].annotate(
+            fault.fault.split("@")[0],
+            (fault.at_s, 1.0),
+            xycoords=("data", "axes fraction"),
+            fontsize=7,
+            color="#cb181d",
+            va="bottom",
+        )
+
+
+# Panels of the per-replica chart: query key (lab.prometheus.CHART_KEYS), y label, scale to the unit shown.
+REPLICA_PANELS = (("rps", "req/s", 1.0), ("p95_s", "p95 ms", 1000.0), ("queue_depth", "queue depth", 1.0))
+
+
+def chart_replicas(entry: ConfigResult) -> str:
+    """The monitoring profile's per-replica series (prometheus.json) on the timeline's time axis: request
+    rate, p95 inside the replica and queue depth, one line per replica, gaps where a replica had no
+    sample (killed, restarting), faults marked as on the timeline."""
+    m = entry.metrics
+    title = f"{entry.label}: per replica (Prometheus, one point per scrape)"
+    rs = m.replica_series
+    if rs is None or not rs.t_s:
+        return _empty(title, m.prometheus_series or "no Prometheus series for this measurement")
+    fig, axes = plt.subplots(len(REPLICA_PANELS), 1, figsize=(8, 5.2), sharex=True)
+    names = sorted({name for lines in rs.by_key.values() for name in lines})
+    colors = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(names)}
+    for ax, (key, ylabel, scale) in zip(axes, REPLICA_PANELS, strict=True):
+        for name, values in rs.by_key.get(key, {}).items():
+            # NaN breaks the line: a replica without samples shows as a gap, not as a drop to 0.
+            ax.plot(rs.t_s, [v * scale for v in values], marker=".", markersize=3, linewidth=1.1,
+                    color=colors[name], label=name)  # fmt: skip
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, title="replica")
+    axes[-1].set_xlabel("seconds from the start of the measurement")
+    _mark_faults(list(axes), m)
+    axes[0].set_title(title, pad=14)
+    return _to_svg(fig)
+
+
 def chart_plan(plan: Plan, group: GroupPlan) -> str:
     """Model vs measured: each run's capacity (held-out counts hollow), the fitted X(N) with its band
     over the counts the plan looked at, the need, and the answer."""
@@ -371,5 +422,10 @@ def all_charts(summary: Summary) -> list[tuple[str, str]]:
         (f"Timeline: {entry.label}", chart_timeline(entry))
         for entry in summary.configs
         if entry.metrics.timeline is not None
+    ]
+    charts += [
+        (f"Per replica: {entry.label}", chart_replicas(entry))
+        for entry in summary.configs
+        if entry.metrics.replica_series is not None
     ]
     return charts

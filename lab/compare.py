@@ -26,6 +26,8 @@ from lab.faults import FaultInjector
 from lab.grid import ExperimentSettings, LoadLevel, PlannedConfig, RunPlan, ramp_levels
 from lab.locust_api import FLUSH_WAIT_S, LocustAPI, LocustError, format_option
 from lab.progress import NullProgress, RunProgress
+from lab.prometheus import STEP_S, Recorder, not_recorded
+from lab.prometheus import write as write_prometheus
 from lab.results import (
     CONFIG_FILE,
     MEASUREMENT_FILE,
@@ -136,6 +138,9 @@ class Driver:
         self._config_i = 0
         self._config_started = 0.0
         self._phase = ""
+        # The monitoring profile's Prometheus (None: not up, and `_no_prometheus` says why).
+        self._prometheus: Recorder | None = None
+        self._no_prometheus = "the run did not get as far as looking for Prometheus"
 
     # ---- progress -------------------------------------------------------------------------------------
 
@@ -201,6 +206,7 @@ class Driver:
                     self._locust.stop()
                     self._sleep(self.flush_wait_s)
                 write_record(run_dir / RUN_FILE, run)
+                self._find_prometheus()
                 for i, planned in enumerate(self.plan):
                     self._config_i = i
                     self._config_started = time.monotonic()
@@ -429,6 +435,8 @@ class Driver:
                 if injector is not None:
                     self._phase_to("healing the stack after the faults")
                     self.stack.heal(self._replicas, self.settings.locust_workers or self._workers)
+                if started:
+                    self._record_prometheus(mdir, meta)
             except KeyboardInterrupt:
                 interrupted = True
                 if meta.t_end is None:
@@ -441,6 +449,36 @@ class Driver:
             raise KeyboardInterrupt
         if meta.error is not None:
             raise LocustError(meta.error)
+
+    def _find_prometheus(self) -> None:
+        url = self.stack.prometheus_url()
+        if url is None:
+            self._no_prometheus = (
+                f"no Prometheus: the monitoring profile is not up on this {self.stack.kind.name} stack "
+                "(`docker compose --profile monitoring up -d`)"
+            )
+            return
+        recorder = Recorder(url)
+        why = recorder.unavailable()
+        if why is not None:
+            self._no_prometheus = why
+            self.log(f"not recording Prometheus series: {why}")
+            return
+        self._prometheus = recorder
+        self.log(f"recording each measurement's series from Prometheus at {url}")
+
+    def _record_prometheus(self, mdir: Path, meta: MeasurementRecord) -> None:
+        """prometheus.json: the window's series, or why there are none (the report says which)."""
+        if self._prometheus is None or meta.t_start is None or meta.t_end is None:
+            write_prometheus(mdir, not_recorded(self._no_prometheus))
+            return
+        self._phase_to("reading the window's series from Prometheus")
+        self._sleep(max(0.0, meta.t_end + STEP_S - time.time()))  # until a scrape has covered t_end
+        try:
+            replicas = self.stack.replica_addresses()
+        except StackError:
+            replicas = {}  # the series keep their addresses
+        write_prometheus(mdir, self._prometheus.record(meta.t_start, meta.t_end, replicas))
 
     def _hold(self, t_start: float, duration_s: float) -> Stability | None:
         """Keep the load on for `duration_s`, or with --until-stable until perf_analyzer's rule holds on

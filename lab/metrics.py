@@ -22,6 +22,9 @@ from lab.faults import AppliedFault, read_faults
 from lab.grid import ExperimentSettings
 from lab.limits import FELL_BEHIND_RATIO, GENERATOR_CPU_LIMIT_PCT, HOST_BUSY_FRACTION, LATE_ARRIVALS_SHARE
 from lab.locust_csv import LocustStats, read_stats_csv
+from lab.prometheus import PrometheusRecord, ReplicaSeries, replica_series
+from lab.prometheus import note as prometheus_note
+from lab.prometheus import read as read_prometheus
 from lab.results import MeasurementRecord, read_measurement_record
 from lab.samples import container_metrics, host_busy_cores, locust_worker_cpu_max, read_json, read_jsonl
 from lab.server_timing import PARTS, ServerTiming, read_server_timing
@@ -119,12 +122,17 @@ class MeasurementMetrics:
     stability: Stability | None = None  # --until-stable: whether and when the driver found it settled
     # For the timeline chart only; not in summary.json (timeline.json and the samples are the raw data).
     timeline: Series | None = None
+    # The monitoring profile's series (prometheus.json): whether recorded and why not (None: a run from
+    # before the file existed); the per-replica series for the chart only, like `timeline`.
+    prometheus_series: str | None = None
+    replica_series: ReplicaSeries | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["soak"] = self.soak.to_dict() if self.soak is not None else None
         out["cpu_budget"] = self.cpu_budget.to_dict() if self.cpu_budget is not None else None
         del out["timeline"]
+        del out["replica_series"]
         return out
 
 
@@ -174,6 +182,7 @@ class MeasurementData:
     cgroup_cpu: list[dict[str, Any]] = field(default_factory=list)  # cgroup_cpu.jsonl
     seconds: list[Second] = field(default_factory=list)  # timeline.json
     faults: list[AppliedFault] = field(default_factory=list)  # faults.json
+    prometheus: PrometheusRecord | None = None  # prometheus.json
 
     @classmethod
     def read(cls, mdir: Path) -> MeasurementData:
@@ -194,6 +203,7 @@ class MeasurementData:
             cgroup_cpu=read_jsonl(mdir / CGROUP_CPU_FILE),
             seconds=read_timeline(mdir / "timeline.json"),
             faults=read_faults(mdir / "faults.json"),
+            prometheus=read_prometheus(mdir),
         )
 
 
@@ -293,6 +303,8 @@ def measurement_metrics(
         soak=soak,
         stability=Stability.from_dict(meta.stability) if meta.stability else None,
         timeline=timeline,
+        prometheus_series=prometheus_note(data.prometheus),
+        replica_series=replica_series(data.prometheus) if data.prometheus is not None else None,
     )
 
 

@@ -391,6 +391,17 @@ def _stack_text(summary: Summary) -> str:
     return f"{summary.stack}, {summary.nodes} node" + ("s" if summary.nodes != 1 else "")
 
 
+def prometheus_lines(summary: Summary) -> list[str]:
+    """Whether each measurement's Prometheus series were recorded (the monitoring profile), and why not;
+    nothing for a run from before prometheus.json existed."""
+    notes = [(e.label, e.metrics.prometheus_series) for e in summary.configs if e.metrics.prometheus_series]
+    if not notes:
+        return []
+    if len({n for _, n in notes}) == 1 and notes[0][1].startswith("not recorded"):
+        return [f"Per-replica series (Prometheus): {notes[0][1]}."]
+    return [f"Per-replica series (Prometheus), {label}: {note}." for label, note in notes]
+
+
 def render_markdown(summary: Summary) -> str:
     return "\n".join(
         [
@@ -415,6 +426,7 @@ def render_markdown(summary: Summary) -> str:
             *_optional_md("Faults", FAULT_HEADER, fault_rows(summary)),
             *_optional_md("Soak", SOAK_HEADER, soak_rows(summary)),
             *_optional_md("CPU budget", BUDGET_HEADER, _budget_rows(summary)),
+            *[line for text in prometheus_lines(summary) for line in (text, "")],
             f"**Verdict.** {summary.verdict}",
             "",
         ]
@@ -513,6 +525,7 @@ throughput.</p>
 {_optional_html("Faults", FAULT_HEADER, fault_rows(summary), FAULT_NOTE)}
 {_optional_html("Soak", SOAK_HEADER, soak_rows(summary), SOAK_NOTE)}
 {_optional_html("CPU budget", BUDGET_HEADER, _budget_rows(summary), BUDGET_NOTE)}
+{"".join(f'<p class="meta">{escape(text)}</p>' for text in prometheus_lines(summary))}
 {charts}
 <h2>Raw files</h2>
 {_raw_links(summary)}

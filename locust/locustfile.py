@@ -18,6 +18,7 @@ And from every request, failed or not:
   in the open model, the latency from each arrival's intended time to its answer: GET /arrivals and the
   "Arrivals" tab, optionally --arrivals-file;
 - its second, response time and outcome (`timeline`): GET /timeline, for `lab`'s timelines.
+GET /metrics on the master's web UI serves all of it for Prometheus (promexport.py: the monitoring profile).
 Each is a `Tally` (tally.py), wired once by `setup_tally_listeners`: workers send deltas with their stats
 reports, the master adds them up and serves them.
 
@@ -38,7 +39,9 @@ from typing import Any
 from urllib.parse import quote
 
 import imageset
+import promexport
 from arrivals import PROCESSES, ArrivalStream, ArrivalTally, check_process
+from flask import Response
 from labdefaults import dotenv_default
 from locust import FastHttpUser, events, task
 from locust.env import Environment
@@ -49,7 +52,7 @@ from servertiming import parse_server_timing
 from stagestats import ServerTimingStats
 from tally import Tally
 from timeline import Timeline
-from webui import Tab, add_json_route, add_tab
+from webui import Tab, add_json_route, add_route, add_tab
 
 PACING_MESSAGE = "lab_pacing_total_users"
 # In a request's context (open model): when its user meant to send it, and the arrival's own time.
@@ -448,6 +451,47 @@ ARRIVALS_TAB = Tab(
 )
 
 
+def swarm_state(environment: Environment) -> promexport.SwarmState:
+    """What the master (or a local run) holds right now, for GET /metrics."""
+    runner = environment.runner
+    requests = [
+        promexport.RequestSeries(
+            method=entry.method or "",
+            name=entry.name,
+            requests=entry.num_requests,
+            failures=entry.num_failures,
+            current_rps=float(entry.current_rps),
+            current_failures_per_s=float(entry.current_fail_per_sec),
+            response_times_ms=dict(entry.response_times),
+            response_time_sum_ms=float(entry.total_response_time),
+        )
+        for entry in environment.stats.entries.values()
+    ]
+    stages = {
+        name: {stage: promexport.Histogram(dict(h.counts), h.sum_ms) for stage, h in by_stage.items()}
+        for name, by_stage in server_timing.histograms().items()
+    }
+    # The counts only: arrivals_summary() also computes inter-arrival statistics, too much per scrape.
+    arrivals = {
+        "sent": arrival_tally.sent,
+        "late": arrival_tally.late,
+        "dropped": arrival_tally.dropped,
+        "target_rps": target_rps(environment.parsed_options),
+    }
+    return promexport.SwarmState(
+        users=runner.user_count if runner is not None else 0,
+        workers=runner.worker_count if isinstance(runner, MasterRunner) else None,
+        requests=requests,
+        stages=stages,
+        arrivals=arrivals,
+    )
+
+
+def metrics_response() -> Response:
+    assert state.environment is not None  # the route exists only once init has run
+    return Response(promexport.render(swarm_state(state.environment)), content_type=promexport.CONTENT_TYPE)
+
+
 def _runs_users(environment: Environment) -> bool:
     return not isinstance(environment.runner, MasterRunner)
 
@@ -478,6 +522,7 @@ def on_init(environment: Environment, **_: Any) -> None:
     if web_ui:
         add_tab(web_ui, SERVER_TIMING_TAB)
         add_tab(web_ui, ARRIVALS_TAB)
+        add_route(web_ui, "/metrics", metrics_response)
 
 
 @events.test_start.add_listener

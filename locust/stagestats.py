@@ -136,6 +136,10 @@ class ServerTimingStats:
     def reset(self) -> None:
         self._by_name.clear()
 
+    def histograms(self) -> dict[str, dict[str, StageHistogram]]:
+        """The histograms by request name and stage (read-only: the master's /metrics renders them)."""
+        return self._by_name
+
     def snapshot(self) -> dict[str, Any]:
         """`{"stages": {stage: summary}, "by_name": {name: {stage: summary}}}`; `stages` merges all names."""
         overall: dict[str, StageHistogram] = {}

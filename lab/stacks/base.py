@@ -116,6 +116,15 @@ class Description(Protocol):
 
     def locust_url(self) -> str | None: ...
 
+    def prometheus_url(self) -> str | None:
+        """The monitoring profile's Prometheus, reachable from here; None when it is not up."""
+        ...
+
+    def replica_addresses(self) -> dict[str, str]:
+        """Each running replica's address (as Prometheus's `instance` has it, without the port) -> its
+        hostname (what it puts in X-Served-By)."""
+        ...
+
 
 class Faults(Protocol):
     def inject_fault(self, spec: FaultSpec) -> tuple[str | None, str]: ...

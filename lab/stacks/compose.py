@@ -17,7 +17,15 @@ from typing import Any
 from lab.budget import cpusets, pin_containers
 from lab.faults import FaultSpec, apply_fault, end_fault
 from lab.grid import ExperimentSettings, StackConfig
-from lab.services import CLASSIFIER, LOCUST_MASTER, LOCUST_WORKER, NGINX
+from lab.services import (
+    CLASSIFIER,
+    LOCUST_MASTER,
+    LOCUST_WORKER,
+    MONITORING_PROFILE,
+    NGINX,
+    PROMETHEUS,
+    PROMETHEUS_CONTAINER_PORT,
+)
 from lab.stacks.base import (
     LOCUST_WEB_CONTAINER_PORT,
     StackError,
@@ -205,8 +213,8 @@ class ComposeStack(DockerStack):
             "cpusets": dict(self._cpusets),
         }
 
-    def _published(self, service: str, port: int) -> tuple[str, int]:
-        address = self._compose("port", service, str(port)).strip()
+    def _published(self, service: str, port: int, *profile: str) -> tuple[str, int]:
+        address = self._compose(*profile, "port", service, str(port)).strip()
         if ":" not in address:
             raise StackError(f"{service} publishes no port {port}")
         host, published = address.rsplit(":", 1)
@@ -222,6 +230,32 @@ class ComposeStack(DockerStack):
         except (StackError, ValueError):
             return None
         return f"http://{loopback(host)}:{port}"
+
+    def prometheus_url(self) -> str | None:
+        try:
+            # A profiled service is known to compose only with its profile enabled.
+            host, port = self._published(
+                PROMETHEUS, PROMETHEUS_CONTAINER_PORT, "--profile", MONITORING_PROFILE
+            )
+        except (StackError, ValueError):
+            return None
+        return f"http://{loopback(host)}:{port}"
+
+    def replica_addresses(self) -> dict[str, str]:
+        names = self.running(CLASSIFIER)
+        if not names:
+            return {}
+        out = self.cli(
+            "inspect",
+            "--format",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}{{.Config.Hostname}}",
+            *names,
+        )
+        addresses: dict[str, str] = {}
+        for line in out.splitlines():
+            *ips, hostname = line.split() or [""]
+            addresses.update({ip: hostname for ip in ips})
+        return addresses
 
     def restore(self, state: StackState) -> None:
         if self._cpusets:  # --pin: every container back on every core

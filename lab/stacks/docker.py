@@ -119,6 +119,13 @@ class DockerStack:
     def host_cpus(self) -> int:
         return self.cli.host_cpus()
 
+    # Only compose's monitoring profile is found by lab (README, "Monitoring"); other kinds have none.
+    def prometheus_url(self) -> str | None:
+        return None
+
+    def replica_addresses(self) -> dict[str, str]:
+        return {}
+
 
 def model_info(address: Callable[[], tuple[str, int]]) -> dict[str, Any]:
     """The classifier's GET /model through nginx at `address()` (model, backend, batching, threads), for

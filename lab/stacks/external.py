@@ -64,5 +64,11 @@ class ExternalStack(NoFaults):
     def locust_url(self) -> str | None:
         return self._url
 
+    def prometheus_url(self) -> str | None:
+        return None
+
+    def replica_addresses(self) -> dict[str, str]:
+        return {}
+
     def restore(self, state: StackState) -> None:
         return None

@@ -28,10 +28,12 @@ def interpolate(value: Any, env: dict[str, str]) -> Any:
     return value
 
 
-def compose_services() -> dict[str, dict[str, Any]]:
-    """docker-compose.yml's services with .env's values filled in (no shell overrides: the defaults)."""
+def compose_services(with_profiles: bool = False) -> dict[str, dict[str, Any]]:
+    """docker-compose.yml's services with .env's values filled in (no shell overrides: the defaults);
+    without the optional profiles' services (monitoring, grafana) unless asked for."""
     raw = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    return interpolate(raw["services"], dotenv())
+    services = interpolate(raw["services"], dotenv())
+    return {k: v for k, v in services.items() if with_profiles or "profiles" not in v}
 
 
 def compose_command(service: dict[str, Any]) -> list[str]:

@@ -280,3 +280,19 @@ def test_hpa_overlay_scales_the_classifier_deployment() -> None:
     assert hpa["spec"]["minReplicas"] == classifier["spec"]["replicas"]
     # CPU utilisation is relative to the request: the request must exist.
     assert container(classifier)["resources"]["requests"]["cpu"]
+
+
+def test_scrape_annotations_point_at_the_metrics_ports(deployments: dict[str, dict[str, Any]]) -> None:
+    # The compose profile's scrape targets (monitoring/prometheus/prometheus.yml), as pod annotations.
+    scraped = {"classifier": int(dotenv()["CLASSIFIER_PORT"]), "locust-master": 8089}
+    for name, deployment in deployments.items():
+        pod = deployment["spec"]["template"]
+        annotations = pod["metadata"].get("annotations", {})
+        if name not in scraped:
+            assert "prometheus.io/scrape" not in annotations, name
+            continue
+        assert (
+            annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/path"] == "/metrics"
+        )
+        ports = {p["containerPort"] for c in pod["spec"]["containers"] for p in c.get("ports", [])}
+        assert int(annotations["prometheus.io/port"]) == scraped[name] and scraped[name] in ports, name

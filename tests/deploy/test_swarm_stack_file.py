@@ -49,6 +49,30 @@ def test_same_services_images_and_settings_as_compose(stack: dict[str, Any]) -> 
     assert stack["services"]["classifier"]["deploy"]["replicas"] == int(dotenv()["CLASSIFIER_REPLICAS"])
 
 
+def test_optional_profiles_stay_out_of_the_stack_file() -> None:
+    # Even with the profiles enabled in the shell: `docker stack deploy` rejects `profiles`.
+    services = rendered(env={"COMPOSE_PROFILES": "monitoring,grafana"})["services"]
+    profiled = {name for name, s in compose_services(with_profiles=True).items() if "profiles" in s}
+    assert profiled >= {"prometheus", "nginx-exporter", "node-exporter", "grafana"}
+    assert not profiled & set(services)
+    assert all("profiles" not in s for s in services.values())
+
+
+def test_monitoring_flag_adds_the_profile_for_swarm() -> None:
+    services = rendered("--monitoring")["services"]
+    profiled = compose_services(with_profiles=True)
+    assert set(services) == set(compose_services()) | {"prometheus", "nginx-exporter", "node-exporter"}
+    for name in ("prometheus", "nginx-exporter", "node-exporter"):
+        assert services[name]["image"] == profiled[name]["image"]
+        assert "profiles" not in services[name] and services[name]["deploy"]["endpoint_mode"] == "dnsrr"
+    assert services["node-exporter"]["deploy"]["mode"] == "global"  # each node's CPU and memory
+    # Prometheus's UI has no login: published (on every address, Swarm's only way) only when asked for.
+    assert "ports" not in services["prometheus"]
+    (ui,) = rendered("--monitoring", "--publish-ui")["services"]["prometheus"]["ports"]
+    assert ui["target"] == 9090 and ui["mode"] == "host"
+    assert rendered("--monitoring")["volumes"] == {"prometheus-data": {}}
+
+
 def test_only_keys_swarm_reads(stack: dict[str, Any]) -> None:
     for name, service in stack["services"].items():
         assert not {"build", "depends_on", "restart", "pull_policy"} & service.keys(), name

@@ -308,16 +308,28 @@ def test_web_ui_options_apply_per_test_and_served_by_resets(standin: StandIn, tm
             assert isinstance(reply, dict) and reply["success"], reply
             time.sleep(3)
 
+        def settled_counts() -> dict[str, int]:
+            # /stop returns while a request may still be in flight; the stand-in counts it when it
+            # answers, so wait until the counts hold still before taking them.
+            before, deadline = dict(standin.requests), time.monotonic() + 5
+            while time.monotonic() < deadline:
+                time.sleep(0.5)
+                now = dict(standin.requests)
+                if now == before:
+                    break
+                before = now
+            return before
+
         swarm(upload=0, url=1)
         _http("POST", f"{web}/stop")
         kept = _http("GET", f"{web}/served-by")  # kept after the test stops
-        first = dict(standin.requests)
+        first = settled_counts()
         swarm(upload=1, url=0)  # a new test: new weights, counts from zero
         _http("POST", f"{web}/stop")
         served = _http("GET", f"{web}/served-by")
         timing = _http("GET", f"{web}/server-timing")
         seconds = _http("GET", f"{web}/timeline")
-        second = {k: v - first.get(k, 0) for k, v in standin.requests.items()}
+        second = {k: v - first.get(k, 0) for k, v in settled_counts().items()}
         assert _http("POST", f"{web}/stats/reset") == "ok"
         after_reset = _http("GET", f"{web}/served-by")
         timing_after_reset = _http("GET", f"{web}/server-timing")
