@@ -26,7 +26,7 @@ from lab.results import SchemaError, write_json
 FILE = "prometheus.json"
 SCHEMA_VERSION = 1
 VERSION_KEY = "schema_version"
-# monitoring/prometheus/prometheus.yml's scrape_interval: one point per scrape.
+# services/prometheus/prometheus.yml's scrape_interval: one point per scrape.
 STEP_S = 5.0
 # Three scrapes: the shortest window `rate` reads reliably at that interval.
 RATE_WINDOW = "15s"

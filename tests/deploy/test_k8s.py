@@ -283,7 +283,7 @@ def test_hpa_overlay_scales_the_classifier_deployment() -> None:
 
 
 def test_scrape_annotations_point_at_the_metrics_ports(deployments: dict[str, dict[str, Any]]) -> None:
-    # The compose profile's scrape targets (monitoring/prometheus/prometheus.yml), as pod annotations.
+    # The compose profile's scrape targets (services/prometheus/prometheus.yml), as pod annotations.
     scraped = {"classifier": int(dotenv()["CLASSIFIER_PORT"]), "locust-master": 8089}
     for name, deployment in deployments.items():
         pod = deployment["spec"]["template"]

@@ -32,7 +32,7 @@ ARTIFACTS = ROOT / "artifacts" / "e2e"
 MONITORING = ("prometheus", "nginx-exporter", "node-exporter")
 PROMETHEUS_PORT = 19090
 USERS = 6
-SCRAPE_S, DNS_REFRESH_S = 5.0, 5.0  # monitoring/prometheus/prometheus.yml
+SCRAPE_S, DNS_REFRESH_S = 5.0, 5.0  # services/prometheus/prometheus.yml
 PREDICT = 'classifier_requests_total{endpoint=~"/predict|/predict/tf"}'
 
 

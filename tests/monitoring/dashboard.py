@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-MONITORING = ROOT / "monitoring"
-PROMETHEUS_CONFIG = MONITORING / "prometheus" / "prometheus.yml"
-DASHBOARD = MONITORING / "grafana" / "dashboards" / "loadlab.json"
-DATASOURCES = MONITORING / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
+SERVICES = ROOT / "services"  # one folder per compose service: services/prometheus, services/grafana
+PROMETHEUS_CONFIG = SERVICES / "prometheus" / "prometheus.yml"
+DASHBOARD = SERVICES / "grafana" / "dashboards" / "loadlab.json"
+DATASOURCES = SERVICES / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
 
 
 def panel_queries() -> list[tuple[str, str]]:
