@@ -240,6 +240,13 @@ def compare(
     expect_workers: Annotated[
         int | None, typer.Option(help="external stack: Locust workers to wait for.")
     ] = None,
+    nodes: Annotated[
+        Path | None,
+        typer.Option(
+            help="swarm stack: the nodes file (scripts/nodes' nodes.json, lab/nodes.py): sample every "
+            "node's containers through its engine, reach ports at their node's address."
+        ),
+    ] = None,
     ready_timeout: Annotated[str, typer.Option(help="Longest wait for replicas to be healthy.")] = "300s",
     dry_run: Annotated[bool, typer.Option(help="Print the grid and the time estimate, then stop.")] = False,
     fault: Faults = None,
@@ -311,7 +318,9 @@ def compare(
                 f"--fault needs --stack {' or '.join(able)} (lab cannot inject {', '.join(cannot)} into "
                 f"the {stack} stack)"
             )
-        options = StackOptions(directory, timeout_s, project_name, locust_url, expect_workers)
+        options = StackOptions(
+            directory, timeout_s, project_name, locust_url, expect_workers, nodes_file=nodes
+        )
         the_stack = make_stack(stack, options)
         if settings.pin:
             if not kind.pins_cpus:

@@ -276,6 +276,30 @@ def soak_rows(summary: Summary) -> list[Row]:
     return rows
 
 
+NODE_HEADER = ["Measurement", "Node", "CPU cores (mean)", "Containers sampled"]
+NODE_NOTE = (
+    "Each node's containers' summed CPU (docker stats through the node's own engine, --nodes), the mean "
+    "over the measurement's samples, one measurement each: no interval. A node's engine and the rest of "
+    "the machine are not in it; simulated nodes on one machine share its cores."
+)
+
+
+def node_rows(summary: Summary) -> list[Row]:
+    """Per measurement, each node's CPU and what ran there (the swarm stack sampled through --nodes)."""
+    rows = []
+    for entry in summary.configs:
+        m = entry.metrics
+        for node, cores in m.cpu_by_node.items():
+            services: dict[str, int] = {}
+            for container, where in m.node_by_container.items():
+                if where == node:
+                    service = m.service_by_container.get(container, "?")
+                    services[service] = services.get(service, 0) + 1
+            held = ", ".join(f"{n} {s}" if n > 1 else s for s, n in sorted(services.items()))
+            rows.append(Row([entry.label, node, _fmt(cores, 2), held or "—"]))
+    return rows
+
+
 def _budget_rows(summary: Summary) -> list[Row]:
     return [Row(cells) for cells in budget_rows([(c.label, c.metrics.cpu_budget) for c in summary.configs])]
 
@@ -414,6 +438,7 @@ def render_markdown(summary: Summary) -> str:
             *([f"No plan: {summary.plan_error}.", ""] if summary.plan_error else []),
             *_optional_md("Faults", FAULT_HEADER, fault_rows(summary)),
             *_optional_md("Soak", SOAK_HEADER, soak_rows(summary)),
+            *_optional_md("CPU per node", NODE_HEADER, node_rows(summary)),
             *_optional_md("CPU budget", BUDGET_HEADER, _budget_rows(summary)),
             f"**Verdict.** {summary.verdict}",
             "",
@@ -512,6 +537,7 @@ throughput.</p>
 {f'<p class="meta">No plan: {escape(summary.plan_error)}.</p>' if summary.plan_error else ""}
 {_optional_html("Faults", FAULT_HEADER, fault_rows(summary), FAULT_NOTE)}
 {_optional_html("Soak", SOAK_HEADER, soak_rows(summary), SOAK_NOTE)}
+{_optional_html("CPU per node", NODE_HEADER, node_rows(summary), NODE_NOTE)}
 {_optional_html("CPU budget", BUDGET_HEADER, _budget_rows(summary), BUDGET_NOTE)}
 {charts}
 <h2>Raw files</h2>

@@ -70,6 +70,7 @@ class StackOptions:
     project_name: str | None = None  # compose
     locust_url: str | None = None  # external
     expect_workers: int | None = None  # external
+    nodes_file: Path | None = None  # swarm: how to reach each node (lab.nodes)
     env: Mapping[str, str] | None = None
     docker: str = "docker"
 

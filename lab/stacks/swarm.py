@@ -3,10 +3,12 @@
 Scales with `docker service scale` (or `docker service update --env-add ... --replicas N` when a
 configuration changes the classifier's settings), waits until every task runs (Swarm reports a task with
 a health check running only once it is healthy), and samples `docker stats` of the stack's task
-containers on this node: Docker's CLI reaches no other node's containers, so tasks elsewhere are listed
-in the record (`describe()`) but not sampled. The Locust UI is reached as `scripts/swarm ui` does, on
-this node's docker_gwbridge, unless it is published. Faults and a soak's per-process samples are
-compose-only for now (SWARM.injects_faults).
+containers. A manager's engine lists every task but runs only its own containers: without a nodes file
+(--nodes, lab.nodes) lab samples this engine's and lists the tasks elsewhere in the record
+(`describe()`) as not sampled; with one it samples every node through its own engine, in parallel, and
+reaches a published port at the address of the node that runs its task. Without a nodes file the Locust
+UI is reached as `scripts/swarm ui` does, on this node's docker_gwbridge, unless it is published. Faults
+and a soak's per-process samples are compose-only for now (SWARM.injects_faults).
 """
 
 from __future__ import annotations
@@ -14,20 +16,23 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from lab.grid import ExperimentSettings, StackConfig
+from lab.nodes import NodesFile, read_nodes_file
 from lab.services import CLASSIFIER, LOCUST_MASTER, LOCUST_WORKER, NGINX
 from lab.stacks.base import (
     LOCUST_WEB_CONTAINER_PORT,
     NoFaults,
     StackError,
     StackKind,
+    StackOptions,
     StackState,
     classifier_env_for,
 )
-from lab.stacks.docker import DockerStack, classifier_vars, env_list_to_dict, model_info
+from lab.stacks.docker import DockerCLI, DockerStack, classifier_vars, env_list_to_dict, model_info
 
 SWARM = StackKind(
     name="swarm",
@@ -61,10 +66,43 @@ def published_port(ports: list[dict[str, Any]] | None, target: int) -> int | Non
 class SwarmStack(NoFaults, DockerStack):
     kind = SWARM
 
-    def __init__(self, project_dir: Path, *, stack: str = STACK, **docker: Any) -> None:
-        """`docker`: DockerStack's env, ready_timeout_s and docker (the binary)."""
+    def __init__(
+        self, project_dir: Path, *, stack: str = STACK, nodes: NodesFile | None = None, **docker: Any
+    ) -> None:
+        """`docker`: DockerStack's env, ready_timeout_s and docker (the binary). `nodes`: how to reach
+        each node's engine and address (lab.nodes); None: this engine only."""
         super().__init__(project_dir, **docker)
         self.stack = stack
+        self.nodes_file = nodes
+        self._engines: dict[str, DockerCLI] | None = None
+
+    @classmethod
+    def from_options(cls, options: StackOptions) -> SwarmStack:
+        nodes = read_nodes_file(options.nodes_file) if options.nodes_file is not None else None
+        return cls(options.project_dir, nodes=nodes, **cls.docker_options(options))
+
+    def engines(self) -> dict[str, DockerCLI]:
+        """Node name -> the CLI on its engine: every node of the nodes file, else this engine alone."""
+        if self._engines is None:
+            if self.nodes_file is None:
+                self._engines = {self.cli.node_name(): self.cli}
+            else:
+                self._engines = {node.name: self.cli.on(node.endpoint) for node in self.nodes_file.nodes}
+        return self._engines
+
+    def _address(self, node: str | None) -> str:
+        """Where lab reaches a port published (host mode) on the node: its address in the nodes file;
+        without one, on this machine."""
+        if self.nodes_file is None or node is None:
+            return "127.0.0.1"
+        return self.nodes_file.node(node).ip
+
+    def _node_of(self, name: str) -> str | None:
+        """The node of the service's first running task."""
+        for task in self.tasks(name):
+            if str(task.get("CurrentState", "")).startswith("Running"):
+                return str(task.get("Node"))
+        return None
 
     def _service(self, name: str) -> str:
         return f"{self.stack}_{name}"
@@ -153,17 +191,18 @@ class SwarmStack(NoFaults, DockerStack):
             time.sleep(1.0)
         raise StackError(f"{self._service(name)} not ready within {self.ready_timeout_s:.0f}s: {states}")
 
-    def _task_containers_here(self, name: str) -> list[str]:
-        """IDs of the service's running containers on this node."""
-        return self.cli(
+    def _task_containers_here(self, name: str, cli: DockerCLI | None = None) -> list[str]:
+        """IDs of the service's running containers on this node (or on `cli`'s engine)."""
+        return (cli or self.cli)(
             "ps", "-q", "--no-trunc", "--filter", f"label={SERVICE_LABEL}={self._service(name)}"
         ).split()
 
     def _containers_of(self, name: str) -> int:
-        """Running containers of the service on this node plus its running tasks on other nodes."""
-        node = self.cli.node_name()
-        elsewhere = [t for t in self.tasks(name) if t.get("Node") != node]
-        return len(self._task_containers_here(name)) + len(elsewhere)
+        """Running containers of the service on the engines lab reaches, plus its running tasks on the
+        nodes it does not (counted as Swarm reports them)."""
+        engines = self.engines()
+        elsewhere = [t for t in self.tasks(name) if t.get("Node") not in engines]
+        return sum(len(self._task_containers_here(name, cli)) for cli in engines.values()) + len(elsewhere)
 
     def scale_locust_workers(self, workers: int) -> None:
         self.cli("service", "scale", "--detach", f"{self._service(LOCUST_WORKER)}={workers}")
@@ -175,15 +214,28 @@ class SwarmStack(NoFaults, DockerStack):
         )
 
     def container_stats(self) -> list[dict[str, Any]]:
-        out = self.cli(
+        """`docker stats` of the stack's containers on every engine lab reaches, each row naming its node;
+        an engine that does not answer gives an error row (the others' samples stand)."""
+        engines = self.engines()
+        with ThreadPoolExecutor(max_workers=len(engines)) as pool:
+            futures = {node: pool.submit(self._stats_on, node, cli) for node, cli in engines.items()}
+        rows: list[dict[str, Any]] = []
+        for node, future in futures.items():
+            try:
+                rows += future.result()
+            except StackError as err:
+                rows.append({"node": node, "error": str(err)})
+        return rows
+
+    def _stats_on(self, node: str, cli: DockerCLI) -> list[dict[str, Any]]:
+        out = cli(
             "ps", "--filter", f"label={NAMESPACE_LABEL}={self.stack}",
             "--format", '{{.Names}}\t{{.Label "com.docker.swarm.service.name"}}',
         )  # fmt: skip
         service_of = dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
         if not service_of:
             return []
-        node = self.cli.node_name()
-        stats = self.cli.records("stats", "--no-stream", "--format", "{{json .}}", *service_of, timeout=30)
+        stats = cli.records("stats", "--no-stream", "--format", "{{json .}}", *service_of, timeout=30)
         prefix = f"{self.stack}_"
         return [
             {
@@ -199,21 +251,26 @@ class SwarmStack(NoFaults, DockerStack):
             name: [{k: t.get(k) for k in ("Name", "Node", "CurrentState", "Image")} for t in self.tasks(name)]
             for name in self.services()
         }
-        node = self.cli.node_name()
+        sampled = sorted(self.engines())
         images = sorted({t["Image"] for ts in tasks.values() for t in ts if t.get("Image")})
         return {
             "stack": self.stack,
             "nodes": self.nodes(),
-            "model": model_info(lambda: ("127.0.0.1", self._published(NGINX, 80))),
-            "tasks": tasks,
-            # docker stats reaches this node's containers only.
-            "sampled_node": node,
+            "model": model_info(lambda: self._reach(NGINX, 80)),
+            "tasks": tasks,  # each task's node: where every replica and Locust process ran
+            # docker stats reaches the containers of these nodes' engines only.
+            "sampled_nodes": sampled,
             "tasks_not_sampled": sorted(
-                t["Name"] for ts in tasks.values() for t in ts if t.get("Node") != node
+                t["Name"] for ts in tasks.values() for t in ts if t.get("Node") not in sampled
             ),
             "images": [{"Repository": image, "ID": self._image_id(image)} for image in images],
             "classifier_env": self.classifier_settings(),
         }
+
+    def _reach(self, name: str, target: int) -> tuple[str, int]:
+        """(address, port) of the service's published port, on the node of its running task."""
+        port = self._published(name, target)
+        return self._address(self._node_of(name)), port
 
     def _published(self, name: str, target: int) -> int:
         port = published_port(self._inspect_service(name)["Endpoint"].get("Ports"), target)
@@ -233,9 +290,15 @@ class SwarmStack(NoFaults, DockerStack):
 
     def locust_url(self) -> str | None:
         try:
-            return f"http://127.0.0.1:{self._published(LOCUST_MASTER, LOCUST_WEB_CONTAINER_PORT)}"
+            host, port = self._reach(LOCUST_MASTER, LOCUST_WEB_CONTAINER_PORT)
+            return f"http://{host}:{port}"
         except StackError:
-            pass
+            if self.nodes_file is not None:
+                # The master's docker_gwbridge address answers on its own node only.
+                raise StackError(
+                    f"the Locust UI of {self._service(LOCUST_MASTER)} is not published: "
+                    "`scripts/swarm up --publish-ui ...` for lab to reach it on its node"
+                ) from None
         # Not published (the default): the master's address on this node's docker_gwbridge.
         ids = self._task_containers_here(LOCUST_MASTER)
         if not ids:

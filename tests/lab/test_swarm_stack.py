@@ -12,6 +12,7 @@ import pytest
 
 from lab.faults import FaultSpec
 from lab.grid import ExperimentSettings, StackConfig
+from lab.nodes import NodeRecord, NodesFile
 from lab.stacks import StackError, StackOptions, make_stack
 from lab.stacks.docker import env_list_to_dict
 from lab.stacks.swarm import SwarmStack, published_port
@@ -148,3 +149,81 @@ def test_the_factory_builds_the_swarm_stack_from_the_options(fake: Fake, tmp_pat
     stack = make_stack("swarm", options)
     assert isinstance(stack, SwarmStack) and stack.ready_timeout_s == 2
     assert stack.capture().replicas["classifier"] == 2
+
+
+def multi_node(tmp_path: Path, down: tuple[str, ...] = ()) -> Fake:
+    """Three nodes as scripts/nodes makes them: replicas on node-1 and node-2, Locust on node-3, a nodes
+    file naming each node's engine and address."""
+    fake = Fake(
+        tmp_path,
+        classifier={"nodes": ["node-1", "node-2"]},
+        nginx={"nodes": ["node-2"], "ports": [{"TargetPort": 80, "PublishedPort": 8000}]},
+        locust_master={"nodes": ["node-3"], "ports": [{"TargetPort": 8089, "PublishedPort": 8089}]},
+        locust_worker={"nodes": ["node-3"]},
+    )
+    names = ("node-1", "node-2", "node-3")
+    state = fake.read()
+    state["engines"] = {f"unix:///nodes/{name}/docker.sock": name for name in names}
+    state["up"] = [name for name in names if name not in down]
+    fake.state.write_text(json.dumps(state))
+    nodes = NodesFile(
+        tuple(
+            NodeRecord(name, f"10.1.0.{i + 1}", f"unix:///nodes/{name}/docker.sock", manager=i == 0)
+            for i, name in enumerate(names)
+        )
+    )
+    fake.stack = SwarmStack(
+        tmp_path, nodes=nodes, env=fake.stack.cli.env, ready_timeout_s=2, docker=fake.stack.cli.docker
+    )
+    return fake
+
+
+def test_with_a_nodes_file_every_node_is_sampled_through_its_engine(tmp_path: Path) -> None:
+    fake = multi_node(tmp_path)
+    samples = fake.stack.container_stats()
+    where = sorted((s["node"], s["service"]) for s in samples)
+    assert where == [
+        ("node-1", "classifier"),
+        ("node-2", "classifier"),
+        ("node-2", "nginx"),
+        ("node-3", "locust-master"),
+        ("node-3", "locust-worker"),
+    ]
+    # Each node's stats came from its own engine.
+    assert len(fake.calls("stats")) == 3
+    described = fake.stack.describe()
+    assert described["sampled_nodes"] == ["node-1", "node-2", "node-3"]
+    assert described["tasks_not_sampled"] == []
+    assert [t["Node"] for t in described["tasks"]["classifier"]] == ["node-1", "node-2"]
+    # Ports are reached at the address of the node that runs the task.
+    assert fake.stack.locust_url() == "http://10.1.0.3:8089"
+    assert fake.stack._reach("nginx", 80) == ("10.1.0.2", 8000)
+    # Readiness counts the containers on every engine.
+    fake.stack.wait_ready("classifier", 2)
+
+
+def test_a_node_that_does_not_answer_is_an_error_row_not_a_lost_sample(tmp_path: Path) -> None:
+    fake = multi_node(tmp_path, down=("node-2",))
+    samples = fake.stack.container_stats()
+    errors = [s for s in samples if "error" in s]
+    assert [e["node"] for e in errors] == ["node-2"]
+    assert {s["node"] for s in samples if "raw" in s} == {"node-1", "node-3"}
+
+
+def test_an_unpublished_ui_on_another_node_is_a_clear_error(tmp_path: Path) -> None:
+    fake = multi_node(tmp_path)
+    state = fake.read()
+    state["services"]["locust-master"]["ports"] = []
+    fake.state.write_text(json.dumps(state))
+    with pytest.raises(StackError, match="--publish-ui"):
+        fake.stack.locust_url()
+
+
+def test_the_factory_reads_the_nodes_file(tmp_path: Path) -> None:
+    path = tmp_path / "nodes.json"
+    NodesFile((NodeRecord("node-a", "10.0.0.1", "unix:///a.sock", manager=True),)).write(path)
+    stack = make_stack("swarm", StackOptions(tmp_path, nodes_file=path))
+    assert isinstance(stack, SwarmStack) and stack.engines().keys() == {"node-a"}
+    path.write_text(json.dumps({"schema_version": 99, "nodes": []}))
+    with pytest.raises(ValueError, match="schema_version 99"):
+        make_stack("swarm", StackOptions(tmp_path, nodes_file=path))
