@@ -30,6 +30,9 @@ class NodeRecord:
     endpoint: str  # DOCKER_HOST of its engine, from where lab runs
     labels: dict[str, str] = field(default_factory=dict)  # swarm node labels
     manager: bool = False
+    # The container that is this node on the machine lab runs on (scripts/nodes' nodes): what the node
+    # fault kinds kill or cut off. None on a real host, which lab cannot crash.
+    container: str | None = None
 
     @property
     def role(self) -> str:
@@ -41,6 +44,7 @@ class NodesFile:
     nodes: tuple[NodeRecord, ...]
     network: str | None = None  # the bridge scripts/nodes made (None on real hosts)
     subnet: str | None = None
+    host_engine: str | None = None  # DOCKER_HOST of the engine running the node containers (None: default)
 
     @property
     def manager(self) -> NodeRecord:
@@ -57,6 +61,7 @@ class NodesFile:
             "schema_version": SCHEMA_VERSION,
             "network": self.network,
             "subnet": self.subnet,
+            "host_engine": self.host_engine,
             "nodes": [asdict(node) for node in self.nodes],
         }
 
@@ -72,6 +77,7 @@ class NodesFile:
                     endpoint=str(node["endpoint"]),
                     labels={str(k): str(v) for k, v in (node.get("labels") or {}).items()},
                     manager=bool(node.get("manager", False)),
+                    container=node.get("container"),
                 )
                 for node in data["nodes"]
             )
@@ -79,7 +85,7 @@ class NodesFile:
             raise NodesFileError(f"a node lacks {err}") from None
         if sum(node.manager for node in nodes) < 1:
             raise NodesFileError("no node is a manager")
-        return cls(nodes, data.get("network"), data.get("subnet"))
+        return cls(nodes, data.get("network"), data.get("subnet"), data.get("host_engine"))
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")

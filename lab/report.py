@@ -206,7 +206,9 @@ FAULT_HEADER = [
     f"p95 ms before / worst {TIMELINE_WINDOW_S} s",
     "Recovered after s",
     "Replicas serving after",
+    "Node Down / tasks elsewhere / Ready s",
 ]
+NODE_EVENTS = ("node_down", "tasks_elsewhere", "node_ready")  # lab.stacks.swarm.NodeWatch's, in order
 
 
 def fault_rows(summary: Summary) -> list[Row]:
@@ -230,6 +232,9 @@ def fault_rows(summary: Summary) -> list[Row]:
                         f"{_fmt(f.before_p95_ms)} / {_fmt(f.worst_p95_ms)}",
                         _fmt(f.recovery_s) if f.recovered else "not recovered",
                         serving,
+                        " / ".join(_fmt(f.node_events_s.get(e)) for e in NODE_EVENTS)
+                        if f.node_events_s
+                        else "—",
                     ]
                 )
             )
@@ -482,7 +487,10 @@ FAULT_NOTE = (
     f"{RECOVERY_RPS_TOLERANCE:.0%} and p95 within {RECOVERY_P95_TOLERANCE:.0%} of the level before, or "
     "within the range its windows spanned before the fault, whichever is wider. "
     "Failed during: from the fault to the recovery (or the end); after: the rest. Replicas serving after: "
-    "those whose X-Served-By count grew after the fault."
+    "those whose X-Served-By count grew after the fault. Node Down / tasks elsewhere / Ready (node faults "
+    "on a swarm): seconds from the fault until the manager marked the node Down, every task that ran there "
+    "ran on other nodes, and the node was Ready again, polled through the manager every second (±1 s; — "
+    "when not seen before the measurement ended); one measurement each, no interval."
 )
 SOAK_NOTE = (
     "RSS and open files: every process of each replica, from the host's /proc (processes.jsonl); start and "

@@ -27,6 +27,7 @@ SWARM = ROOT / "scripts" / "swarm"
 PLACEMENT = ROOT / "deploy" / "swarm" / "placement.yml"
 LABEL = "label=loadlab.nodes"
 SERVE, LOAD = {"node-a", "node-b"}, {"node-c"}
+API_PORT = "8000"
 
 
 def run(argv: list[str], env: dict[str, str], timeout: float = 600) -> str:
@@ -75,6 +76,8 @@ def cluster(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     directory = tmp_path_factory.mktemp("nodes")
     env = {k: v for k, v in stack.env.items() if k != "DOCKER_HOST"}
     env["LOADLAB_NODES_DIR"] = str(directory)
+    # The stack's own default port: it binds on each node's address, apart from this machine's ports.
+    env["API_PORT"] = API_PORT
     try:
         started = time.monotonic()
         export = run([str(NODES), "up", "3"], env)
@@ -137,7 +140,7 @@ def test_photo_classified_through_nginx_on_its_node(cluster: dict[str, Any]) -> 
     address = cluster["nodes"][node]["ip"]
     photo = ROOT / "images" / "chelsea_640x480.jpg"
     with photo.open("rb") as f:
-        reply = httpx.post(f"http://{address}:8000/predict", files={"file": (photo.name, f)}, timeout=60)
+        reply = httpx.post(f"http://{address}:{API_PORT}/predict", files={"file": (photo.name, f)}, timeout=60)
     assert reply.status_code == 200, reply.text
     assert reply.json()["predicted_label"] == "Egyptian cat"
 

@@ -18,8 +18,19 @@ STATE = Path(os.environ["FAKE_DOCKER_STATE"])
 NODE = "node-1"
 
 
-def task_node(service: dict, index: int) -> str:
+def node_up(state: dict, node: str) -> bool:
+    """A node whose container ($FAKE's node_containers) is killed or cut off is Down, its tasks elsewhere."""
+    for container in state.get("node_containers", {}).values():
+        if container["node"] == node:
+            return bool(container["running"] and container["connected"])
+    return True
+
+
+def task_node(service: dict, index: int, state: dict | None = None) -> str:
     nodes = service.get("nodes") or [NODE]
+    if state is not None:
+        every = sorted({NODE, *state.get("engines", {}).values()})
+        nodes = [n for n in nodes if node_up(state, n)] or [n for n in every if node_up(state, n)]
     return str(nodes[index % len(nodes)])
 
 
@@ -34,7 +45,7 @@ def main(args: list[str]) -> None:
         sys.exit(1)
 
     def tasks_here(name: str) -> list[int]:
-        return [i for i in range(services[name]["replicas"]) if task_node(services[name], i) == here]
+        return [i for i in range(services[name]["replicas"]) if task_node(services[name], i, state) == here]
 
     out = ""
     match args:
@@ -54,7 +65,7 @@ def main(args: list[str]) -> None:
                 json.dumps(
                     {
                         "Name": f"{name}.{i + 1}",
-                        "Node": task_node(s, i),
+                        "Node": task_node(s, i, state),
                         "CurrentState": state_text,
                         "Image": f"loadlab/{name}:latest",
                     }
@@ -73,9 +84,35 @@ def main(args: list[str]) -> None:
                     services[name]["env"][key] = value
         case ["node", "ls", *_]:
             out = "\n".join(
-                json.dumps({"Hostname": node, "Status": "Ready", "Availability": "Active"})
+                json.dumps(
+                    {
+                        "Hostname": node,
+                        "Status": "Ready" if node_up(state, node) else "Down",
+                        "Availability": "Active",
+                    }
+                )
                 for node in sorted({NODE, *state.get("engines", {}).values()})
             )
+        case ["node", "inspect", node, "--format", "{{.Status.State}}"]:
+            out = "ready" if node_up(state, node) else "down"
+        case ["service", "update", "--detach", "--force", name]:
+            services[name.removeprefix("loadlab_")]["forced"] = (
+                services[name.removeprefix("loadlab_")].get("forced", 0) + 1
+            )
+        # The engine that runs the node containers (scripts/nodes' nodes).
+        case ["kill", container]:
+            state["node_containers"][container]["running"] = False
+        case ["start", container]:
+            state["node_containers"][container]["running"] = True
+        case ["network", "disconnect", _, container]:
+            state["node_containers"][container]["connected"] = False
+        case ["network", "connect", "--ip", _, _, container]:
+            state["node_containers"][container]["connected"] = True
+        case ["inspect", "--format", "{{json .State.Running}}", container]:
+            out = json.dumps(state["node_containers"][container]["running"])
+        case ["inspect", "--format", "{{json .NetworkSettings.Networks}}", container]:
+            connected = state["node_containers"][container]["connected"]
+            out = json.dumps({"loadlab-nodes": {}} if connected else {})
         case ["info", "--format", "{{.Name}}"]:
             out = here
         case ["info", "--format", "{{.NCPU}}"]:

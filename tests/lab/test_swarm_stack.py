@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import stat
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from lab.faults import FaultSpec
 from lab.grid import ExperimentSettings, StackConfig
 from lab.nodes import NodeRecord, NodesFile
 from lab.stacks import StackError, StackOptions, make_stack
+from lab.stacks import swarm as swarm_module
 from lab.stacks.docker import env_list_to_dict
 from lab.stacks.swarm import SwarmStack, published_port
 
@@ -138,7 +140,8 @@ def test_helpers() -> None:
 
 def test_faults_are_refused_not_ignored(fake: Fake) -> None:
     spec = FaultSpec.parse("kill-replica@5s")
-    assert fake.stack.kind.fault_kinds == ()  # `lab compare` refuses --fault before a run
+    # `lab compare` refuses a container kind before a run: the swarm stack injects node kinds only.
+    assert fake.stack.kind.fault_kinds == ("kill-node", "partition-node")
     with pytest.raises(StackError, match="cannot inject kill-replica"):
         fake.stack.inject_fault(spec)
     assert fake.stack.process_stats() == []
@@ -166,11 +169,22 @@ def multi_node(tmp_path: Path, down: tuple[str, ...] = ()) -> Fake:
     state["engines"] = {f"unix:///nodes/{name}/docker.sock": name for name in names}
     state["up"] = [name for name in names if name not in down]
     fake.state.write_text(json.dumps(state))
+    state["node_containers"] = {
+        f"loadlab-{name}": {"node": name, "running": True, "connected": True} for name in names
+    }
+    fake.state.write_text(json.dumps(state))
     nodes = NodesFile(
         tuple(
-            NodeRecord(name, f"10.1.0.{i + 1}", f"unix:///nodes/{name}/docker.sock", manager=i == 0)
+            NodeRecord(
+                name,
+                f"10.1.0.{i + 1}",
+                f"unix:///nodes/{name}/docker.sock",
+                manager=i == 0,
+                container=f"loadlab-{name}",
+            )
             for i, name in enumerate(names)
-        )
+        ),
+        network="loadlab-nodes",
     )
     fake.stack = SwarmStack(
         tmp_path, nodes=nodes, env=fake.stack.cli.env, ready_timeout_s=2, docker=fake.stack.cli.docker
@@ -227,3 +241,52 @@ def test_the_factory_reads_the_nodes_file(tmp_path: Path) -> None:
     path.write_text(json.dumps({"schema_version": 99, "nodes": []}))
     with pytest.raises(ValueError, match="schema_version 99"):
         make_stack("swarm", StackOptions(tmp_path, nodes_file=path))
+
+
+def test_node_faults_are_refused_where_they_cannot_be_injected(tmp_path: Path) -> None:
+    fake = multi_node(tmp_path)
+    cut = FaultSpec.parse("partition-node=node-2:5s@5s")
+    assert fake.stack.refuse_faults([cut]) is None
+    assert "manager" in str(fake.stack.refuse_faults([FaultSpec.parse("kill-node=node-1@5s")]))
+    assert "node faults only" in str(fake.stack.refuse_faults([FaultSpec.parse("kill-replica@5s")]))
+    with pytest.raises(ValueError, match="no node 'node-9'"):
+        fake.stack.refuse_faults([FaultSpec.parse("kill-node=node-9@5s")])
+    (tmp_path / "single").mkdir()
+    assert "--nodes" in str(Fake(tmp_path / "single").stack.refuse_faults([cut]))
+
+
+def test_partition_node_cuts_watches_reconnects_and_heals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(swarm_module, "WATCH_INTERVAL_S", 0.2)
+    fake = multi_node(tmp_path)
+    spec = FaultSpec.parse("partition-node=node-2:5s@5s")
+    target, detail = fake.stack.inject_fault(spec)
+    assert target == "node-2" and "disconnect from loadlab-nodes" in detail
+    assert "it ran classifier, nginx" in detail
+    assert fake.calls("network", "disconnect") == [
+        ["network", "disconnect", "loadlab-nodes", "loadlab-node-2"]
+    ]
+    time.sleep(1.5)
+    fake.stack.end_fault(spec, target)
+    assert fake.calls("network", "connect") == [
+        ["network", "connect", "--ip", "10.1.0.2", "loadlab-nodes", "loadlab-node-2"]
+    ]
+    time.sleep(1.0)
+    events = fake.stack.fault_events(spec, target)
+    assert list(events) == ["node_down", "tasks_elsewhere", "node_ready"]
+    assert events["node_down"] <= events["node_ready"]
+    fake.stack.heal(2, 1)
+    assert fake.read()["services"]["classifier"]["forced"] == 1  # spread over the nodes again
+
+
+def test_kill_node_kills_its_container_and_heal_starts_it(tmp_path: Path) -> None:
+    fake = multi_node(tmp_path)
+    spec = FaultSpec.parse("kill-node=node-2@5s")
+    fake.stack.inject_fault(spec)
+    assert fake.calls("kill") == [["kill", "loadlab-node-2"]]
+    assert {t["Node"] for t in fake.stack.tasks("classifier")} == {"node-1"}
+    fake.stack.fault_events(spec, "node-2")
+    fake.stack.heal(2, 1)
+    assert fake.calls("start") == [["start", "loadlab-node-2"]]
+    assert {n["Status"] for n in fake.stack.nodes()} == {"Ready"}
