@@ -139,8 +139,9 @@ def test_photo_classified_through_nginx_on_its_node(cluster: dict[str, Any]) -> 
     (node,) = task_nodes(cluster["env"], "nginx")
     address = cluster["nodes"][node]["ip"]
     photo = ROOT / "images" / "chelsea_640x480.jpg"
+    url = f"http://{address}:{API_PORT}/predict"
     with photo.open("rb") as f:
-        reply = httpx.post(f"http://{address}:{API_PORT}/predict", files={"file": (photo.name, f)}, timeout=60)
+        reply = httpx.post(url, files={"file": (photo.name, f)}, timeout=60)
     assert reply.status_code == 200, reply.text
     assert reply.json()["predicted_label"] == "Egyptian cat"
 
@@ -170,3 +171,36 @@ def test_lab_compare_samples_every_node(cluster: dict[str, Any], tmp_path: Path)
         print(f"nodes: r{config['replicas']} {config['rps']} req/s, cpu by node {config['cpu_by_node']}")
         assert set(config["cpu_by_node"]) == SERVE | LOAD
     assert "### CPU per node" in (run_dir / "summary.md").read_text()
+
+
+def test_partition_of_a_serve_node_under_load(cluster: dict[str, Any], tmp_path: Path) -> None:
+    """node-b cut off for 20 s, 10 s into a 45 s measurement: the fault's summary has the traffic's
+    numbers and the swarm's timings (reported; asserted only within generous bounds)."""
+    cmd = [
+        sys.executable, "-m", "lab.cli", "compare", "--stack", "swarm", "--nodes", str(cluster["file"]),
+        "--replicas", "2", "--users", "8", "--duration", "45s", "--warmup", "5s", "--out", str(tmp_path),
+        "--fault", "partition-node=node-b:20s@10s",
+    ]  # fmt: skip
+    started = time.monotonic()
+    run(cmd, cluster["env"], timeout=900)
+    print(f"nodes: lab compare with partition-node in {time.monotonic() - started:.0f} s")
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    (folder,) = [p for p in run_dir.iterdir() if p.is_dir()]
+    (applied,) = json.loads((folder / "faults.json").read_text())
+    assert applied["error"] is None and applied["target"] == "node-b", applied
+    assert 19 <= applied["t_end"] - applied["t"] <= 40  # the partition lasted its 20 s (and the reconnect)
+    (config,) = json.loads((run_dir / "summary.json").read_text())["configs"]
+    (fault,) = config["faults"]
+    print(f"nodes: partition-node summary {json.dumps(fault)}")
+    assert fault["fault"] == "partition-node=node-b:20s@10s" and fault["applied"]
+    assert isinstance(fault["failures_during"], int) and isinstance(fault["failures_after"], int)
+    assert fault["replicas_expected"] == 2 and fault["before_rps"] and fault["before_rps"] > 0
+    events = fault["node_events_s"]
+    assert set(events) <= {"node_down", "tasks_elsewhere", "node_ready"}
+    assert "node_down" in events and 0 < events["node_down"] < 35, events  # measured here: ~11 s
+    assert all(0 < t < 45 for t in events.values()), events
+    assert "Node Down / tasks elsewhere / Ready s" in (run_dir / "summary.md").read_text()
+    # Healed: every node Ready again, the classifier's two tasks on the serve nodes.
+    nodes = run(["docker", "node", "ls", "--format", "{{.Hostname}} {{.Status}}"], cluster["env"])
+    assert sorted(nodes.split()) == sorted([*SERVE, *LOAD, "Ready", "Ready", "Ready"]), nodes
+    assert set(task_nodes(cluster["env"], "classifier")) <= SERVE
