@@ -89,12 +89,16 @@ class NodeWatch:
         return self.stack.cli("node", "inspect", self.node, "--format", "{{.Status.State}}").strip()
 
     def _moved(self) -> bool:
+        """As many tasks running on other nodes as the service wants. Not "no task left on the node":
+        right after the node is marked Down its task is gone from the list before a new one is in it."""
+        desired = self.stack.services()
         for service in self.services:
-            tasks = self.stack.tasks(service)
-            if not tasks or any(
-                t.get("Node") == self.node or not str(t.get("CurrentState", "")).startswith("Running")
-                for t in tasks
-            ):
+            elsewhere = [
+                t
+                for t in self.stack.tasks(service)
+                if t.get("Node") != self.node and str(t.get("CurrentState", "")).startswith("Running")
+            ]
+            if len(elsewhere) < desired.get(service, 1):
                 return False
         return True
 
