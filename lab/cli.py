@@ -241,6 +241,13 @@ def compare(
     expect_workers: Annotated[
         int | None, typer.Option(help="external stack: Locust workers to wait for.")
     ] = None,
+    nodes: Annotated[
+        Path | None,
+        typer.Option(
+            help="swarm stack: the nodes file (scripts/nodes' nodes.json, lab/nodes.py): sample every "
+            "node's containers through its engine, reach ports at their node's address."
+        ),
+    ] = None,
     ready_timeout: Annotated[
         str, typer.Option(help="Longest wait for replicas to be healthy.")
     ] = f"{DEFAULT_READY_TIMEOUT_S:.0f}s",
@@ -309,13 +316,18 @@ def compare(
         directory = (project_dir or find_project_dir(Path.cwd())).resolve()
         cannot = sorted({s.kind for s in settings.fault_specs} - set(kind.fault_kinds))
         if cannot:
-            able = [name for name, cls in STACKS.items() if cls.kind.fault_kinds]
+            able = [name for name, cls in STACKS.items() if set(cannot) <= set(cls.kind.fault_kinds)]
             raise StackError(
-                f"--fault needs --stack {' or '.join(able)} (lab cannot inject {', '.join(cannot)} into "
-                f"the {stack} stack)"
+                f"--fault needs --stack {' or '.join(able) or 'of one kind'} (lab cannot inject "
+                f"{', '.join(cannot)} into the {stack} stack)"
             )
-        options = StackOptions(directory, timeout_s, project_name, locust_url, expect_workers)
+        options = StackOptions(
+            directory, timeout_s, project_name, locust_url, expect_workers, nodes_file=nodes
+        )
         the_stack = make_stack(stack, options)
+        refused = the_stack.refuse_faults(settings.fault_specs) if settings.fault_specs else None
+        if refused:
+            raise StackError(f"--fault: {refused}")
         if settings.pin:
             if not kind.pins_cpus:
                 able = [name for name, cls in STACKS.items() if cls.kind.pins_cpus]

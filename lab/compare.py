@@ -386,6 +386,7 @@ class Driver:
                 self.stack.inject_fault,
                 self.stack.end_fault,
                 self._locust.served_by,
+                self.stack.fault_events,
             )
         interrupted = False
         started = False

@@ -15,7 +15,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -47,21 +47,36 @@ class FaultOps(Protocol):
     def scale(self, service: str, count: int) -> None: ...
 
 
+class NodeOps(Protocol):
+    """What a stack of several nodes offers the node fault kinds (SwarmStack with a nodes file has them)."""
+
+    def kill_node(self, node: str) -> str:
+        """The node gone at once, as a host crash; returns how."""
+        ...
+
+    def disconnect_node(self, node: str) -> str:
+        """The node cut off from the other nodes' network; returns how."""
+        ...
+
+    def connect_node(self, node: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class FaultArg:
-    """What a kind's `=ARG` is: its name in messages, an example, the FaultSpec field it fills, and its
-    parser (raises ValueError saying what is wrong)."""
+    """What a kind's `=ARG` is: its name in messages, an example, and its parser, which returns the
+    FaultSpec fields it fills (raises ValueError saying what is wrong). `lasts`: the ARG holds a duration,
+    after which the fault is ended (FaultKind.end)."""
 
     name: str
     example: str
-    field: str
-    parse: Callable[[str], Any]
+    parse: Callable[[str], dict[str, Any]]
+    lasts: bool = False
 
 
-def _replica_count(text: str) -> int:
+def _replica_count(text: str) -> dict[str, Any]:
     if not text.isdigit() or int(text) < 1:
         raise ValueError("the replica count must be a whole number >= 1")
-    return int(text)
+    return {"count": int(text)}
 
 
 def _positive_duration(text: str) -> float:
@@ -71,9 +86,31 @@ def _positive_duration(text: str) -> float:
     return seconds
 
 
-COUNT = FaultArg("count", "1", "count", _replica_count)
-# A kind whose ARG is a duration lasts that long and is then ended (FaultKind.end).
-DURATION = FaultArg("duration", "10s", "duration_s", _positive_duration)
+_NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _node(text: str) -> dict[str, Any]:
+    if not _NODE_NAME.match(text):
+        raise ValueError(f"{text!r} is not a node name (`docker node ls` lists them)")
+    return {"node": text}
+
+
+def _node_for(text: str) -> dict[str, Any]:
+    node, _, duration = text.rpartition(":")
+    if not node:
+        raise ValueError("want NODE:DURATION, e.g. node-b:15s")
+    return {**_node(node), "duration_s": _positive_duration(duration)}
+
+
+COUNT = FaultArg("count", "1", _replica_count)
+# A kind whose ARG holds a duration lasts that long and is then ended (FaultKind.end).
+DURATION = FaultArg("duration", "10s", lambda text: {"duration_s": _positive_duration(text)}, lasts=True)
+NODE = FaultArg("node", "node-b", _node)
+NODE_FOR = FaultArg("node:duration", "node-b:15s", _node_for, lasts=True)
+
+# What a kind acts on: a service's containers, through the stack's FaultOps (compose), or a whole node
+# of a multi-node swarm, through its NodeOps (the swarm stack with a nodes file).
+CONTAINERS, NODES = "containers", "nodes"
 
 
 @dataclass(frozen=True)
@@ -82,17 +119,19 @@ class FaultKind:
 
     `act(ops, target, spec)` does it and returns the detail written to faults.json; `target` is the
     container chosen (the service's highest-numbered running one, the one a scale-down would remove too),
-    or the service itself when `whole_service`. A kind whose ARG is a DURATION lasts: `end(ops, target)`
-    ends it when the duration is over, or when the measurement stops."""
+    the service itself when `whole_service`, or the node the spec names for a kind that acts on NODES
+    (then `ops` is a NodeOps). A kind whose ARG holds a duration lasts: `end(ops, target)` ends it when
+    the duration is over, or when the measurement stops."""
 
     name: str
     help: str
-    target: str  # the compose service it acts on
-    act: Callable[[FaultOps, str, FaultSpec], str]
+    target: str  # the compose service it acts on (a node kind: the replicas', which it may take away)
+    act: Callable[[Any, str, FaultSpec], str]
     arg: FaultArg | None = None
     removes_replica: bool = False  # takes a classifier replica away (the rest act on nginx or Locust)
-    end: Callable[[FaultOps, str], None] | None = None
+    end: Callable[[Any, str], None] | None = None
     whole_service: bool = False
+    acts_on: str = CONTAINERS
 
     def __post_init__(self) -> None:
         if (self.end is not None) != self.lasts:
@@ -100,7 +139,7 @@ class FaultKind:
 
     @property
     def lasts(self) -> bool:
-        return self.arg is DURATION
+        return self.arg is not None and self.arg.lasts
 
     @property
     def example(self) -> str:
@@ -140,6 +179,18 @@ def _pause(ops: FaultOps, target: str, spec: FaultSpec) -> str:
 
 def _unpause(ops: FaultOps, target: str) -> None:
     ops.docker("unpause", target)
+
+
+def _kill_node(ops: NodeOps, node: str, spec: FaultSpec) -> str:
+    return ops.kill_node(node)
+
+
+def _partition_node(ops: NodeOps, node: str, spec: FaultSpec) -> str:
+    return f"{ops.disconnect_node(node)} for {spec.duration_s:g} s"
+
+
+def _reconnect_node(ops: NodeOps, node: str) -> None:
+    ops.connect_node(node)
 
 
 def _scale(ops: FaultOps, service: str, spec: FaultSpec) -> str:
@@ -188,6 +239,26 @@ _KINDS = (
         removes_replica=True,
         end=_unpause,
     ),
+    FaultKind(
+        name="kill-node",
+        help="the node's host gone at once (its container killed: engine and tasks with it); "
+        "it comes back only when the measurement is over",
+        target=CLASSIFIER,
+        act=_kill_node,
+        arg=NODE,
+        removes_replica=True,
+        acts_on=NODES,
+    ),
+    FaultKind(
+        name="partition-node",
+        help="the node cut off from the other nodes for DURATION (docker network disconnect), then back",
+        target=CLASSIFIER,
+        act=_partition_node,
+        arg=NODE_FOR,
+        removes_replica=True,
+        end=_reconnect_node,
+        acts_on=NODES,
+    ),
 )
 FAULT_KINDS: dict[str, FaultKind] = {kind.name: kind for kind in _KINDS}
 
@@ -205,9 +276,17 @@ def fault_help() -> str:
     return f"A fault in every measurement, KIND[=ARG]@OFFSET (repeatable): {examples}."
 
 
-def apply_fault(ops: FaultOps, spec: FaultSpec) -> tuple[str | None, str]:
-    """Do the fault on a stack; returns (the container it hit, or None for a whole service; the detail)."""
+def kinds_acting_on(*targets: str) -> tuple[str, ...]:
+    return tuple(name for name, kind in FAULT_KINDS.items() if kind.acts_on in targets)
+
+
+def apply_fault(ops: Any, spec: FaultSpec) -> tuple[str | None, str]:
+    """Do the fault on a stack (`ops`: its FaultOps, or its NodeOps for a node kind); returns (the
+    container or node it hit, or None for a whole service; the detail)."""
     kind = fault_kind(spec.kind)
+    if kind.acts_on == NODES:
+        assert spec.node is not None
+        return spec.node, kind.act(ops, spec.node, spec)
     if kind.whole_service:
         return None, kind.act(ops, kind.target, spec)
     containers = ops.running(kind.target)
@@ -217,7 +296,7 @@ def apply_fault(ops: FaultOps, spec: FaultSpec) -> tuple[str | None, str]:
     return target, kind.act(ops, target, spec)
 
 
-def end_fault(ops: FaultOps, spec: FaultSpec, target: str | None) -> None:
+def end_fault(ops: Any, spec: FaultSpec, target: str | None) -> None:
     kind = fault_kind(spec.kind)
     if kind.end is not None and target:
         kind.end(ops, target)
@@ -229,14 +308,16 @@ class FaultSpec:
     at_s: float
     count: int | None = None  # a COUNT argument
     duration_s: float = 0.0  # a DURATION argument: how long the fault lasts; others are instantaneous
+    node: str | None = None  # a NODE argument: the swarm node it acts on
 
     @property
     def text(self) -> str:
-        arg = (
-            f"={self.count}"
-            if self.count is not None
-            else (f"={self.duration_s:g}s" if self.duration_s else "")
-        )
+        parts = [
+            *([str(self.count)] if self.count is not None else []),
+            *([self.node] if self.node is not None else []),
+            *([f"{self.duration_s:g}s"] if self.duration_s else []),
+        ]
+        arg = f"={':'.join(parts)}" if parts else ""
         return f"{self.kind}{arg}@{self.at_s:g}s"
 
     @classmethod
@@ -257,10 +338,10 @@ class FaultSpec:
         if kind.arg is None or arg is None:
             return cls(kind.name, at_s)
         try:
-            value = kind.arg.parse(arg)
+            fields = kind.arg.parse(arg)
         except ValueError as err:
             raise ValueError(f"--fault {text!r}: {err}") from None
-        return cls(kind.name, at_s, **{kind.arg.field: value})
+        return cls(kind.name, at_s, **fields)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "text": self.text}
@@ -268,7 +349,11 @@ class FaultSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FaultSpec:
         return cls(
-            str(data["kind"]), float(data["at_s"]), data.get("count"), float(data.get("duration_s") or 0)
+            str(data["kind"]),
+            float(data["at_s"]),
+            data.get("count"),
+            float(data.get("duration_s") or 0),
+            data.get("node"),
         )
 
 
@@ -293,6 +378,9 @@ class AppliedFault:
     detail: str = ""
     error: str | None = None
     served_by_at_fault: dict[str, int] | None = None  # X-Served-By counts just before it
+    # What the stack saw happen after it, wall clock (a node kind: the manager marked the node Down, its
+    # tasks ran elsewhere, the node was Ready again): the stack's fault_events.
+    events: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "spec": self.spec.to_dict()}
@@ -300,7 +388,13 @@ class AppliedFault:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AppliedFault:
         fields = {k: data.get(k) for k in ("t", "t_end", "target", "error", "served_by_at_fault")}
-        return cls(spec=FaultSpec.from_dict(data["spec"]), detail=str(data.get("detail") or ""), **fields)
+        events = {str(k): float(v) for k, v in (data.get("events") or {}).items()}
+        return cls(
+            spec=FaultSpec.from_dict(data["spec"]),
+            detail=str(data.get("detail") or ""),
+            events=events,
+            **fields,
+        )
 
 
 def read_faults(path: Path) -> list[AppliedFault]:
@@ -316,7 +410,8 @@ class FaultInjector:
     """Applies each fault at `t0 + at_s` in a thread of its own; the measurement goes on meanwhile.
 
     `inject(spec)` does the docker work and returns (target, detail); `end(spec, target)` ends a lasting
-    fault (unpause); `served_by()` reads the master's X-Served-By tally at the moment of the fault.
+    fault (unpause); `served_by()` reads the master's X-Served-By tally at the moment of the fault;
+    `events(spec, target)`, when the measurement stops, what the stack saw happen after each fault.
     """
 
     def __init__(
@@ -326,10 +421,12 @@ class FaultInjector:
         inject: Callable[[FaultSpec], tuple[str | None, str]],
         end: Callable[[FaultSpec, str | None], None],
         served_by: Callable[[], dict[str, Any] | None],
+        events: Callable[[FaultSpec, str | None], dict[str, float]] | None = None,
     ) -> None:
         self.specs = sorted(specs, key=lambda s: s.at_s)
         self.path = path
         self._inject, self._end, self._served_by = inject, end, served_by
+        self._events = events
         self.applied: list[AppliedFault] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -347,6 +444,12 @@ class FaultInjector:
         for record in self._pending_end:
             self._finish(record)
         self._pending_end.clear()
+        for record in self.applied:
+            if self._events is not None and record.error is None and record.t is not None:
+                try:
+                    record.events = self._events(record.spec, record.target)
+                except Exception as err:  # the fault and the measurement stand without them
+                    record.detail += f" (watching what followed failed: {type(err).__name__}: {err})"
         self._write()
 
     def _run(self, t0: float) -> None:

@@ -107,6 +107,8 @@ class MeasurementMetrics:
     mem_mb: float | None = None
     cpu_by_container: dict[str, float] = field(default_factory=dict)
     service_by_container: dict[str, str] = field(default_factory=dict)
+    node_by_container: dict[str, str] = field(default_factory=dict)  # swarm: where each container ran
+    cpu_by_node: dict[str, float] = field(default_factory=dict)  # swarm: each node's containers, in cores
     host_busy_cores: float | None = None
     machine_cpu_saturated: bool = False
     generator_cpu_max_pct: float | None = None
@@ -291,6 +293,8 @@ def measurement_metrics(
         mem_mb=containers.mem_mb,
         cpu_by_container=containers.cpu_by_container,
         service_by_container=containers.service_by_container,
+        node_by_container=containers.node_by_container,
+        cpu_by_node=containers.cpu_by_node,
         host_busy_cores=host,
         machine_cpu_saturated=containers.machine_saturated(host_cpus)
         or (host is not None and host >= HOST_BUSY_FRACTION * host_cpus),

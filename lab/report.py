@@ -206,7 +206,9 @@ FAULT_HEADER = [
     f"p95 ms before / worst {TIMELINE_WINDOW_S} s",
     "Recovered after s",
     "Replicas serving after",
+    "Node Down / tasks elsewhere / Ready s",
 ]
+NODE_EVENTS = ("node_down", "tasks_elsewhere", "node_ready")  # lab.stacks.swarm.NodeWatch's, in order
 
 
 def fault_rows(summary: Summary) -> list[Row]:
@@ -230,6 +232,9 @@ def fault_rows(summary: Summary) -> list[Row]:
                         f"{_fmt(f.before_p95_ms)} / {_fmt(f.worst_p95_ms)}",
                         _fmt(f.recovery_s) if f.recovered else "not recovered",
                         serving,
+                        " / ".join(_fmt(f.node_events_s.get(e)) for e in NODE_EVENTS)
+                        if f.node_events_s
+                        else "—",
                     ]
                 )
             )
@@ -273,6 +278,30 @@ def soak_rows(summary: Summary) -> list[Row]:
                     ]
                 )
             )
+    return rows
+
+
+NODE_HEADER = ["Measurement", "Node", "CPU cores (mean)", "Containers sampled"]
+NODE_NOTE = (
+    "Each node's containers' summed CPU (docker stats through the node's own engine, --nodes), the mean "
+    "over the measurement's samples, one measurement each: no interval. A node's engine and the rest of "
+    "the machine are not in it; simulated nodes on one machine share its cores."
+)
+
+
+def node_rows(summary: Summary) -> list[Row]:
+    """Per measurement, each node's CPU and what ran there (the swarm stack sampled through --nodes)."""
+    rows = []
+    for entry in summary.configs:
+        m = entry.metrics
+        for node, cores in m.cpu_by_node.items():
+            services: dict[str, int] = {}
+            for container, where in m.node_by_container.items():
+                if where == node:
+                    service = m.service_by_container.get(container, "?")
+                    services[service] = services.get(service, 0) + 1
+            held = ", ".join(f"{n} {s}" if n > 1 else s for s, n in sorted(services.items()))
+            rows.append(Row([entry.label, node, _fmt(cores, 2), held or "—"]))
     return rows
 
 
@@ -425,6 +454,7 @@ def render_markdown(summary: Summary) -> str:
             *([f"No plan: {summary.plan_error}.", ""] if summary.plan_error else []),
             *_optional_md("Faults", FAULT_HEADER, fault_rows(summary)),
             *_optional_md("Soak", SOAK_HEADER, soak_rows(summary)),
+            *_optional_md("CPU per node", NODE_HEADER, node_rows(summary)),
             *_optional_md("CPU budget", BUDGET_HEADER, _budget_rows(summary)),
             *[line for text in prometheus_lines(summary) for line in (text, "")],
             f"**Verdict.** {summary.verdict}",
@@ -469,7 +499,10 @@ FAULT_NOTE = (
     f"{RECOVERY_RPS_TOLERANCE:.0%} and p95 within {RECOVERY_P95_TOLERANCE:.0%} of the level before, or "
     "within the range its windows spanned before the fault, whichever is wider. "
     "Failed during: from the fault to the recovery (or the end); after: the rest. Replicas serving after: "
-    "those whose X-Served-By count grew after the fault."
+    "those whose X-Served-By count grew after the fault. Node Down / tasks elsewhere / Ready (node faults "
+    "on a swarm): seconds from the fault until the manager marked the node Down, every task that ran there "
+    "ran on other nodes, and the node was Ready again, polled through the manager every second (±1 s; — "
+    "when not seen before the measurement ended); one measurement each, no interval."
 )
 SOAK_NOTE = (
     "RSS and open files: every process of each replica, from the host's /proc (processes.jsonl); start and "
@@ -524,6 +557,7 @@ throughput.</p>
 {f'<p class="meta">No plan: {escape(summary.plan_error)}.</p>' if summary.plan_error else ""}
 {_optional_html("Faults", FAULT_HEADER, fault_rows(summary), FAULT_NOTE)}
 {_optional_html("Soak", SOAK_HEADER, soak_rows(summary), SOAK_NOTE)}
+{_optional_html("CPU per node", NODE_HEADER, node_rows(summary), NODE_NOTE)}
 {_optional_html("CPU budget", BUDGET_HEADER, _budget_rows(summary), BUDGET_NOTE)}
 {"".join(f'<p class="meta">{escape(text)}</p>' for text in prometheus_lines(summary))}
 {charts}

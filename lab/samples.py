@@ -77,6 +77,10 @@ class ContainerMetrics:
     mem_mb: float | None = None  # the replicas' summed memory, highest sample
     cpu_by_container: dict[str, float] = field(default_factory=dict)  # mean CPU % per container
     service_by_container: dict[str, str] = field(default_factory=dict)
+    # Samples that name their node (the swarm stack): each container's node, and each node's containers'
+    # summed CPU in cores, mean over the sampling times.
+    node_by_container: dict[str, str] = field(default_factory=dict)
+    cpu_by_node: dict[str, float] = field(default_factory=dict)
     generator_cpu_max_pct: float | None = None  # the busiest Locust worker container's highest sample
     samples: int = 0
 
@@ -95,6 +99,7 @@ class _Reading:
     service: str
     cpu: float | None
     mem: float | None
+    node: str | None = None
 
 
 def container_metrics(samples: list[dict[str, Any]]) -> ContainerMetrics:
@@ -102,6 +107,7 @@ def container_metrics(samples: list[dict[str, Any]]) -> ContainerMetrics:
     by_time: dict[float, list[_Reading]] = defaultdict(list)
     per_container: dict[str, list[float]] = defaultdict(list)
     service_of: dict[str, str] = {}
+    node_of: dict[str, str] = {}
     generator: list[float] = []
     for sample in samples:
         raw = sample.get("raw")
@@ -111,7 +117,10 @@ def container_metrics(samples: list[dict[str, Any]]) -> ContainerMetrics:
         name = str(raw.get("Name", ""))
         service = str(sample.get("service", ""))
         service_of[name] = service
-        by_time[sample["t"]].append(_Reading(service, cpu, parse_mem_mb(raw.get("MemUsage", ""))))
+        node = str(sample["node"]) if sample.get("node") else None
+        if node is not None:
+            node_of[name] = node
+        by_time[sample["t"]].append(_Reading(service, cpu, parse_mem_mb(raw.get("MemUsage", "")), node))
         if cpu is not None:
             per_container[name].append(cpu)
             if service == GENERATOR_SERVICE:
@@ -121,7 +130,11 @@ def container_metrics(samples: list[dict[str, Any]]) -> ContainerMetrics:
     classifier_cores: list[float] = []
     classifier_mem: list[float] = []
     all_cores: list[float] = []
+    node_cores: dict[str, list[float]] = defaultdict(list)
     for readings in by_time.values():
+        # A node without a row at this time (its engine did not answer) is left out, not counted as idle.
+        for node in {r.node for r in readings if r.node is not None}:
+            node_cores[node].append(sum(r.cpu or 0.0 for r in readings if r.node == node) / 100.0)
         replicas = [r for r in readings if r.service == CLASSIFIER_SERVICE]
         if replicas:
             classifier_cores.append(sum(r.cpu or 0.0 for r in replicas) / 100.0)
@@ -136,6 +149,8 @@ def container_metrics(samples: list[dict[str, Any]]) -> ContainerMetrics:
         mem_mb=round(max(classifier_mem), 1) if classifier_mem else None,
         cpu_by_container=cpu_by_container,
         service_by_container={name: service_of[name] for name in cpu_by_container},
+        node_by_container={name: node_of[name] for name in cpu_by_container if name in node_of},
+        cpu_by_node={node: round(statistics.fmean(v), 3) for node, v in sorted(node_cores.items())},
         generator_cpu_max_pct=max(generator) if generator else None,
         samples=len(by_time),
     )

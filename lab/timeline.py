@@ -204,6 +204,10 @@ class FaultImpact:
     replicas_serving_after: int | None  # replicas whose X-Served-By count grew after it
     not_serving_after: list[str] = field(default_factory=list)
     locust: LocustReaction | None = None  # kill-locust-worker: what Locust did about it
+    # A node kind: seconds from the fault until the manager marked the node Down ("node_down"), every task
+    # that ran there ran elsewhere ("tasks_elsewhere"), the node was Ready again ("node_ready"); an event
+    # not seen before the measurement ended is absent.
+    node_events_s: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -300,6 +304,9 @@ def fault_impact(
         replicas_serving_after=serving,
         not_serving_after=not_serving,
         locust=locust_reaction(live or [], record.t) if kind.on_load_generator else None,
+        node_events_s={
+            name: round(t - record.t, 1) for name, t in sorted(record.events.items(), key=lambda e: e[1])
+        },
     )
 
 

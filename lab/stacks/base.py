@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from lab.faults import FAULT_KINDS, FaultSpec
+from lab.faults import CONTAINERS, NODES, FaultSpec, kinds_acting_on
 from lab.grid import ExperimentSettings, StackConfig
 
 LOCUST_WEB_CONTAINER_PORT = 8089
@@ -33,10 +33,12 @@ class StackKind:
     nodes: int | None  # machines measured when the stack records no node list (compose: this one)
     injects_faults: bool  # lab acts on the stack's containers with docker (FaultOps)
     pins_cpus: bool = False  # --pin: lab can put each container on its own cpuset (docker update)
+    injects_node_faults: bool = False  # lab acts on whole nodes (NodeOps), given how to reach them
 
     @property
     def fault_kinds(self) -> tuple[str, ...]:
-        return tuple(FAULT_KINDS) if self.injects_faults else ()
+        targets = [CONTAINERS] * self.injects_faults + [NODES] * self.injects_node_faults
+        return kinds_acting_on(*targets)
 
 
 # A run.json written by a stack kind this lab no longer has (or none): nothing assumed.
@@ -75,6 +77,7 @@ class StackOptions:
     project_name: str | None = None  # compose
     locust_url: str | None = None  # external
     expect_workers: int | None = None  # external
+    nodes_file: Path | None = None  # swarm: how to reach each node (lab.nodes)
     env: Mapping[str, str] | None = None
     docker: str = "docker"
 
@@ -127,9 +130,18 @@ class Description(Protocol):
 
 
 class Faults(Protocol):
+    def refuse_faults(self, specs: list[FaultSpec]) -> str | None:
+        """Why this stack cannot inject these faults, asked before a run (its kind allowing them); None
+        when it can."""
+        ...
+
     def inject_fault(self, spec: FaultSpec) -> tuple[str | None, str]: ...
 
     def end_fault(self, spec: FaultSpec, target: str | None) -> None: ...
+
+    def fault_events(self, spec: FaultSpec, target: str | None) -> dict[str, float]:
+        """When the measurement stops: what the stack saw happen after the fault (name -> wall clock)."""
+        ...
 
     def heal(self, replicas: int, locust_workers: int | None) -> None:
         """After a measurement with faults: the configuration's replicas healthy, nginx and workers up."""
@@ -144,11 +156,17 @@ class NoFaults:
     """For stacks lab does not inject faults into or sample processes of (StackKind.injects_faults is
     False: `lab compare` refuses --fault on them before a run, so these are only the last line)."""
 
+    def refuse_faults(self, specs: list[FaultSpec]) -> str | None:
+        return "this stack injects no faults" if specs else None
+
     def inject_fault(self, spec: FaultSpec) -> tuple[str | None, str]:
         raise StackError(f"this stack cannot inject {spec.kind}")
 
     def end_fault(self, spec: FaultSpec, target: str | None) -> None:
         return None
+
+    def fault_events(self, spec: FaultSpec, target: str | None) -> dict[str, float]:
+        return {}
 
     def heal(self, replicas: int, locust_workers: int | None) -> None:
         return None

@@ -303,11 +303,17 @@ class ComposeStack(DockerStack):
             self.cli("kill", "--signal", "KILL", container)
             return "docker kill --signal KILL (no host pid access: the restart policy may not apply)"
 
+    def refuse_faults(self, specs: list[FaultSpec]) -> str | None:
+        return None  # every kind COMPOSE allows (the container kinds)
+
     def inject_fault(self, spec: FaultSpec) -> tuple[str | None, str]:
         return apply_fault(self, spec)
 
     def end_fault(self, spec: FaultSpec, target: str | None) -> None:
         end_fault(self, spec, target)
+
+    def fault_events(self, spec: FaultSpec, target: str | None) -> dict[str, float]:
+        return {}  # the timeline and X-Served-By say what followed
 
     def heal(self, replicas: int, locust_workers: int | None) -> None:
         """Put the stack back after a measurement with faults: unpaused, the configuration's replica count

@@ -64,6 +64,10 @@ class DockerCLI:
             raise StackError(f"`{' '.join(args)}` failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
         return proc.stdout
 
+    def on(self, endpoint: str) -> DockerCLI:
+        """The same CLI on another engine (DOCKER_HOST: a unix socket, tcp:// or ssh://)."""
+        return DockerCLI(self.cwd, {**self.env, "DOCKER_HOST": endpoint}, self.docker)
+
     def __call__(self, *args: str, timeout: float = 600.0) -> str:
         """`docker ARGS...`"""
         return self.run([self.docker, *args], timeout=timeout)

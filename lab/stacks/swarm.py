@@ -3,31 +3,43 @@
 Scales with `docker service scale` (or `docker service update --env-add ... --replicas N` when a
 configuration changes the classifier's settings), waits until every task runs (Swarm reports a task with
 a health check running only once it is healthy), and samples `docker stats` of the stack's task
-containers on this node: Docker's CLI reaches no other node's containers, so tasks elsewhere are listed
-in the record (`describe()`) but not sampled. The Locust UI is reached as `scripts/swarm ui` does, on
-this node's docker_gwbridge, unless it is published. Faults and a soak's per-process samples are
-compose-only for now (SWARM.injects_faults).
+containers. A manager's engine lists every task but runs only its own containers: without a nodes file
+(--nodes, lab.nodes) lab samples this engine's and lists the tasks elsewhere in the record
+(`describe()`) as not sampled; with one it samples every node through its own engine, in parallel, and
+reaches a published port at the address of the node that runs its task. Without a nodes file the Locust
+UI is reached as `scripts/swarm ui` does, on this node's docker_gwbridge, unless it is published.
+
+Faults: the node kinds (lab.faults, acts_on NODES) on nodes that are containers of this machine
+(scripts/nodes: the nodes file names each node's container and the network they share). While a node
+fault lasts and after it, a watch polls the manager every second and writes down when the node was
+marked Down, when every task that ran there ran elsewhere, and when the node was Ready again
+(`fault_events`). The container kinds and a soak's per-process samples stay compose-only.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from lab.faults import NODES, FaultSpec, apply_fault, fault_kind
+from lab.faults import end_fault as end_fault_of_kind
 from lab.grid import ExperimentSettings, StackConfig
+from lab.nodes import NodeRecord, NodesFile, read_nodes_file
 from lab.services import CLASSIFIER, LOCUST_MASTER, LOCUST_WORKER, NGINX
 from lab.stacks.base import (
     LOCUST_WEB_CONTAINER_PORT,
-    NoFaults,
     StackError,
     StackKind,
+    StackOptions,
     StackState,
     classifier_env_for,
 )
-from lab.stacks.docker import DockerStack, classifier_vars, env_list_to_dict, model_info
+from lab.stacks.docker import DockerCLI, DockerStack, classifier_vars, env_list_to_dict, model_info
 
 SWARM = StackKind(
     name="swarm",
@@ -44,7 +56,9 @@ SWARM = StackKind(
     sets_replicas=True,
     nodes=None,  # every run records its node list (StackState.details["nodes"])
     injects_faults=False,
+    injects_node_faults=True,  # given a nodes file with the nodes' containers (refuse_faults says)
 )
+WATCH_INTERVAL_S = 1.0  # how often a node fault's watch asks the manager
 
 STACK = "loadlab"
 NAMESPACE_LABEL = "com.docker.stack.namespace"
@@ -58,13 +72,97 @@ def published_port(ports: list[dict[str, Any]] | None, target: int) -> int | Non
     return None
 
 
-class SwarmStack(NoFaults, DockerStack):
+class NodeWatch:
+    """After a node fault: when the manager marked the node Down, when every task that ran there (of the
+    services it held) ran on other nodes, and, once the fault ended, when the node was Ready again. Wall
+    clock times; polls through the manager in a thread of its own until stopped."""
+
+    def __init__(self, stack: SwarmStack, node: str, services: list[str], t0: float) -> None:
+        self.stack, self.node, self.services, self.t0 = stack, node, services, t0
+        self.events: dict[str, float] = {}
+        self.ended_at: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"watch-{node}", daemon=True)
+        self._thread.start()
+
+    def _state(self) -> str:
+        return self.stack.cli("node", "inspect", self.node, "--format", "{{.Status.State}}").strip()
+
+    def _moved(self) -> bool:
+        """As many tasks running on other nodes as the service wants. Not "no task left on the node":
+        right after the node is marked Down its task is gone from the list before a new one is in it."""
+        desired = self.stack.services()
+        for service in self.services:
+            elsewhere = [
+                t
+                for t in self.stack.tasks(service)
+                if t.get("Node") != self.node and str(t.get("CurrentState", "")).startswith("Running")
+            ]
+            if len(elsewhere) < desired.get(service, 1):
+                return False
+        return True
+
+    def _run(self) -> None:
+        while not self._stop.wait(WATCH_INTERVAL_S):
+            try:
+                state, now = self._state(), time.time()
+                if state == "down" and "node_down" not in self.events:
+                    self.events["node_down"] = now
+                if "tasks_elsewhere" not in self.events and self.services and self._moved():
+                    self.events["tasks_elsewhere"] = time.time()
+                if self.ended_at is not None and state == "ready" and "node_down" in self.events:
+                    self.events.setdefault("node_ready", now)
+            except StackError:
+                continue  # a manager busy electing or slow to answer: ask again
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        return dict(self.events)
+
+
+class SwarmStack(DockerStack):
     kind = SWARM
 
-    def __init__(self, project_dir: Path, *, stack: str = STACK, **docker: Any) -> None:
-        """`docker`: DockerStack's env, ready_timeout_s and docker (the binary)."""
+    def __init__(
+        self, project_dir: Path, *, stack: str = STACK, nodes: NodesFile | None = None, **docker: Any
+    ) -> None:
+        """`docker`: DockerStack's env, ready_timeout_s and docker (the binary). `nodes`: how to reach
+        each node's engine and address (lab.nodes); None: this engine only."""
         super().__init__(project_dir, **docker)
         self.stack = stack
+        self.nodes_file = nodes
+        self._engines: dict[str, DockerCLI] | None = None
+        self._watches: dict[str, NodeWatch] = {}  # by fault spec text
+        self._node_faulted = False
+
+    @classmethod
+    def from_options(cls, options: StackOptions) -> SwarmStack:
+        nodes = read_nodes_file(options.nodes_file) if options.nodes_file is not None else None
+        return cls(options.project_dir, nodes=nodes, **cls.docker_options(options))
+
+    def engines(self) -> dict[str, DockerCLI]:
+        """Node name -> the CLI on its engine: every node of the nodes file, else this engine alone."""
+        if self._engines is None:
+            if self.nodes_file is None:
+                self._engines = {self.cli.node_name(): self.cli}
+            else:
+                self._engines = {node.name: self.cli.on(node.endpoint) for node in self.nodes_file.nodes}
+        return self._engines
+
+    def _address(self, node: str | None) -> str:
+        """Where lab reaches a port published (host mode) on the node: its address in the nodes file;
+        without one, on this machine."""
+        if self.nodes_file is None or node is None:
+            return "127.0.0.1"
+        return self.nodes_file.node(node).ip
+
+    def _node_of(self, name: str) -> str | None:
+        """The node of the service's first running task."""
+        for task in self.tasks(name):
+            if str(task.get("CurrentState", "")).startswith("Running"):
+                return str(task.get("Node"))
+        return None
 
     def _service(self, name: str) -> str:
         return f"{self.stack}_{name}"
@@ -153,17 +251,18 @@ class SwarmStack(NoFaults, DockerStack):
             time.sleep(1.0)
         raise StackError(f"{self._service(name)} not ready within {self.ready_timeout_s:.0f}s: {states}")
 
-    def _task_containers_here(self, name: str) -> list[str]:
-        """IDs of the service's running containers on this node."""
-        return self.cli(
+    def _task_containers_here(self, name: str, cli: DockerCLI | None = None) -> list[str]:
+        """IDs of the service's running containers on this node (or on `cli`'s engine)."""
+        return (cli or self.cli)(
             "ps", "-q", "--no-trunc", "--filter", f"label={SERVICE_LABEL}={self._service(name)}"
         ).split()
 
     def _containers_of(self, name: str) -> int:
-        """Running containers of the service on this node plus its running tasks on other nodes."""
-        node = self.cli.node_name()
-        elsewhere = [t for t in self.tasks(name) if t.get("Node") != node]
-        return len(self._task_containers_here(name)) + len(elsewhere)
+        """Running containers of the service on the engines lab reaches, plus its running tasks on the
+        nodes it does not (counted as Swarm reports them)."""
+        engines = self.engines()
+        elsewhere = [t for t in self.tasks(name) if t.get("Node") not in engines]
+        return sum(len(self._task_containers_here(name, cli)) for cli in engines.values()) + len(elsewhere)
 
     def scale_locust_workers(self, workers: int) -> None:
         self.cli("service", "scale", "--detach", f"{self._service(LOCUST_WORKER)}={workers}")
@@ -175,15 +274,28 @@ class SwarmStack(NoFaults, DockerStack):
         )
 
     def container_stats(self) -> list[dict[str, Any]]:
-        out = self.cli(
+        """`docker stats` of the stack's containers on every engine lab reaches, each row naming its node;
+        an engine that does not answer gives an error row (the others' samples stand)."""
+        engines = self.engines()
+        with ThreadPoolExecutor(max_workers=len(engines)) as pool:
+            futures = {node: pool.submit(self._stats_on, node, cli) for node, cli in engines.items()}
+        rows: list[dict[str, Any]] = []
+        for node, future in futures.items():
+            try:
+                rows += future.result()
+            except StackError as err:
+                rows.append({"node": node, "error": str(err)})
+        return rows
+
+    def _stats_on(self, node: str, cli: DockerCLI) -> list[dict[str, Any]]:
+        out = cli(
             "ps", "--filter", f"label={NAMESPACE_LABEL}={self.stack}",
             "--format", '{{.Names}}\t{{.Label "com.docker.swarm.service.name"}}',
         )  # fmt: skip
         service_of = dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
         if not service_of:
             return []
-        node = self.cli.node_name()
-        stats = self.cli.records("stats", "--no-stream", "--format", "{{json .}}", *service_of, timeout=30)
+        stats = cli.records("stats", "--no-stream", "--format", "{{json .}}", *service_of, timeout=30)
         prefix = f"{self.stack}_"
         return [
             {
@@ -199,21 +311,26 @@ class SwarmStack(NoFaults, DockerStack):
             name: [{k: t.get(k) for k in ("Name", "Node", "CurrentState", "Image")} for t in self.tasks(name)]
             for name in self.services()
         }
-        node = self.cli.node_name()
+        sampled = sorted(self.engines())
         images = sorted({t["Image"] for ts in tasks.values() for t in ts if t.get("Image")})
         return {
             "stack": self.stack,
             "nodes": self.nodes(),
-            "model": model_info(lambda: ("127.0.0.1", self._published(NGINX, 80))),
-            "tasks": tasks,
-            # docker stats reaches this node's containers only.
-            "sampled_node": node,
+            "model": model_info(lambda: self._reach(NGINX, 80)),
+            "tasks": tasks,  # each task's node: where every replica and Locust process ran
+            # docker stats reaches the containers of these nodes' engines only.
+            "sampled_nodes": sampled,
             "tasks_not_sampled": sorted(
-                t["Name"] for ts in tasks.values() for t in ts if t.get("Node") != node
+                t["Name"] for ts in tasks.values() for t in ts if t.get("Node") not in sampled
             ),
             "images": [{"Repository": image, "ID": self._image_id(image)} for image in images],
             "classifier_env": self.classifier_settings(),
         }
+
+    def _reach(self, name: str, target: int) -> tuple[str, int]:
+        """(address, port) of the service's published port, on the node of its running task."""
+        port = self._published(name, target)
+        return self._address(self._node_of(name)), port
 
     def _published(self, name: str, target: int) -> int:
         port = published_port(self._inspect_service(name)["Endpoint"].get("Ports"), target)
@@ -233,9 +350,15 @@ class SwarmStack(NoFaults, DockerStack):
 
     def locust_url(self) -> str | None:
         try:
-            return f"http://127.0.0.1:{self._published(LOCUST_MASTER, LOCUST_WEB_CONTAINER_PORT)}"
+            host, port = self._reach(LOCUST_MASTER, LOCUST_WEB_CONTAINER_PORT)
+            return f"http://{host}:{port}"
         except StackError:
-            pass
+            if self.nodes_file is not None:
+                # The master's docker_gwbridge address answers on its own node only.
+                raise StackError(
+                    f"the Locust UI of {self._service(LOCUST_MASTER)} is not published: "
+                    "`scripts/swarm up --publish-ui ...` for lab to reach it on its node"
+                ) from None
         # Not published (the default): the master's address on this node's docker_gwbridge.
         ids = self._task_containers_here(LOCUST_MASTER)
         if not ids:
@@ -245,6 +368,116 @@ class SwarmStack(NoFaults, DockerStack):
         if not endpoint_here:
             return None
         return f"http://{endpoint_here['IPv4Address'].split('/')[0]}:{LOCUST_WEB_CONTAINER_PORT}"
+
+    # ---- node faults (lab.faults' NodeOps, on scripts/nodes' nodes) ----
+
+    def refuse_faults(self, specs: list[FaultSpec]) -> str | None:
+        """Why lab cannot inject these faults here, before a run; None when it can."""
+        for spec in specs:
+            if fault_kind(spec.kind).acts_on != NODES:
+                return f"the swarm stack injects node faults only, not {spec.kind}"
+            if self.nodes_file is None:
+                return f"{spec.kind} needs --nodes FILE (scripts/nodes' nodes.json)"
+            node = self.nodes_file.node(str(spec.node))
+            if node.container is None or self.nodes_file.network is None:
+                return f"{spec.kind}: node {node.name} is not a container of this machine (a real host)"
+            if node.manager:
+                return f"{spec.kind}: {node.name} is the manager, which lab drives the swarm through"
+        return None
+
+    def _node(self, name: str) -> NodeRecord:
+        if self.nodes_file is None:
+            raise StackError("node faults need a nodes file")
+        node = self.nodes_file.node(name)
+        if node.container is None:
+            raise StackError(f"node {name} is not a container of this machine")
+        return node
+
+    def _host(self) -> DockerCLI:
+        """The engine that runs the node containers (this machine's), whatever DOCKER_HOST lab has."""
+        assert self.nodes_file is not None
+        env = {k: v for k, v in self.cli.env.items() if k != "DOCKER_HOST"}
+        if self.nodes_file.host_engine:
+            env["DOCKER_HOST"] = self.nodes_file.host_engine
+        return DockerCLI(self.cli.cwd, env, self.cli.docker)
+
+    def kill_node(self, node: str) -> str:
+        self._host()("kill", str(self._node(node).container))
+        return f"docker kill of {self._node(node).container} (engine and tasks gone at once)"
+
+    def disconnect_node(self, node: str) -> str:
+        assert self.nodes_file is not None and self.nodes_file.network is not None
+        self._host()("network", "disconnect", self.nodes_file.network, str(self._node(node).container))
+        return f"docker network disconnect from {self.nodes_file.network}"
+
+    def connect_node(self, node: str) -> None:
+        assert self.nodes_file is not None and self.nodes_file.network is not None
+        record = self._node(node)
+        self._host()("network", "connect", "--ip", record.ip, self.nodes_file.network, str(record.container))
+
+    def inject_fault(self, spec: FaultSpec) -> tuple[str | None, str]:
+        if fault_kind(spec.kind).acts_on != NODES:
+            raise StackError(f"this stack cannot inject {spec.kind}")
+        node = str(spec.node)
+        held = sorted({name for name in self.services() for t in self.tasks(name) if t.get("Node") == node})
+        t0 = time.time()
+        self._node_faulted = True
+        target, detail = apply_fault(self, spec)
+        self._watches[spec.text] = NodeWatch(self, node, held, t0)
+        return target, f"{detail}; it ran {', '.join(held) or 'no task'}"
+
+    def end_fault(self, spec: FaultSpec, target: str | None) -> None:
+        end_fault_of_kind(self, spec, target)
+        watch = self._watches.get(spec.text)
+        if watch is not None:
+            watch.ended_at = time.time()
+
+    def fault_events(self, spec: FaultSpec, target: str | None) -> dict[str, float]:
+        watch = self._watches.pop(spec.text, None)
+        return watch.stop() if watch is not None else {}
+
+    def heal(self, replicas: int, locust_workers: int | None) -> None:
+        """After node faults: every node container running and on its network, every node Ready, and the
+        classifier's tasks spread over the nodes again (Swarm leaves them where it moved them)."""
+        for watch in self._watches.values():
+            watch.stop()
+        self._watches.clear()
+        if self.nodes_file is None or not self._node_faulted:
+            return
+        self._node_faulted = False
+        host = self._host()
+        for node in self.nodes_file.nodes:
+            if node.container is None:
+                continue
+            state = json.loads(host("inspect", "--format", "{{json .State.Running}}", node.container))
+            if not state:
+                host("start", node.container)
+            networks = json.loads(
+                host("inspect", "--format", "{{json .NetworkSettings.Networks}}", node.container) or "{}"
+            )
+            if self.nodes_file.network and self.nodes_file.network not in (networks or {}):
+                self.connect_node(node.name)
+        self._wait_nodes_ready()
+        self.cli("service", "update", "--detach", "--force", self._service(CLASSIFIER))
+        self.wait_ready(CLASSIFIER, replicas)
+        if locust_workers:
+            self.wait_ready(LOCUST_WORKER, locust_workers)
+
+    def _wait_nodes_ready(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout_s
+        nodes: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            nodes = self.nodes()
+            if nodes and all(n.get("Status") == "Ready" for n in nodes):
+                return
+            time.sleep(1.0)
+        raise StackError(f"nodes not Ready within {self.ready_timeout_s:.0f}s: {nodes}")
+
+    def process_stats(self) -> list[dict[str, Any]]:
+        return []  # a soak's per-process samples read this machine's /proc: compose only
+
+    def cgroup_targets(self) -> list[dict[str, Any]]:
+        return []
 
     def restore(self, state: StackState) -> None:
         if not state.existed or state.details.get("started_by_lab"):

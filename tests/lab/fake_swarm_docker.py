@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """A stand-in `docker` executable for SwarmStack tests: the subset of `docker service`, `node`, `ps`,
 `stats`, `info` and `network inspect` that SwarmStack calls, in Docker CLI 28's JSON shapes, with its state
-in a JSON file ($FAKE_DOCKER_STATE): services {name: {replicas, env, ports}}. Every task converges at once
-and runs on this node (`node-1`). Every call is logged."""
+in a JSON file ($FAKE_DOCKER_STATE): services {name: {replicas, env, ports, nodes}}. Every task converges at
+once and runs on `node-1`, or on the nodes a service's `nodes` list names (task i on nodes[i]). With
+$DOCKER_HOST set (state `engines`: endpoint -> node name) the CLI talks to that node's engine: `ps` and
+`stats` see its containers only. Every call is logged."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sys
@@ -15,10 +18,35 @@ STATE = Path(os.environ["FAKE_DOCKER_STATE"])
 NODE = "node-1"
 
 
+def node_up(state: dict, node: str) -> bool:
+    """A node whose container ($FAKE's node_containers) is killed or cut off is Down, its tasks elsewhere."""
+    for container in state.get("node_containers", {}).values():
+        if container["node"] == node:
+            return bool(container["running"] and container["connected"])
+    return True
+
+
+def task_node(service: dict, index: int, state: dict | None = None) -> str:
+    nodes = service.get("nodes") or [NODE]
+    if state is not None:
+        every = sorted({NODE, *state.get("engines", {}).values()})
+        nodes = [n for n in nodes if node_up(state, n)] or [n for n in every if node_up(state, n)]
+    return str(nodes[index % len(nodes)])
+
+
 def main(args: list[str]) -> None:
     state = json.loads(STATE.read_text())
     state.setdefault("calls", []).append(args)
     services: dict = state["services"]
+    here = state.get("engines", {}).get(os.environ.get("DOCKER_HOST", ""), NODE)
+    if os.environ.get("DOCKER_HOST") and here not in state.get("up", [here]):
+        STATE.write_text(json.dumps(state))
+        print("Cannot connect to the Docker daemon", file=sys.stderr)
+        sys.exit(1)
+
+    def tasks_here(name: str) -> list[int]:
+        return [i for i in range(services[name]["replicas"]) if task_node(services[name], i, state) == here]
+
     out = ""
     match args:
         case ["service", "ls", *_]:
@@ -37,7 +65,7 @@ def main(args: list[str]) -> None:
                 json.dumps(
                     {
                         "Name": f"{name}.{i + 1}",
-                        "Node": NODE,
+                        "Node": task_node(s, i, state),
                         "CurrentState": state_text,
                         "Image": f"loadlab/{name}:latest",
                     }
@@ -55,21 +83,48 @@ def main(args: list[str]) -> None:
                     key, value = rest[i + 1].split("=", 1)
                     services[name]["env"][key] = value
         case ["node", "ls", *_]:
-            out = json.dumps({"Hostname": NODE, "Status": "Ready", "Availability": "Active"})
+            out = "\n".join(
+                json.dumps(
+                    {
+                        "Hostname": node,
+                        "Status": "Ready" if node_up(state, node) else "Down",
+                        "Availability": "Active",
+                    }
+                )
+                for node in sorted({NODE, *state.get("engines", {}).values()})
+            )
+        case ["node", "inspect", node, "--format", "{{.Status.State}}"]:
+            out = "ready" if node_up(state, node) else "down"
+        case ["service", "update", "--detach", "--force", name]:
+            services[name.removeprefix("loadlab_")]["forced"] = (
+                services[name.removeprefix("loadlab_")].get("forced", 0) + 1
+            )
+        # The engine that runs the node containers (scripts/nodes' nodes).
+        case ["kill", container]:
+            state["node_containers"][container]["running"] = False
+        case ["start", container]:
+            state["node_containers"][container]["running"] = True
+        case ["network", "disconnect", _, container]:
+            state["node_containers"][container]["connected"] = False
+        case ["network", "connect", "--ip", _, _, container]:
+            state["node_containers"][container]["connected"] = True
+        case ["inspect", "--format", "{{json .State.Running}}", container]:
+            out = json.dumps(state["node_containers"][container]["running"])
+        case ["inspect", "--format", "{{json .NetworkSettings.Networks}}", container]:
+            connected = state["node_containers"][container]["connected"]
+            out = json.dumps({"loadlab-nodes": {}} if connected else {})
         case ["info", "--format", "{{.Name}}"]:
-            out = NODE
+            out = here
         case ["info", "--format", "{{.NCPU}}"]:
             out = "2"
         case ["ps", "-q", "--filter", label]:
             name = label.rsplit("=", 1)[1].removeprefix("loadlab_")
-            out = "\n".join(f"{name}{i}" for i in range(services[name]["replicas"]))
+            out = "\n".join(f"{name}{i}" for i in tasks_here(name))
         case ["ps", "-q", "--no-trunc", "--filter", label]:
             name = label.rsplit("=", 1)[1].removeprefix("loadlab_")
-            out = "\n".join(f"{name}-full-id-{i}" for i in range(services[name]["replicas"]))
+            out = "\n".join(f"{name}-full-id-{i}" for i in tasks_here(name))
         case ["ps", "--filter", _, "--format", _]:
-            out = "\n".join(
-                f"loadlab_{n}.{i + 1}\tloadlab_{n}" for n, s in services.items() for i in range(s["replicas"])
-            )
+            out = "\n".join(f"loadlab_{n}.{i + 1}\tloadlab_{n}" for n in services for i in tasks_here(n))
         case ["stats", "--no-stream", "--format", _, *names]:
             out = "\n".join(
                 json.dumps({"Name": n, "CPUPerc": "50.00%", "MemUsage": "100MiB / 2GiB"}) for n in names
@@ -86,4 +141,7 @@ def main(args: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    # SwarmStack asks several engines at once (one thread each): one call at a time on the state file.
+    with STATE.with_suffix(".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        main(sys.argv[1:])

@@ -332,7 +332,38 @@ def test_kind_records_drive_the_analysis() -> None:
     assert kill.replicas_expected(FaultSpec.parse("kill-replica@3s"), 3) == 3
     assert scale.replicas_expected(FaultSpec.parse("scale-replicas=1@3s"), 3) == 1
     assert nginx.replicas_expected(FaultSpec.parse("restart-nginx@3s"), 3) is None
-    assert [k.name for k in FAULT_KINDS.values() if k.lasts] == ["pause-replica"]
+    assert [k.name for k in FAULT_KINDS.values() if k.lasts] == ["pause-replica", "partition-node"]
     assert [k.name for k in FAULT_KINDS.values() if k.on_load_generator] == ["kill-locust-worker"]
     with pytest.raises(ValueError, match="needs an end"):
         FaultKind("hang", "", "nginx", lambda ops, target, spec: "", arg=DURATION)
+
+
+def test_node_kinds_parse_their_node_and_duration() -> None:
+    kill = FaultSpec.parse("kill-node=node-b@10s")
+    assert (kill.node, kill.duration_s, kill.text) == ("node-b", 0.0, "kill-node=node-b@10s")
+    cut = FaultSpec.parse("partition-node=node-b:15s@10s")
+    assert (cut.node, cut.duration_s, cut.text) == ("node-b", 15.0, "partition-node=node-b:15s@10s")
+    assert FaultSpec.from_dict(cut.to_dict()) == cut
+    assert FAULT_KINDS["partition-node"].lasts and not FAULT_KINDS["kill-node"].lasts
+    for bad, why in [
+        ("partition-node=node-b@10s", "NODE:DURATION"),
+        ("partition-node=node-b:0s@10s", "> 0 s"),
+        ("kill-node=no de@10s", "not a node name"),
+        ("kill-node@10s", "needs =node"),
+    ]:
+        with pytest.raises(ValueError, match=why):
+            FaultSpec.parse(bad)
+
+
+def test_node_kinds_belong_to_stacks_that_inject_node_faults() -> None:
+    from lab.stacks import STACKS
+
+    assert "partition-node" not in STACKS["compose"].kind.fault_kinds
+    assert "kill-replica" in STACKS["compose"].kind.fault_kinds
+    assert STACKS["swarm"].kind.fault_kinds == ("kill-node", "partition-node")
+    assert STACKS["external"].kind.fault_kinds == ()
+
+
+def test_applied_events_round_trip() -> None:
+    record = AppliedFault(FaultSpec.parse("kill-node=node-b@5s"), t=100.0, events={"node_down": 111.5})
+    assert AppliedFault.from_dict(record.to_dict()) == record

@@ -178,3 +178,28 @@ def test_with_repeat_the_table_and_the_charts_name_the_same_knee() -> None:
     assert row.cells[CAPACITY_HEADER.index("At load")] == "16 users"
     shown = representative(summary)
     assert [(c.repeat, c.step, c.metrics.users) for c in shown] == [(1, 2, 16), (2, 2, 16)]
+
+
+def test_samples_that_name_their_node_give_a_cpu_per_node_table(tmp_path: Path) -> None:
+    run = _run(tmp_path)
+    write_report(run)
+    assert "CPU per node" not in (run / "summary.md").read_text()  # compose: its samples name no node
+    node_of = {
+        "loadlab-classifier-1": "node-a",
+        "loadlab-classifier-2": "node-b",
+        "loadlab-nginx-1": "node-a",
+        "loadlab-locust-worker-1": "node-c",
+    }
+    for path in run.rglob("docker_stats.jsonl"):
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        lines = [json.dumps({**row, "node": node_of[row["raw"]["Name"]]}) for row in rows]
+        path.write_text("\n".join(lines) + "\n")
+    summary = write_report(run)
+    two = next(c for c in summary.configs if c.label.startswith("r2"))
+    # r2: two replicas at 80/2 + 40 = 80 % each, nginx 5 %, the worker 40 %.
+    assert two.metrics.cpu_by_node == {"node-a": 0.85, "node-b": 0.8, "node-c": 0.4}
+    md = (run / "summary.md").read_text()
+    assert "### CPU per node" in md
+    assert f"| {two.label} | node-a | 0.85 | classifier, nginx |" in md
+    assert f"| {two.label} | node-c | 0.40 | locust-worker |" in md
+    assert "<h2>CPU per node</h2>" in (run / "report.html").read_text()

@@ -101,11 +101,12 @@ def test_lab_report_reads_the_previous_layout_to_the_same_numbers(tmp_path: Path
     assert summary["schema_version"] == SCHEMA_VERSION
     for key in ("capacity", "knee", "peak_rps", "slo_met_by_any"):
         assert summary[key] == expected[key], key
-    # Added since, and nothing else: intervals over runs (one run: none), --until-stable's decision, and the
+    # Added since, and nothing else: intervals over runs (one run: none), --until-stable's decision, the
     # latency from the intended start and whether Prometheus series were recorded (None: a run that did not
-    # record them).
+    # record them), and the nodes of samples that name theirs (a swarm sampled through --nodes; none here).
     intended = {"intended_p50_ms", "intended_p95_ms", "intended_p99_ms", "prometheus_series"}
-    added = {"interval", "stability", "cpus_per_replica", "cpu_budget"} | intended
+    nodes = {"node_by_container", "cpu_by_node"}
+    added = {"interval", "stability", "cpus_per_replica", "cpu_budget"} | intended | nodes
 
     def old(record: dict) -> dict:
         return {k: v for k, v in record.items() if k not in added}

@@ -28,7 +28,9 @@ def test_the_factory_builds_each_kind_by_name(tmp_path: Path) -> None:
 
 def test_what_differs_between_kinds_is_on_their_records() -> None:
     compose, swarm, external = (stack_kind(name) for name in ("compose", "swarm", "external"))
-    assert compose.fault_kinds == tuple(FAULT_KINDS) and swarm.fault_kinds == external.fault_kinds == ()
+    node_kinds = ("kill-node", "partition-node")
+    assert compose.fault_kinds == tuple(k for k in FAULT_KINDS if k not in node_kinds)
+    assert swarm.fault_kinds == node_kinds and external.fault_kinds == ()
     assert [k.name for k in (compose, swarm, external) if k.samples_host_cpu] == ["compose"]
     assert compose.change_s > swarm.change_s > external.change_s == 0
     assert compose.nodes == 1 and swarm.nodes is None  # a swarm run records its node list
