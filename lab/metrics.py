@@ -22,7 +22,7 @@ from lab.faults import AppliedFault, read_faults
 from lab.grid import ExperimentSettings
 from lab.limits import FELL_BEHIND_RATIO, GENERATOR_CPU_LIMIT_PCT, HOST_BUSY_FRACTION, LATE_ARRIVALS_SHARE
 from lab.locust_csv import LocustStats, read_stats_csv
-from lab.results import MeasurementRecord, read_measurement_record
+from lab.results import MeasurementRecord, ServedModel, read_measurement_record
 from lab.samples import container_metrics, host_busy_cores, locust_worker_cpu_max, read_json, read_jsonl
 from lab.server_timing import PARTS, ServerTiming, read_server_timing
 from lab.stability import Stability
@@ -339,6 +339,7 @@ class ConfigResult:
     cpus_per_replica: float | None = (
         None  # the CPU budget asked for (CLASSIFIER_CPUS); None: none or as found
     )
+    served_model: ServedModel | None = None  # GET /model after set-up (None: not read)
 
     @property
     def load_key(self) -> tuple[int | None, float | None]:
@@ -365,4 +366,5 @@ class ConfigResult:
             **self.metrics.to_dict(),
             "slo_met": self.slo_met,
             "slo_reasons": list(self.slo_reasons),
+            "served_model": asdict(self.served_model) if self.served_model is not None else None,
         }

@@ -120,6 +120,7 @@ def config_results(
                 metrics=metrics,
                 slo_met=ok,
                 slo_reasons=reasons,
+                served_model=config.served_model,
             )
         )
     return results

@@ -102,9 +102,9 @@ def test_lab_report_reads_the_previous_layout_to_the_same_numbers(tmp_path: Path
     for key in ("capacity", "knee", "peak_rps", "slo_met_by_any"):
         assert summary[key] == expected[key], key
     # Added since, and nothing else: intervals over runs (one run: none), --until-stable's decision, and the
-    # latency from the intended start (None: a run that did not record it).
+    # latency from the intended start (None: a run that did not record it), what GET /model said.
     intended = {"intended_p50_ms", "intended_p95_ms", "intended_p99_ms"}
-    added = {"interval", "stability", "cpus_per_replica", "cpu_budget"} | intended
+    added = {"interval", "stability", "cpus_per_replica", "cpu_budget", "served_model"} | intended
 
     def old(record: dict) -> dict:
         return {k: v for k, v in record.items() if k not in added}
