@@ -165,4 +165,6 @@ def test_compare_of_float_and_int8_shows_the_agreement_beside_the_speed(
     ]
     assert cell in row and "vs r1-litert" in row, row
     assert f"for {agreement['top1_agree']} of {agreement['photos']} probe photos" in summary["verdict"]
+    ((label, against),) = [(t["label"], t["against"]) for t in summary["tradeoffs"]]
+    assert (label, against) == ("r1-litert-int8", "r1-litert")
     print({c["backend"]: c["rps"] for c in summary["configs"]}, summary["verdict"])

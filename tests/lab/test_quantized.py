@@ -125,6 +125,11 @@ def test_one_run_shows_the_ratio_as_a_single_run_beside_the_agreement() -> None:
     on_disk = summary.to_dict()
     int8_config = next(c for c in on_disk["configs"] if c["backend"] == "litert-int8")
     assert int8_config["served_model"]["agreement"]["photos"] == 7
+    (traded,) = json.loads(json.dumps(on_disk))["tradeoffs"]
+    assert (traded["label"], traded["against"], traded["agreement"]["top1_agree"]) == (
+        "r1-litert-int8", "r1-litert", 6,
+    )  # fmt: skip
+    assert traded["comparison"]["ratio"]["ratio"] == pytest.approx(1.6)
 
 
 def test_repeats_give_the_ratio_its_interval_and_the_verdict_keeps_the_agreement_beside_it() -> None:
