@@ -20,7 +20,11 @@ SERVICE_VS_BARE = 0.92
 # (issue 18): the runtimes' own ratio bounds them, whatever the serving code does. They are shown, like the
 # batching rows, so that FAIL in the table always names a target this project holds.
 SERVICE_VS_BASELINE: dict[str, float | None] = {"tf": 3.0, "litert": None}
-# int8 per-channel over float32, both LiteRT, bare (issue 24; 2.1x measured there with XNNPACK + VNNI).
+# int8 per-channel over float32, both LiteRT: the model call alone, one core, one thread (issue 24 measured
+# 12.0 vs 5.6 ms per image, 2.1x, with XNNPACK + VNNI, inference only). Decode + infer is shown beside it,
+# not judged: both pay the same decode, which no quantization can speed up (3 ms at 640x480, 6 ms at
+# 1920x1080 on this VM), so 1.8x there would need the model call 2.3x and 3.6x faster on 2026-12-03's
+# numbers: a target on the model measured on something else.
 INT8_VS_FLOAT = 1.8
 # LiteRT / TF in the service over the same ratio between the bare backends: the service keeps the lead.
 LEAD_KEPT = 0.95
@@ -98,14 +102,31 @@ def compute_checks(results: Results) -> list[dict[str, Any]]:
     default = {"system": "service", "batch": 1}
     for image in images:
         int8_bare, float_bare = bare_rate(results, "litert-int8", image), bare_rate(results, "litert", image)
-        if not math.isnan(int8_bare):
+        int8_entry, float_entry = (
+            _bare_entry(results, "litert-int8", image),
+            _bare_entry(results, "litert", image),
+        )
+        if int8_entry is not None and float_entry is not None:
+            int8_ms, float_ms = int8_entry["infer_ms"]["mean"], float_entry["infer_ms"]["mean"]
             checks.append(
                 _check(
-                    "int8/float32 bare",
-                    _ratio(int8_bare, float_bare),
+                    "int8/float32 inference",
+                    _ratio(float_ms, int8_ms),
                     INT8_VS_FLOAT,
-                    f"LiteRT int8 {int8_bare:.1f} vs float32 {float_bare:.1f} img/s, one core, one thread",
+                    f"LiteRT model call {float_ms:.2f} ms float32 vs {int8_ms:.2f} ms int8 per image "
+                    "(bare loop, mean, one core, one thread)",
                     kind="int8_vs_float",
+                    image=image,
+                )
+            )
+            checks.append(
+                _check(
+                    "int8/float32 bare decode + infer",
+                    _ratio(int8_bare, float_bare),
+                    None,
+                    f"LiteRT int8 {int8_bare:.1f} vs float32 {float_bare:.1f} img/s; the same decode in both "
+                    f"({int8_entry['decode_ms']['mean']:.1f} / {float_entry['decode_ms']['mean']:.1f} ms)",
+                    kind="int8_vs_float_bare",
                     image=image,
                 )
             )
@@ -247,8 +268,9 @@ def derive_notes(results: Results) -> list[str]:
     points: list[Point] = results.get("points", [])
     limit = interference_limit(results)
     for check in compute_checks(results):
-        # A missed target is explained; so is the shown LiteRT/TF ratio, from the runtimes' own.
-        if check["passed"] is not False and check["kind"] != "litert_vs_tf":
+        # A missed target is explained; so are the shown LiteRT/TF and int8 decode + infer ratios (the latter
+        # with the int8 model call's), from the runtimes' own.
+        if check["passed"] is not False and check["kind"] not in ("litert_vs_tf", "int8_vs_float_bare"):
             continue
         image = check["image"]
         if check["kind"] == "service_vs_bare":
@@ -306,6 +328,8 @@ def derive_notes(results: Results) -> list[str]:
                 + (" (measured above it here: noise between runs)" if check["value"] > infer_ratio else "")
                 + "."
             )
+        elif check["kind"] == "int8_vs_float_bare":  # one note for both int8 rows
+            notes.append(int8_note(results, image, check["value"]))
     notes += baseline_notes(results)
     notes += nginx_notes(results)
     notes += interference_notes(results)
@@ -319,6 +343,26 @@ def derive_notes(results: Results) -> list[str]:
             f"c={busiest['concurrency']}): {verdict}."
         )
     return notes
+
+
+def int8_note(results: Results, image: str, whole: float) -> str:
+    """What int8 bought: the model call's ratio (the target's), what is left of it in decode + infer
+    (`whole`, the bare img/s ratio), and the model call speed-up decode + infer would need for the target."""
+    int8, flt = _bare_entry(results, "litert-int8", image), _bare_entry(results, "litert", image)
+    assert int8 is not None and flt is not None
+    infer_int8, infer_float = int8["infer_ms"]["mean"], flt["infer_ms"]["mean"]
+    decode_int8, decode_float = int8["decode_ms"]["mean"], flt["decode_ms"]["mean"]
+    # The time int8's model call may take, after its own decode, for decode + infer at the target.
+    room = (decode_float + infer_float) / INT8_VS_FLOAT - decode_int8
+    needed = (
+        f"a {infer_float / room:.2f}x faster model call" if room > 0 else "more than an instant model call"
+    )
+    return (
+        f"{image}: int8/float32, bare loop, one thread: model call {infer_float:.2f} ms float32 vs "
+        f"{infer_int8:.2f} ms int8 = {_ratio(infer_float, infer_int8):.2f}x (target {INT8_VS_FLOAT}x); the "
+        f"decode both pay ({decode_float:.1f} / {decode_int8:.1f} ms) leaves {whole:.2f}x of decode + infer "
+        f"(shown); {INT8_VS_FLOAT}x there would take {needed}."
+    )
 
 
 def baseline_notes(results: Results) -> list[str]:

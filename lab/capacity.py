@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from lab.budget import budget_sentences
 from lab.intervals import SINGLE_RUN, MeanInterval, RatioInterval
@@ -20,7 +20,8 @@ from lab.limits import (
     TIMELINE_WINDOW_S,
 )
 from lab.metrics import ConfigResult, Thresholds
-from lab.spread import SCALING, RepeatAnalysis, efficiency_interval, repeat_analysis
+from lab.results import Agreement
+from lab.spread import SCALING, Comparison, RepeatAnalysis, efficiency_interval, repeat_analysis
 from lab.stacks import stack_kind as stack_kind_of
 from lab.timeline import FaultImpact
 
@@ -56,6 +57,26 @@ class Recommendation:
 
 
 @dataclass(frozen=True)
+class Tradeoff:
+    """A quantized model's throughput against another backend's at the same replica count, beside what its
+    build measured of its accuracy against the float model: the speed is never shown without it."""
+
+    label: str  # the quantized model's stack label
+    against: str  # the other backend's
+    comparison: Comparison
+    agreement: Agreement
+
+    def cell(self) -> str:
+        return f"{self.comparison.ratio.text()} vs {self.against}"
+
+    def text(self) -> str:
+        return (
+            f"{self.label} vs {self.against} throughput at the same replica count: "
+            f"{self.comparison.ratio.text()}; its model {self.agreement.text()}"
+        )
+
+
+@dataclass(frozen=True)
 class CapacityAnalysis:
     capacity: dict[str, float | None]  # per stack label: req/s within the SLO in every repeat
     knee: dict[str, Knee | None]
@@ -63,6 +84,11 @@ class CapacityAnalysis:
     scaling_efficiency: dict[str, Efficiency]
     recommended: Recommendation | None
     repeats: RepeatAnalysis | None = None
+    tradeoffs: list[Tradeoff] = field(default_factory=list)
+    agreement: dict[str, Agreement] = field(default_factory=dict)  # per stack label with a quantized model
+
+    def tradeoff_of(self, label: str) -> Tradeoff | None:
+        return next((t for t in self.tradeoffs if t.label == label), None)
 
 
 def _first_by_label(configs: list[ConfigResult]) -> dict[str, ConfigResult]:
@@ -226,7 +252,23 @@ def analyse(configs: list[ConfigResult], thresholds: Thresholds, ramp: bool) -> 
     rec = recommend(configs, decision_capacity(capacity, spread), thresholds, ramp)
     if rec is not None:
         rec = replace(rec, interval=spread.capacity.get(rec.label))
-    return CapacityAnalysis(capacity, knees, peak, efficiency, rec, spread)
+    agreement = {
+        e.stack_label: e.served_model.agreement
+        for e in configs
+        if e.served_model is not None and e.served_model.agreement is not None
+    }
+    return CapacityAnalysis(
+        capacity, knees, peak, efficiency, rec, spread, tradeoffs(spread.comparisons, agreement), agreement
+    )
+
+
+def tradeoffs(comparisons: list[Comparison], agreement: dict[str, Agreement]) -> list[Tradeoff]:
+    """Each comparison of a quantized model (first, spread.comparisons puts it there) with one that is not."""
+    return [
+        Tradeoff(c.a, c.b, c, agreement[c.a])
+        for c in comparisons
+        if c.kind != SCALING and c.a in agreement and c.b not in agreement
+    ]
 
 
 def _unstable(entry: ConfigResult) -> bool:
@@ -274,6 +316,15 @@ def _headline(configs: list[ConfigResult], analysis: CapacityAnalysis, threshold
             f"{how} with {slo_text(thresholds)} "
             f"(p95 {max(at_knee, default=0.0):g} ms at that load)."
         )
+        agreement = analysis.agreement.get(rec.label)
+        if agreement is not None:
+            tradeoff = analysis.tradeoff_of(rec.label)
+            text += " Its model is quantized" + (
+                f": {tradeoff.comparison.ratio.text()} the throughput of {tradeoff.against} at the same "
+                f"replica count, and it {agreement.text()}."
+                if tradeoff is not None
+                else f", and it {agreement.text()}."
+            )
         unsettled = [c for c in configs if c.stack_label == rec.label and _unstable(c)]
         if unsettled:
             text += (
@@ -347,9 +398,16 @@ def verdict(
         elif eff.efficiency < GOOD_SCALING_EFFICIENCY and last_by_label[label].metrics.generator_saturated:
             sentence += "; the load generator was saturated, so this understates the replicas"
         sentences.append(sentence + ".")
+    traded = {(t.label, t.against): t for t in analysis.tradeoffs}
+    rec = analysis.recommended
+    told = analysis.tradeoff_of(rec.label) if rec is not None else None  # the headline said it already
     for comparison in analysis.repeats.comparisons if analysis.repeats is not None else []:
         if comparison.kind != SCALING:
-            sentences.append(comparison.text()[0].upper() + comparison.text()[1:] + ".")
+            tradeoff = traded.get((comparison.a, comparison.b))
+            if tradeoff is not None and tradeoff == told:
+                continue
+            text = tradeoff.text() if tradeoff is not None else comparison.text()
+            sentences.append(text[0].upper() + text[1:] + ".")
     unstable = [c for c in configs if _unstable(c)]
     if unstable:
         found = next(c.metrics.stability for c in unstable if c.metrics.stability is not None)

@@ -37,7 +37,7 @@ from lab.plan import (
     prediction_rows,
 )
 from lab.progress import RichProgress
-from lab.report import CAPACITY_HEADER, capacity_rows, write_report
+from lab.report import capacity_header, capacity_rows, write_report
 from lab.results import SchemaError, read_run, write_json
 from lab.rounds import ORDERS, new_seed
 from lab.services import CLASSIFIER
@@ -505,7 +505,7 @@ def _finish(run_dir: Path, overrides: Thresholds | None) -> int:
     """Write the reports, print the capacity table, and return the exit code for the thresholds."""
     summary = write_report(run_dir, overrides)
     table = Table(title=f"run {summary.run_id}")
-    for column in CAPACITY_HEADER:
+    for column in capacity_header(summary):
         table.add_column(column)
     for row in capacity_rows(summary):
         table.add_row(*row.cells)

@@ -37,6 +37,7 @@ from lab.results import (
     MeasurementRecord,
     PlanEntry,
     RunRecord,
+    ServedModel,
     StepRecord,
     write_json,
     write_record,
@@ -271,6 +272,7 @@ class Driver:
             t0 = time.monotonic()
             env_applied = self.stack.apply(planned.stack, self.settings)
             setup_s = round(time.monotonic() - t0, 1)
+            # After apply the replicas are healthy: describe() reads GET /model once, from one of them.
             after_setup = self.stack.describe()
             effective = effective_settings(self.stack.classifier_settings(), planned)
             self._workers = self._locust.wait_workers(self._workers)
@@ -279,6 +281,7 @@ class Driver:
                 env_applied=env_applied,
                 stack_setup_s=setup_s,
                 stack_after_setup=after_setup,
+                served_model=ServedModel.from_model_info(after_setup.get("model")),
                 effective=effective,
                 locust_workers=self._workers,
             )

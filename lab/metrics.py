@@ -25,7 +25,7 @@ from lab.locust_csv import LocustStats, read_stats_csv
 from lab.prometheus import PrometheusRecord, ReplicaSeries, replica_series
 from lab.prometheus import note as prometheus_note
 from lab.prometheus import read as read_prometheus
-from lab.results import MeasurementRecord, read_measurement_record
+from lab.results import MeasurementRecord, ServedModel, read_measurement_record
 from lab.samples import container_metrics, host_busy_cores, locust_worker_cpu_max, read_json, read_jsonl
 from lab.server_timing import PARTS, ServerTiming, read_server_timing
 from lab.stability import Stability
@@ -355,6 +355,7 @@ class ConfigResult:
     cpus_per_replica: float | None = (
         None  # the CPU budget asked for (CLASSIFIER_CPUS); None: none or as found
     )
+    served_model: ServedModel | None = None  # GET /model after set-up (None: not read)
 
     @property
     def load_key(self) -> tuple[int | None, float | None]:
@@ -381,4 +382,5 @@ class ConfigResult:
             **self.metrics.to_dict(),
             "slo_met": self.slo_met,
             "slo_reasons": list(self.slo_reasons),
+            "served_model": asdict(self.served_model) if self.served_model is not None else None,
         }

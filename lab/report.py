@@ -104,11 +104,20 @@ def capacity_rows(summary: Summary) -> list[Row]:
                     _load(knee.users, knee.target_rps) if knee else "—",
                     _fmt(a.peak_rps.get(label)),
                     f"{eff:.0%}" if eff is not None else "—",
+                    *(_quantized_cells(summary, label) if a.agreement else []),
                 ],
                 recommended=label == recommended,
             )
         )
     return rows
+
+
+def _quantized_cells(summary: Summary, label: str) -> list[str]:
+    """A quantized model's throughput against the other backend and its accuracy, side by side."""
+    a = summary.analysis
+    tradeoff = a.tradeoff_of(label)
+    agreement = a.agreement.get(label)
+    return [tradeoff.cell() if tradeoff is not None else "—", agreement.cell() if agreement else "—"]
 
 
 CAPACITY_HEADER = [
@@ -122,6 +131,13 @@ CAPACITY_HEADER = [
     "Peak req/s",
     "Scaling eff.",
 ]
+# Shown when a configuration served a quantized model: nobody reads its speed without its accuracy.
+QUANTIZED_HEADER = ["Quantized: throughput vs other backend", "Agreement with float (build check)"]
+
+
+def capacity_header(summary: Summary) -> list[str]:
+    return CAPACITY_HEADER + (QUANTIZED_HEADER if summary.analysis.agreement else [])
+
 
 INTENDED_COLUMN = "From intended start p50 / p95 / p99 ms"
 
@@ -440,7 +456,7 @@ def render_markdown(summary: Summary) -> str:
             f"Machine: {summary.host_cpus} cores. "
             f"Git: `{summary.git_sha or 'unknown'}`. Status: {summary.status}.",
             "",
-            _md_table(CAPACITY_HEADER, capacity_rows(summary)),
+            _md_table(capacity_header(summary), capacity_rows(summary)),
             "",
             _md_table(MEASUREMENT_HEADER, measurement_rows(summary)),
             "",
@@ -533,9 +549,12 @@ def render_html(summary: Summary) -> str:
 <h2>Verdict</h2>
 <p class="verdict">{escape(summary.verdict)}</p>
 <h2>Capacity per configuration</h2>
-{_html_table(CAPACITY_HEADER, capacity_rows(summary))}
+{_html_table(capacity_header(summary), capacity_rows(summary))}
 <p class="meta">Capacity: the highest throughput among load levels that met the SLO in every repeat.
-Peak: the highest throughput within the failure limit, whatever the latency (used for scaling efficiency).</p>
+Peak: the highest throughput within the failure limit, whatever the latency (used for scaling efficiency).
+A quantized model (one whose image build checked it against the float model, as GET /model reported after
+set-up): the ratio of its runs' peak throughput to the other backend's at the same replica count, with its
+interval over runs, beside that check's top-1 agreement and mean |Δp| on the probe photos.</p>
 <h2>Measurements</h2>
 {_html_table(MEASUREMENT_HEADER, measurement_rows(summary))}
 <p class="meta">Requests, req/s and latency percentiles are Locust's own Aggregated row (stats.csv),

@@ -108,6 +108,77 @@ class Effective:
 
 
 @dataclass(frozen=True)
+class Agreement:
+    """The image build's check of a quantized model against the float model it came from (the classifier's
+    manifest.json, shown by GET /model as backend_info.build_check): top-1 equal on `top1_agree` of
+    `photos` probe photos, |p_quantized - p_float| averaged over the float model's top-5 and at its worst."""
+
+    photos: int
+    top1_agree: int
+    mean_abs_diff: float
+    max_abs_diff: float | None = None
+    passed: bool | None = None  # against the build's threshold
+
+    def cell(self) -> str:
+        return f"top-1 {self.top1_agree}/{self.photos} photos, mean |Δp| {self.mean_abs_diff:.3f}"
+
+    def text(self) -> str:
+        return (
+            f"agreed with the float model on top-1 for {self.top1_agree} of {self.photos} probe photos "
+            f"(mean |Δp| {self.mean_abs_diff:.3f} over the float top-5; the image build's check)"
+        )
+
+    @classmethod
+    def from_build_check(cls, check: Any) -> Agreement | None:
+        """The int8 build's agreement check; None for any other shape (the float models' checks compare
+        them with their own source, not with a float model)."""
+        if not isinstance(check, dict) or not {"photos", "top1_agree", "mean_abs_diff_top5"} <= set(check):
+            return None
+        return cls(
+            photos=int(check["photos"]),
+            top1_agree=int(check["top1_agree"]),
+            mean_abs_diff=float(check["mean_abs_diff_top5"]),
+            max_abs_diff=float(check["max_abs_diff"]) if check.get("max_abs_diff") is not None else None,
+            passed=bool(check["passed"]) if check.get("passed") is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """What the classifier's GET /model said about the model it served, read once per configuration after
+    the replicas were ready (one replica answers; they all run the same image and settings)."""
+
+    backend: str | None = None
+    model_path: str | None = None
+    input_dtype: str | None = None
+    agreement: Agreement | None = None  # a quantized model's build check against the float model
+    error: str | None = None  # GET /model failed: why
+
+    @classmethod
+    def from_model_info(cls, info: dict[str, Any] | None) -> ServedModel | None:
+        """From GET /model's JSON (or the stack's {"error": ...} when it could not be read); None when the
+        stack does not read it (external)."""
+        if not isinstance(info, dict):
+            return None
+        if "error" in info and "backend" not in info:
+            return cls(error=str(info["error"]))
+        backend_info = info.get("backend_info") if isinstance(info.get("backend_info"), dict) else {}
+        return cls(
+            backend=info.get("backend"),
+            model_path=info.get("model_path"),
+            input_dtype=backend_info.get("input_dtype"),
+            agreement=Agreement.from_build_check(backend_info.get("build_check")),
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ServedModel:
+        known = _known(cls, data)
+        agreement = data.get("agreement")
+        known["agreement"] = Agreement(**_known(Agreement, agreement)) if agreement else None
+        return cls(**known)
+
+
+@dataclass(frozen=True)
 class StepRecord:
     """One ramp step as the driver saw it: whether the judge let the ramp go on, and why not."""
 
@@ -138,6 +209,7 @@ class ConfigRecord:
     locust_workers: int | None = None
     steps: tuple[StepRecord, ...] = ()
     error: str | None = None
+    served_model: ServedModel | None = None  # GET /model after set-up (None: not read, or an older run)
 
     @property
     def stack_label(self) -> str:
@@ -166,6 +238,13 @@ class ConfigRecord:
         load = data.get("load")
         known["load"] = LoadLevel(**_known(LoadLevel, load)) if load else None
         known["effective"] = Effective(**_known(Effective, data.get("effective") or {}))
+        served = data.get("served_model")
+        # A config.json from before this field kept GET /model's answer only in the stack's description.
+        known["served_model"] = (
+            ServedModel.from_dict(served)
+            if served
+            else ServedModel.from_model_info((data.get("stack_after_setup") or {}).get("model"))
+        )
         known["steps"] = tuple(
             StepRecord(**{**_known(StepRecord, s), "reasons": tuple(s.get("reasons") or ())})
             for s in data.get("steps") or ()

@@ -119,6 +119,11 @@ def _safe_ratio(a: list[float], b: list[float], scale: float = 1.0) -> RatioInte
     return ratio_interval(a, b, scale=scale)
 
 
+def quantized(entry: ConfigResult) -> bool:
+    """It served a model whose build checked it against a float model (the int8 one)."""
+    return entry.served_model is not None and entry.served_model.agreement is not None
+
+
 def comparisons(configs: list[ConfigResult], runs: dict[str, list[float]]) -> list[Comparison]:
     first: dict[str, ConfigResult] = {}
     for entry in configs:
@@ -145,9 +150,11 @@ def comparisons(configs: list[ConfigResult], runs: dict[str, list[float]]) -> li
             differ = [(attr, words) for attr, words in DIMENSIONS if getattr(a, attr) != getattr(b, attr)]
             if len(differ) != 1:
                 continue
-            ratio = _safe_ratio(runs.get(la, []), runs.get(lb, []))
+            # The quantized model first: its ratio then reads as what quantizing bought.
+            num, den = (lb, la) if quantized(b) and not quantized(a) else (la, lb)
+            ratio = _safe_ratio(runs.get(num, []), runs.get(den, []))
             if ratio is not None:
-                out.append(Comparison(differ[0][0], differ[0][1], la, lb, ratio))
+                out.append(Comparison(differ[0][0], differ[0][1], num, den, ratio))
     return out
 
 

@@ -87,6 +87,8 @@ class Summary:
             "slo_met_by_any": self.slo_met_by_any,
             "verdict": self.verdict,
             "repeats": a.repeats.to_dict() if a.repeats is not None else None,
+            # A quantized model's throughput against another backend, with its build's agreement check.
+            "tradeoffs": [asdict(t) for t in a.tradeoffs],
             "plan": self.plan.to_dict() if self.plan is not None else None,
             "plan_error": self.plan_error,
         }
@@ -120,6 +122,7 @@ def config_results(
                 metrics=metrics,
                 slo_met=ok,
                 slo_reasons=reasons,
+                served_model=config.served_model,
             )
         )
     return results

@@ -245,3 +245,29 @@ def test_a_ratio_that_rounds_to_its_target_but_fails_shows_the_third_digit(resul
     text = render_markdown(results)
     assert "| 640x480 JPEG | service/bare tf nginx | 0.918x | ≥ 0.92x | FAIL |" in text
     assert "| 640x480 JPEG | service/bare tf direct | 0.90x | ≥ 0.92x | FAIL |" in text
+
+
+def test_int8_is_judged_on_the_model_call_and_decode_plus_infer_is_shown(results: dict[str, Any]) -> None:
+    # 2026-12-03's quick run at 640x480: decode 3.0 / 2.8 ms, model call 11.1 ms float32 vs 6.1 ms int8.
+    def bare(label: str, decode: float, infer: float) -> dict[str, Any]:
+        rate = 1000.0 / (decode + infer)
+        image = {"img_per_s": rate, "decode_ms": {"mean": decode}, "infer_ms": {"mean": infer}}
+        return {"label": label, "title": label, "images": {IMAGE: image}}
+
+    results["bare"] = [bare("litert", 3.0, 11.1), bare("litert-int8", 2.8, 6.1)]
+    checks = _by_name(compute_checks(results))
+    model_call = checks["int8/float32 inference"]
+    assert model_call["value"] == pytest.approx(11.1 / 6.1) and model_call["target"] == 1.8
+    assert model_call["passed"] is True  # 1.82x
+    whole = checks["int8/float32 bare decode + infer"]
+    assert whole["value"] == pytest.approx(14.1 / 8.9) and whole["target"] is None and whole["passed"] is None
+    (note,) = [n for n in derive_notes(results) if "int8/float32" in n]
+    # 1.8x on decode + infer: int8's call may take 14.1 / 1.8 - 2.8 = 5.03 ms, 11.1 / 5.03 = 2.21x faster.
+    assert "= 1.82x (target 1.8x)" in note and "leaves 1.58x of decode + infer (shown)" in note
+    assert "a 2.21x faster model call" in note
+    results["bare"][1] = bare("litert-int8", 2.8, 6.5)
+    assert _by_name(compute_checks(results))["int8/float32 inference"]["passed"] is False  # 1.71x
+    # A large decode: no model call, however fast, brings decode + infer to 1.8x.
+    results["bare"] = [bare("litert", 6.0, 4.0), bare("litert-int8", 6.0, 2.0)]
+    (note,) = [n for n in derive_notes(results) if "int8/float32" in n]
+    assert "more than an instant model call" in note

@@ -108,3 +108,33 @@ def test_report_renders_with_its_charts(run_dir: Path) -> None:
     assert len(colours) > 200, f"the screenshot looks empty ({len(colours)} colours)"
     shutil.copytree(run_dir, ARTIFACTS / "lab-run", dirs_exist_ok=True)
     print(f"report screenshot: {shot}")
+
+
+def test_compare_of_float_and_int8_shows_the_agreement_beside_the_speed(lab_compare: LabCompare) -> None:
+    """`--backend litert,litert-int8`: both configurations measured, each with what GET /model said, and
+    the int8 one with its build's agreement check, in the record, the table and the verdict. Structure
+    only: the speed on this shared machine is printed, not judged (short windows keep the CI cost low)."""
+    args = ["--replicas", "1", "--backend", "litert,litert-int8", "--users", "2", "--duration", "3s"]
+    run = lab_compare("lab-int8", *args, "--warmup", "0s").run_dir
+    summary = json.loads((run / "summary.json").read_text())
+    served = {c["backend"]: c["served_model"] for c in summary["configs"]}
+    assert set(served) == {"litert", "litert-int8"}, served
+    assert served["litert"]["backend"] == "litert" and served["litert"]["agreement"] is None
+    int8 = served["litert-int8"]
+    assert int8["backend"] == "litert-int8" and int8["model_path"].endswith("model-int8.tflite")
+    agreement = int8["agreement"]
+    assert agreement is not None and agreement["passed"] is True, int8
+    assert 0 < agreement["top1_agree"] <= agreement["photos"] and 0 <= agreement["mean_abs_diff"] <= 0.05
+    config = json.loads(next(run.glob("*-r1-litert-int8-*/config.json")).read_text())
+    assert config["served_model"]["agreement"] == agreement  # the raw record, not only the summary
+    md = (run / "summary.md").read_text()
+    assert "| Agreement with float (build check) |" in md
+    cell = f"top-1 {agreement['top1_agree']}/{agreement['photos']} photos"
+    (row,) = [
+        line for line in md.splitlines() if line.startswith(("| r1-litert-int8 |", "| ★ r1-litert-int8 |"))
+    ]
+    assert cell in row and "vs r1-litert" in row, row
+    assert f"for {agreement['top1_agree']} of {agreement['photos']} probe photos" in summary["verdict"]
+    ((label, against),) = [(t["label"], t["against"]) for t in summary["tradeoffs"]]
+    assert (label, against) == ("r1-litert-int8", "r1-litert")
+    print({c["backend"]: c["rps"] for c in summary["configs"]}, summary["verdict"])

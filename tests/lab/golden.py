@@ -18,7 +18,7 @@ from lab.arrivals import parse_arrivals
 from lab.grid import ExperimentSettings, LoadLevel, StackConfig, config_label
 from lab.locust_csv import parse_stats_csv
 from lab.metrics import MeasurementData
-from lab.results import ConfigRecord, Effective, MeasurementRecord, RunRecord, write_record
+from lab.results import ConfigRecord, Effective, MeasurementRecord, RunRecord, ServedModel, write_record
 from lab.server_timing import parse_server_timing
 
 STATS_HEADER = (
@@ -221,6 +221,7 @@ class Config:
     repeat: int = 1
     ramp: bool = False
     cpus_per_replica: float | None = None
+    served_model: ServedModel | None = None  # what GET /model said after set-up
 
     @property
     def stack(self) -> StackConfig:
@@ -242,6 +243,7 @@ class Config:
             effective=Effective(
                 self.workers_per_replica, self.backend, self.batching, cpus_per_replica=self.cpus_per_replica
             ),
+            served_model=self.served_model,
         )
 
     def measured(self) -> list[tuple[str, Measurement, float]]:

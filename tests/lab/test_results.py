@@ -103,10 +103,11 @@ def test_lab_report_reads_the_previous_layout_to_the_same_numbers(tmp_path: Path
         assert summary[key] == expected[key], key
     # Added since, and nothing else: intervals over runs (one run: none), --until-stable's decision, the
     # latency from the intended start and whether Prometheus series were recorded (None: a run that did not
-    # record them), and the nodes of samples that name theirs (a swarm sampled through --nodes; none here).
+    # record them), what GET /model said, and the nodes of samples that name theirs (a swarm sampled through
+    # --nodes; none here).
     intended = {"intended_p50_ms", "intended_p95_ms", "intended_p99_ms", "prometheus_series"}
     nodes = {"node_by_container", "cpu_by_node"}
-    added = {"interval", "stability", "cpus_per_replica", "cpu_budget"} | intended | nodes
+    added = {"interval", "stability", "cpus_per_replica", "cpu_budget", "served_model"} | intended | nodes
 
     def old(record: dict) -> dict:
         return {k: v for k, v in record.items() if k not in added}
