@@ -420,7 +420,7 @@ def _fault_sentence(entry: ConfigResult, fault: FaultImpact) -> str:
     head = f"{fault.fault} in {entry.label}"
     if not fault.applied:
         return f"{head} was not applied ({fault.error or 'the measurement ended first'})."
-    parts = [f"{fault.failures_during + fault.failures_after} failed requests"]
+    parts = [_loss(fault)]
     if fault.before_p95_ms is not None and fault.worst_p95_ms is not None:
         parts.append(
             f"worst {TIMELINE_WINDOW_S}-s p95 {fault.worst_p95_ms:g} ms "
@@ -444,6 +444,19 @@ def _fault_sentence(entry: ConfigResult, fault: FaultImpact) -> str:
             )
             parts.append(f"users went from {reaction.users_before} to {reaction.users_lowest}{back}")
     return f"{head}: " + "; ".join(parts) + "."
+
+
+def _loss(fault: FaultImpact) -> str:
+    """What the clients lost: time without service first; the count as the model makes it honest."""
+    if not fault.failures and not fault.outage_s:
+        return "no failed request and no second without service"
+    text = f"{fault.outage_s:g} s without service"
+    if fault.failures:
+        text += f" ({fault.failed_seconds} s with failures, at worst {fault.worst_failures_per_s} failed/s)"
+    if fault.failed_arrivals is not None:
+        return text + f", {fault.failed_arrivals} failed arrivals"
+    closed = "closed model: users back off after a connection error"
+    return text + f", {fault.failures} failed requests ({closed})"
 
 
 def _soak_sentence(entry: ConfigResult) -> str:

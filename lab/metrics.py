@@ -62,7 +62,8 @@ class MeasurementMetrics:
     requests: int = 0
     failures: int = 0
     failure_ratio: float = 0.0
-    rps: float = 0.0
+    rps: float = 0.0  # every request, failed ones too (Locust's)
+    ok_rps: float = 0.0  # the successful ones: the throughput the report shows, failures beside it
     avg_ms: float | None = None
     p50_ms: float | None = None
     p95_ms: float | None = None
@@ -204,8 +205,9 @@ def _over_time(
     if t_start is None or t_end is None:
         return [], None, None
     seconds = data.seconds
+    open_model = bool(data.record.target_rps)
     faults = [
-        fault_impact(record, seconds, t_start, t_end, replicas or 0, data.served_by, data.live)
+        fault_impact(record, seconds, t_start, t_end, replicas or 0, data.served_by, data.live, open_model)
         for record in data.faults
     ]
     soak = soak_result(data.processes, seconds, t_start, t_end) if data.processes else None
@@ -248,6 +250,7 @@ def measurement_metrics(
         failures=stats.failures,
         failure_ratio=round(stats.failure_ratio, 6),
         rps=rps,
+        ok_rps=round(rps * (1 - stats.failure_ratio), 3),
         avg_ms=avg_ms,
         p50_ms=_r(stats.percentile(0.5), 2),
         p95_ms=_r(stats.percentile(0.95), 2),

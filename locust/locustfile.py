@@ -373,7 +373,7 @@ def on_request(
             start_time, due=ctx.get(SEND_AT_KEY), intended=ctx.get(INTENDED_KEY), response_ms=response_time
         )
     # The second it ended in, as Locust counts its own requests per second.
-    timeline.add(time.time(), response_time, failed=exception is not None)
+    timeline.add(time.time(), response_time, failed=exception is not None, start_time=start_time)
     # Only successful requests: an error answer's timings would mix into the server-side split.
     if exception is not None or response is None:
         return

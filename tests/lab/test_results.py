@@ -102,9 +102,9 @@ def test_lab_report_reads_the_previous_layout_to_the_same_numbers(tmp_path: Path
     for key in ("capacity", "knee", "peak_rps", "slo_met_by_any"):
         assert summary[key] == expected[key], key
     # Added since, and nothing else: intervals over runs (one run: none), --until-stable's decision, and the
-    # latency from the intended start (None: a run that did not record it).
+    # latency from the intended start (None: a run that did not record it), the successful req/s.
     intended = {"intended_p50_ms", "intended_p95_ms", "intended_p99_ms"}
-    added = {"interval", "stability", "cpus_per_replica", "cpu_budget"} | intended
+    added = {"interval", "stability", "cpus_per_replica", "cpu_budget", "ok_rps"} | intended
 
     def old(record: dict) -> dict:
         return {k: v for k, v in record.items() if k not in added}
@@ -112,6 +112,7 @@ def test_lab_report_reads_the_previous_layout_to_the_same_numbers(tmp_path: Path
     assert old(summary["recommended"]) == expected["recommended"]
     assert [old(c) for c in summary["configs"]] == expected["configs"]
     assert all(c[k] is None for c in summary["configs"] for k in intended)
+    assert all(c["ok_rps"] == round(c["rps"] * (1 - c["failure_ratio"]), 3) for c in summary["configs"])
     assert summary["verdict"] == expected["verdict"].replace(" req/s with", f" req/s ({SINGLE_RUN}) with", 1)
     assert (run / "report.html").is_file()
 
