@@ -20,6 +20,7 @@ from lab.limits import (
     TIMELINE_WINDOW_S,
 )
 from lab.metrics import ConfigResult, Thresholds
+from lab.results import ClientBackoff
 from lab.spread import SCALING, RepeatAnalysis, efficiency_interval, repeat_analysis
 from lab.stacks import stack_kind as stack_kind_of
 from lab.timeline import FaultImpact
@@ -420,7 +421,7 @@ def _fault_sentence(entry: ConfigResult, fault: FaultImpact) -> str:
     head = f"{fault.fault} in {entry.label}"
     if not fault.applied:
         return f"{head} was not applied ({fault.error or 'the measurement ended first'})."
-    parts = [_loss(fault)]
+    parts = [_loss(fault, entry.metrics.client_backoff)]
     if fault.before_p95_ms is not None and fault.worst_p95_ms is not None:
         parts.append(
             f"worst {TIMELINE_WINDOW_S}-s p95 {fault.worst_p95_ms:g} ms "
@@ -446,7 +447,7 @@ def _fault_sentence(entry: ConfigResult, fault: FaultImpact) -> str:
     return f"{head}: " + "; ".join(parts) + "."
 
 
-def _loss(fault: FaultImpact) -> str:
+def _loss(fault: FaultImpact, backoff: ClientBackoff | None) -> str:
     """What the clients lost: time without service first; the count as the model makes it honest."""
     if not fault.failures and not fault.outage_s:
         return "no failed request and no second without service"
@@ -455,7 +456,12 @@ def _loss(fault: FaultImpact) -> str:
         text += f" ({fault.failed_seconds} s with failures, at worst {fault.worst_failures_per_s} failed/s)"
     if fault.failed_arrivals is not None:
         return text + f", {fault.failed_arrivals} failed arrivals"
-    closed = "closed model: users back off after a connection error"
+    closed = (
+        f"closed model: users back off {backoff.first_ms:g} ms doubling to {backoff.max_ms:g} ms after a "
+        "connection error"
+        if backoff is not None
+        else "closed model without a recorded back-off: the count grows with the generator's retry speed"
+    )
     return text + f", {fault.failures} failed requests ({closed})"
 
 

@@ -22,7 +22,7 @@ from lab.faults import AppliedFault, read_faults
 from lab.grid import ExperimentSettings
 from lab.limits import FELL_BEHIND_RATIO, GENERATOR_CPU_LIMIT_PCT, HOST_BUSY_FRACTION, LATE_ARRIVALS_SHARE
 from lab.locust_csv import LocustStats, read_stats_csv
-from lab.results import MeasurementRecord, read_measurement_record
+from lab.results import ClientBackoff, MeasurementRecord, read_measurement_record
 from lab.samples import container_metrics, host_busy_cores, locust_worker_cpu_max, read_json, read_jsonl
 from lab.server_timing import PARTS, ServerTiming, read_server_timing
 from lab.stability import Stability
@@ -116,6 +116,7 @@ class MeasurementMetrics:
     replicas_served: int | None = None
     # Over time (timeline.json): what each --fault did, and a soak's drift.
     faults: list[FaultImpact] = field(default_factory=list)
+    client_backoff: ClientBackoff | None = None  # closed model: the users' back-off after connection errors
     soak: SoakResult | None = None
     stability: Stability | None = None  # --until-stable: whether and when the driver found it settled
     # For the timeline chart only; not in summary.json (timeline.json and the samples are the raw data).
@@ -293,6 +294,7 @@ def measurement_metrics(
         served_by=counts,
         replicas_served=sum(1 for v in counts.values() if v > 0) if counts else None,
         faults=faults,
+        client_backoff=meta.client_backoff,
         soak=soak,
         stability=Stability.from_dict(meta.stability) if meta.stability else None,
         timeline=timeline,

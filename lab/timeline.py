@@ -229,7 +229,9 @@ class Outage:
     """Time without service after a fault: from the first failed (or unanswered) second's first failure to
     the last one's last failure, the bad seconds joined while fewer than TIMELINE_WINDOW_S good seconds part
     them. A second is bad when a request failed in it, or when none succeeded while the load was on. Times
-    to the millisecond from the failures' own times (whole seconds for a second without them)."""
+    to the millisecond from the failures' own times (whole seconds for a second without them). A lower
+    bound by up to the clients' probing interval: the service came back between the last failure and the
+    next success."""
 
     start: float | None  # unix time; None: no bad second after the fault
     end: float | None
@@ -254,10 +256,9 @@ class Outage:
             prev = t
         head, tail = by_t.get(first), by_t.get(prev)
         start = head.first_failure if head is not None and head.first_failure is not None else float(first)
-        # A second that failed and then ended without a success: the service was out to its end.
-        end = float(prev + 1)
-        if tail is not None and tail.last_failure is not None and tail.ok > 0:
-            end = tail.last_failure
+        # The last failure is the last sign of no service (clients backing off may find it back only
+        # later); a second without an answer at all was out to its end.
+        end = tail.last_failure if tail is not None and tail.last_failure is not None else float(prev + 1)
         return cls(start, max(start, end))
 
 

@@ -263,6 +263,9 @@ def test_report_has_the_fault_table_soak_table_timeline_and_verdict(tmp_path: Pa
         for k in range(0, 30, 3)
     ]
     (mdir / "processes.jsonl").write_text("\n".join(json.dumps(p) for p in procs) + "\n")
+    record = json.loads((mdir / "measurement.json").read_text())
+    record["client_backoff"] = {"first_ms": 100.0, "max_ms": 1000.0}  # what the master reported
+    (mdir / "measurement.json").write_text(json.dumps(record))
 
     summary = write_report(run)
     (entry,) = summary.configs
@@ -273,7 +276,7 @@ def test_report_has_the_fault_table_soak_table_timeline_and_verdict(tmp_path: Pa
     assert saved["soak"]["flagged"] is False and saved["soak"]["replicas"][0]["rss_slope_mb_per_min"] == 0.0
     assert (
         "kill-replica@15s in r2-u8: 5 s without service (5 s with failures, at worst 2 failed/s), 10 failed "
-        "requests (closed model" in summary.verdict
+        "requests (closed model: users back off 100 ms doubling to 1000 ms" in summary.verdict
     )
     assert "back to the earlier level after 5 s" in summary.verdict
     assert "2 of 2 replicas served after it" in summary.verdict

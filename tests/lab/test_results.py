@@ -102,9 +102,10 @@ def test_lab_report_reads_the_previous_layout_to_the_same_numbers(tmp_path: Path
     for key in ("capacity", "knee", "peak_rps", "slo_met_by_any"):
         assert summary[key] == expected[key], key
     # Added since, and nothing else: intervals over runs (one run: none), --until-stable's decision, and the
-    # latency from the intended start (None: a run that did not record it), the successful req/s.
+    # latency from the intended start (None: a run that did not record it), the successful req/s, the
+    # closed model's back-off (None: not recorded).
     intended = {"intended_p50_ms", "intended_p95_ms", "intended_p99_ms"}
-    added = {"interval", "stability", "cpus_per_replica", "cpu_budget", "ok_rps"} | intended
+    added = {"interval", "stability", "cpus_per_replica", "cpu_budget", "ok_rps", "client_backoff"} | intended
 
     def old(record: dict) -> dict:
         return {k: v for k, v in record.items() if k not in added}
@@ -141,3 +142,16 @@ def test_a_config_file_of_an_unknown_version_is_refused_too(tmp_path: Path) -> N
     with pytest.raises(SchemaError, match="has no index, label"):
         ConfigRecord.from_dict({"stack": {"replicas": 1}})
     assert upgrade({"a": 1}, "measurement") == {"a": 1, "schema_version": SCHEMA_VERSION}
+
+
+def test_the_client_backoff_is_recorded_and_read_back() -> None:
+    from lab.results import ClientBackoff, MeasurementRecord
+
+    answer = {"model": "closed", "backoff": {"first_ms": 100.0, "max_ms": 1000.0}}
+    record = MeasurementRecord(users=8, client_backoff=ClientBackoff.from_answer(answer))
+    back = MeasurementRecord.from_dict(json.loads(json.dumps(record.to_dict())))
+    assert back.client_backoff == ClientBackoff(100.0, 1000.0)
+    # The open model, an older master and an older file have none.
+    assert ClientBackoff.from_answer({"model": "open", "backoff": None}) is None
+    assert ClientBackoff.from_answer(None) is None
+    assert MeasurementRecord.from_dict({"users": 8}).client_backoff is None
