@@ -413,6 +413,13 @@ def verdict(
     if interrupted:
         sentences.append(f"Incomplete measurements (not counted): {_names(interrupted)}.")
     sentences += [_fault_sentence(c, f) for c in configs for f in c.metrics.faults]
+    sentences += [
+        f"In {c.label} no request started or ended for a while: "
+        + "; ".join(st.describe() for st in c.metrics.stalls)
+        + "."
+        for c in configs
+        if c.metrics.stalls and not c.metrics.faults  # with a fault, its sentence names them
+    ]
     sentences += [_soak_sentence(c) for c in configs if c.metrics.soak is not None]
     return " ".join(sentences)
 
@@ -429,8 +436,12 @@ def _fault_sentence(entry: ConfigResult, fault: FaultImpact) -> str:
         )
     if fault.recovery_s is not None:
         parts.append(f"back to the earlier level after {fault.recovery_s:g} s")
+    elif fault.generator_stalled:
+        parts.append("the service's recovery not judged: the load generator stopped sending")
     elif fault.before_rps is not None:
         parts.append("not back to the earlier level by the end of the measurement")
+    # Named, so that a stalled generator is never read as a service that did not recover.
+    parts += [stall.describe() for stall in fault.stalls]
     if fault.replicas_expected is not None and fault.replicas_serving_after is not None:
         parts.append(f"{fault.replicas_serving_after} of {fault.replicas_expected} replicas served after it")
     if fault.locust is not None:

@@ -221,6 +221,8 @@ def _failed(f: FaultImpact) -> str:
 
 def _recovered(f: FaultImpact) -> str:
     text = _fmt(f.recovery_s) if f.recovered else "not recovered"
+    if not f.recovered and f.generator_stalled:
+        text = "not judged: generator stalled"
     if f.band_min_rps is not None and f.band_max_p95_ms is not None:
         text += f" (≥ {_fmt(f.band_min_rps)} req/s, p95 ≤ {_fmt(f.band_max_p95_ms)} ms)"
     return text
@@ -479,8 +481,9 @@ FAULT_NOTE = (
     f"{TIMELINE_WINDOW_S}-second window from the fault on. Recovered: from the fault until every later "
     f"{TIMELINE_WINDOW_S}-second window had successful RPS within {RECOVERY_RPS_TOLERANCE:.0%} and p95 "
     f"within {RECOVERY_P95_TOLERANCE:.0%} of the level before, or within the range its windows spanned "
-    "before the fault, whichever is wider (the band used is shown). Replicas serving after: those whose "
-    "X-Served-By count grew after the fault."
+    "before the fault, whichever is wider (the band used is shown); windows in which no request started or "
+    "ended while no request was in flight (or the master lost a worker) are a stalled generator, left out "
+    "and named in the verdict. Replicas serving after: those whose X-Served-By count grew after the fault."
 )
 SOAK_NOTE = (
     "RSS and open files: every process of each replica, from the host's /proc (processes.jsonl); start and "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,15 +137,21 @@ class Window:
 
 
 def window(by_t: dict[int, Second], start: int, seconds: int) -> Window:
+    return window_of(by_t, list(range(start, start + seconds)))
+
+
+def window_of(by_t: dict[int, Second], ts: list[int]) -> Window:
+    """The seconds `ts` (in order; a run with a stalled generator's seconds taken out) as one window."""
     merged: Counter[float] = Counter()
     requests = failures = 0
-    for t in range(start, start + seconds):
+    for t in ts:
         s = by_t.get(t)
         if s is not None:
             merged.update(s.ok_buckets)
             requests += s.requests
             failures += s.failures
-    return Window(start, seconds, requests, failures, percentile(merged, 0.5), percentile(merged, 0.95))
+    start = ts[0] if ts else 0
+    return Window(start, len(ts), requests, failures, percentile(merged, 0.5), percentile(merged, 0.95))
 
 
 @dataclass(frozen=True)
@@ -225,6 +232,82 @@ def locust_reaction(live: list[dict[str, Any]], fault_t: float) -> LocustReactio
 
 
 @dataclass(frozen=True)
+class Stall:
+    """Whole seconds in which no request started and none ended while the users ran. Either the generator
+    stopped sending (`generator`: no request was in flight across them, or the master lost a worker's
+    heartbeat), or the service held every request it had (requests in flight across them, workers
+    reporting). `workers` is what the master's live view said about the workers meanwhile."""
+
+    start: int  # first second (unix)
+    seconds: int
+    in_flight: int  # requests in flight across its seconds (at most, per second)
+    generator: bool
+    workers: str
+    at_s: float  # its start, from the measurement's start
+
+    @property
+    def end(self) -> int:
+        return self.start + self.seconds
+
+    def overlaps(self, start: int, seconds: int) -> bool:
+        return start < self.end and self.start < start + seconds
+
+    def describe(self) -> str:
+        what = "the generator stalled" if self.generator else "every request waited on the service"
+        return f"{what} for {self.seconds} s from {self.at_s:g} s ({self.workers})"
+
+
+def _workers_said(live: list[dict[str, Any]], start: int, end: int) -> tuple[str, bool]:
+    """The master's live rows from a second before to a second after: worker states, users, worker CPU;
+    and whether a worker was missing (its heartbeats stopped: the process itself was stuck)."""
+    rows = [r for r in live if isinstance(r.get("t"), int | float) and start - 1 <= r["t"] <= end + 1]
+    if not rows:
+        return "no live sample of the workers meanwhile", False
+    states: Counter[str] = Counter()
+    cpu: list[float] = []
+    for row in rows:
+        for w in row.get("workers") or []:
+            if isinstance(w, dict):
+                states[str(w.get("state"))] += 1
+                if isinstance(w.get("cpu_usage"), int | float):
+                    cpu.append(float(w["cpu_usage"]))
+    users = sorted({r["user_count"] for r in rows if isinstance(r.get("user_count"), int)})
+    seen = ", ".join(f"{state} in {n} worker samples" for state, n in sorted(states.items()))
+    parts = [f"{len(rows)} live samples: {seen or 'no worker reported'}"]
+    if users:
+        parts.append(f"users {'/'.join(map(str, users))}")
+    if cpu:
+        parts.append(f"worker CPU up to {max(cpu):g} %")
+    return ", ".join(parts), states.get("missing", 0) > 0
+
+
+def find_stalls(
+    seconds: list[Second], first: int, last: int, t_start: float, live: list[dict[str, Any]] | None = None
+) -> list[Stall]:
+    """Runs of whole seconds in [first, last) in which nothing started or ended. Needs a timeline that
+    records starts (an older one: [])."""
+    if not any(s.started is not None for s in seconds):
+        return []
+    by_t = {s.t: s for s in seconds}
+    quiet = [
+        t for t in range(first, last) if (s := by_t.get(t)) is None or (s.requests == 0 and not s.started)
+    ]
+    stalls: list[Stall] = []
+    run: list[int] = []
+    for t in [*quiet, None]:
+        if run and (t is None or t != run[-1] + 1):
+            spans = [by_t[u].spanned if u in by_t else 0 for u in run]
+            said, missing = _workers_said(live or [], run[0], run[-1] + 1)
+            in_flight = max(spans)
+            generator = in_flight == 0 or missing
+            stalls.append(Stall(run[0], len(run), in_flight, generator, said, round(run[0] - t_start, 2)))
+            run = []
+        if t is not None:
+            run.append(t)
+    return stalls
+
+
+@dataclass(frozen=True)
 class Outage:
     """Time without service after a fault: from the first failed (or unanswered) second's first failure to
     the last one's last failure, the bad seconds joined while fewer than TIMELINE_WINDOW_S good seconds part
@@ -241,8 +324,10 @@ class Outage:
         return 0.0 if self.start is None or self.end is None else max(0.0, self.end - self.start)
 
     @classmethod
-    def after(cls, by_t: dict[int, Second], fault_t: int, last: int) -> Outage:
+    def after(cls, by_t: dict[int, Second], fault_t: int, last: int, stalls: Sequence[Stall] = ()) -> Outage:
         def bad(t: int) -> bool:
+            if any(st.generator and st.overlaps(t, 1) for st in stalls):
+                return False  # the generator sent nothing: no sign of the service either way
             s = by_t.get(t)
             return s is None or s.failures > 0 or s.ok == 0
 
@@ -301,6 +386,13 @@ class FaultImpact:
     failed_arrivals: int | None = None  # open model: the failed requests are failed arrivals (clients)
     band_min_rps: float | None = None  # the recovery band (Band): successful req/s at least this
     band_max_p95_ms: float | None = None  # and p95 at most this
+    # Seconds after it with nothing started or ended: a stalled generator is not the service's doing, so
+    # its windows are left out of the worst window and the recovery, and its seconds out of the outage.
+    stalls: list[Stall] = field(default_factory=list)
+
+    @property
+    def generator_stalled(self) -> bool:
+        return any(s.generator for s in self.stalls)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -355,9 +447,13 @@ def fault_impact(
     fault_t = math.floor(record.t)
     first, last = math.ceil(t_start) + RAMP_SKIP_S, math.floor(t_end)  # [first, last): whole seconds
     before = window(by_t, first, fault_t - first) if fault_t - first >= TIMELINE_WINDOW_S else None
-    # Sliding windows from the fault to the end, one second apart.
-    starts = list(range(fault_t, last - TIMELINE_WINDOW_S + 1))
-    windows = [window(by_t, t, TIMELINE_WINDOW_S) for t in starts]
+    stalls = find_stalls(seconds, fault_t, last, t_start, live)
+    # Sliding windows from the fault to the end, one second apart, over the seconds the generator sent in:
+    # a stalled generator's seconds are taken out, so they neither sink the worst window nor the recovery.
+    active = [t for t in range(fault_t, last) if not any(st.generator and st.overlaps(t, 1) for st in stalls)]
+    windows = [
+        window_of(by_t, active[i : i + TIMELINE_WINDOW_S]) for i in range(len(active) - TIMELINE_WINDOW_S + 1)
+    ]
     worst_p95 = max((w.p95_ms for w in windows if w.p95_ms is not None), default=None)
     worst_rps = min((w.ok_rps for w in windows), default=None)
     recovery_t: int | None = None
@@ -368,7 +464,7 @@ def fault_impact(
             if not band.holds(w):
                 break
             recovery_t = w.start
-    outage = Outage.after(by_t, fault_t, last)
+    outage = Outage.after(by_t, fault_t, last, stalls)
     recovered_at: float | None = None
     if recovery_t is not None:
         # A 5-s window can sit in the band with a second of refusals in it: not back before they ended.
@@ -414,6 +510,7 @@ def fault_impact(
         failed_arrivals=since.failures if open_model else None,
         band_min_rps=round(band.min_rps, 2) if band is not None else None,
         band_max_p95_ms=band.max_p95_ms if band is not None else None,
+        stalls=stalls,
     )
 
 

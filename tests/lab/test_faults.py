@@ -408,3 +408,63 @@ def test_outage_joins_bad_seconds_and_counts_a_hung_second() -> None:
     impact = fault_impact(record, seconds, T0, T0 + 40, 2, {})
     assert impact.outage_from_s == 0.1 and impact.outage_s == 1.65  # 15.6 to 17.25
     assert impact.failed_seconds == 3 and impact.failures == 6  # the later one counts, apart
+
+
+def _stalled(spanned: int) -> list[Second]:
+    """40 s at 20 req/s with starts recorded; refusals for 0.5 s after a fault at +15.2 s; then from +18 s
+    nothing starts or ends for 19 s (`spanned` requests in flight across those seconds), then load again."""
+    out = []
+    for k in range(40):
+        t = T0 + k
+        if k == 15:
+            out.append(Second(t, 20, 10, {100.0: 10, 1.0: 10}, {1.0: 10}, T0 + 15.2, T0 + 15.7, 20))
+        elif 18 <= k < 37:
+            if spanned:
+                out.append(Second(t, 0, 0, {}, started=0, spanned=spanned))
+        else:
+            out.append(Second(t, 20, 0, {100.0: 20}, started=20))
+    return out
+
+
+def _live(states: str) -> list[dict[str, object]]:
+    workers = [{"state": states, "user_count": 4, "cpu_usage": 2.0}, {"state": "running", "user_count": 4}]
+    return [{"t": T0 + k, "user_count": 8, "workers": workers} for k in range(0, 40, 2)]
+
+
+def test_a_stalled_generator_is_named_not_blamed_on_the_service() -> None:
+    """The issue's 19 s: no request started or ended, none in flight, the workers running. That is the
+    generator's stall: out of the outage, the worst window and the recovery, and named in the verdict."""
+    record = AppliedFault(FaultSpec.parse("restart-nginx@15s"), t=T0 + 15.2, t_end=T0 + 15.2)
+    impact = fault_impact(record, _stalled(spanned=0), T0, T0 + 40, 2, {}, _live("running"))
+    (stall,) = impact.stalls
+    assert (stall.start, stall.seconds, stall.in_flight, stall.generator, stall.at_s) == (
+        T0 + 18,
+        19,
+        0,
+        True,
+        18,
+    )
+    assert stall.workers == "11 live samples: running in 22 worker samples, users 8, worker CPU up to 2 %"
+    assert stall.describe().startswith("the generator stalled for 19 s from 18 s (")
+    assert impact.outage_s == 0.5 and impact.failures == 10  # the refusals only, not the 19 s
+    assert impact.worst_rps == 18.0  # windows holding the stall are left out
+    assert impact.generator_stalled and impact.recovered and impact.recovery_s == 0.5
+
+
+def test_requests_held_by_the_service_are_its_outage_unless_a_worker_went_missing() -> None:
+    record = AppliedFault(FaultSpec.parse("pause-replica=19s@15s"), t=T0 + 15.2, t_end=T0 + 34.2)
+    held = fault_impact(record, _stalled(spanned=8), T0, T0 + 40, 1, {}, _live("running"))
+    (stall,) = held.stalls
+    assert not stall.generator and stall.in_flight == 8
+    assert stall.describe().startswith("every request waited on the service for 19 s")
+    assert held.outage_s == pytest.approx(37 - 15.2)  # from the refusals to the end of the held seconds
+    assert not held.recovered  # the windows after the held seconds are too few to judge (3 s left)
+    # The same seconds while the master lost a worker's heartbeat: the generator's process was stuck.
+    stuck = fault_impact(record, _stalled(spanned=8), T0, T0 + 40, 1, {}, _live("missing"))
+    assert stuck.stalls[0].generator and stuck.outage_s == 0.5
+
+
+def test_no_stall_is_claimed_from_a_timeline_without_starts() -> None:
+    seconds = [Second(T0 + k, 20, 0, {100.0: 20}) for k in range(40) if not 18 <= k < 30]
+    record = AppliedFault(FaultSpec.parse("restart-nginx@15s"), t=T0 + 15.2, t_end=T0 + 15.2)
+    assert fault_impact(record, seconds, T0, T0 + 40, 2, {}).stalls == []

@@ -103,9 +103,17 @@ def test_lab_report_reads_the_previous_layout_to_the_same_numbers(tmp_path: Path
         assert summary[key] == expected[key], key
     # Added since, and nothing else: intervals over runs (one run: none), --until-stable's decision, and the
     # latency from the intended start (None: a run that did not record it), the successful req/s, the
-    # closed model's back-off (None: not recorded).
+    # closed model's back-off (None: not recorded), the stalls (an older timeline records no starts: none).
     intended = {"intended_p50_ms", "intended_p95_ms", "intended_p99_ms"}
-    added = {"interval", "stability", "cpus_per_replica", "cpu_budget", "ok_rps", "client_backoff"} | intended
+    added = {
+        "interval",
+        "stability",
+        "cpus_per_replica",
+        "cpu_budget",
+        "ok_rps",
+        "client_backoff",
+        "stalls",
+    } | intended
 
     def old(record: dict) -> dict:
         return {k: v for k, v in record.items() if k not in added}
