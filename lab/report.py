@@ -244,7 +244,7 @@ def fault_rows(summary: Summary) -> list[Row]:
                         f.fault + ("" if f.applied else f" (not applied: {f.error})"),
                         f.target or "—",
                         _fmt(f.at_s),
-                        _fmt(f.outage_s),
+                        _fmt(f.outage_s, 2),  # to the ms from the failures' times
                         _failed(f),
                         f"{_fmt(f.before_rps)} / {_fmt(f.worst_rps)}",
                         f"{_fmt(f.before_p95_ms)} / {_fmt(f.worst_p95_ms)}",

@@ -281,7 +281,7 @@ def test_report_has_the_fault_table_soak_table_timeline_and_verdict(tmp_path: Pa
     assert "back to the earlier level after 5 s" in summary.verdict
     assert "2 of 2 replicas served after it" in summary.verdict
     md = (run / "summary.md").read_text()
-    assert "### Faults" in md and "### Soak" in md and "| 5.0 | 10 requests (5 s, 2/s) |" in md
+    assert "### Faults" in md and "### Soak" in md and "| 5.00 | 10 requests (5 s, 2/s) |" in md
     assert "5.0 (≥ 18.0 req/s, p95 ≤ 120.0 ms)" in md  # the recovery band used
     html = (run / "report.html").read_text()
     assert "Timeline: r2-u8" in html and "kill-replica, recovered +5 s" in html
