@@ -20,7 +20,7 @@ from lab.limits import (
     TIMELINE_WINDOW_S,
 )
 from lab.metrics import ConfigResult, Thresholds
-from lab.results import Agreement
+from lab.results import Agreement, ClientBackoff
 from lab.spread import SCALING, Comparison, RepeatAnalysis, efficiency_interval, repeat_analysis
 from lab.stacks import stack_kind as stack_kind_of
 from lab.timeline import FaultImpact
@@ -470,6 +470,13 @@ def verdict(
     if interrupted:
         sentences.append(f"Incomplete measurements (not counted): {_names(interrupted)}.")
     sentences += [_fault_sentence(c, f) for c in configs for f in c.metrics.faults]
+    sentences += [
+        f"In {c.label} no request started or ended for a while: "
+        + "; ".join(st.describe() for st in c.metrics.stalls)
+        + "."
+        for c in configs
+        if c.metrics.stalls and not c.metrics.faults  # with a fault, its sentence names them
+    ]
     sentences += [_soak_sentence(c) for c in configs if c.metrics.soak is not None]
     return " ".join(sentences)
 
@@ -478,7 +485,7 @@ def _fault_sentence(entry: ConfigResult, fault: FaultImpact) -> str:
     head = f"{fault.fault} in {entry.label}"
     if not fault.applied:
         return f"{head} was not applied ({fault.error or 'the measurement ended first'})."
-    parts = [f"{fault.failures_during + fault.failures_after} failed requests"]
+    parts = [_loss(fault, entry.metrics.client_backoff)]
     if fault.before_p95_ms is not None and fault.worst_p95_ms is not None:
         parts.append(
             f"worst {TIMELINE_WINDOW_S}-s p95 {fault.worst_p95_ms:g} ms "
@@ -486,8 +493,12 @@ def _fault_sentence(entry: ConfigResult, fault: FaultImpact) -> str:
         )
     if fault.recovery_s is not None:
         parts.append(f"back to the earlier level after {fault.recovery_s:g} s")
+    elif fault.generator_stalled:
+        parts.append("the service's recovery not judged: the load generator stopped sending")
     elif fault.before_rps is not None:
         parts.append("not back to the earlier level by the end of the measurement")
+    # Named, so that a stalled generator is never read as a service that did not recover.
+    parts += [stall.describe() for stall in fault.stalls]
     if fault.replicas_expected is not None and fault.replicas_serving_after is not None:
         parts.append(f"{fault.replicas_serving_after} of {fault.replicas_expected} replicas served after it")
     if fault.locust is not None:
@@ -502,6 +513,24 @@ def _fault_sentence(entry: ConfigResult, fault: FaultImpact) -> str:
             )
             parts.append(f"users went from {reaction.users_before} to {reaction.users_lowest}{back}")
     return f"{head}: " + "; ".join(parts) + "."
+
+
+def _loss(fault: FaultImpact, backoff: ClientBackoff | None) -> str:
+    """What the clients lost: time without service first; the count as the model makes it honest."""
+    if not fault.failures and not fault.outage_s:
+        return "no failed request and no second without service"
+    text = f"{fault.outage_s:g} s without service"
+    if fault.failures:
+        text += f" ({fault.failed_seconds} s with failures, at worst {fault.worst_failures_per_s} failed/s)"
+    if fault.failed_arrivals is not None:
+        return text + f", {fault.failed_arrivals} failed arrivals"
+    closed = (
+        f"closed model: users back off {backoff.first_ms:g} ms doubling to {backoff.max_ms:g} ms after a "
+        "connection error"
+        if backoff is not None
+        else "closed model without a recorded back-off: the count grows with the generator's retry speed"
+    )
+    return text + f", {fault.failures} failed requests ({closed})"
 
 
 def _soak_sentence(entry: ConfigResult) -> str:

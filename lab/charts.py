@@ -281,8 +281,11 @@ def chart_timeline(entry: ConfigResult) -> str:
         3, 1, figsize=(8, 5.2), sharex=True, gridspec_kw={"height_ratios": [2, 2, 1]}
     )
     # Each point is the second [t, t + 1): bars span it, lines sit at its middle.
-    ax_rps.bar(tl.t_s, tl.rps, width=0.95, align="edge", color="#6baed6", label="requests/s")
-    ax_rps.bar(tl.t_s, tl.failures, width=0.95, align="edge", color="#cb181d", label="failures/s")
+    # Successful requests, the failed ones stacked on them: a refused request is no throughput.
+    ax_rps.bar(tl.t_s, tl.rps, width=0.95, align="edge", color="#6baed6", label="successful/s")
+    ax_rps.bar(
+        tl.t_s, tl.failures, width=0.95, align="edge", bottom=tl.rps, color="#cb181d", label="failed/s"
+    )
     ax_rps.set_ylabel("req/s")
     for key, color, values in (("p50", "#41ab5d", tl.p50_ms), ("p95", "#084594", tl.p95_ms)):
         points = [(t + 0.5, v) for t, v in zip(tl.t_s, values, strict=True) if v is not None]

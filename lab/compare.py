@@ -32,6 +32,7 @@ from lab.results import (
     CONFIG_FILE,
     MEASUREMENT_FILE,
     RUN_FILE,
+    ClientBackoff,
     ConfigRecord,
     Effective,
     MeasurementRecord,
@@ -527,18 +528,24 @@ class Driver:
                 encoding="utf-8",
             )
         # Sent by the workers with the same reports as the stats, so after the flush wait both are complete.
+        arrivals = self._locust.arrivals()
         for name, answer in (
             ("served_by.json", self._locust.served_by()),
             ("server_timing.json", self._locust.server_timing()),
             ("timeline.json", self._locust.timeline()),
-            ("arrivals.json", self._locust.arrivals()),
+            ("arrivals.json", arrivals),
         ):
             saved[name] = 200 if answer is not None else 404
             if answer is not None:
                 write_json(mdir / name, answer)
         final = self._locust.stats()
         keep = ("state", "user_count", "worker_count", "total_rps")
-        return replace(meta, locust_final={k: final.get(k) for k in keep}, downloads=saved)
+        return replace(
+            meta,
+            locust_final={k: final.get(k) for k in keep},
+            downloads=saved,
+            client_backoff=ClientBackoff.from_answer(arrivals),
+        )
 
 
 def _history_window(text: str, t_start: float, t_end: float) -> str:

@@ -172,6 +172,13 @@ def _restart(ops: FaultOps, target: str, spec: FaultSpec) -> str:
     return "docker restart"
 
 
+def _reload(ops: FaultOps, target: str, spec: FaultSpec) -> str:
+    # SIGHUP to nginx's master (PID 1 of its container): it reads its config again, starts new workers and
+    # lets the old ones finish what they have; the listening socket never closes.
+    ops.docker("kill", "--signal", "HUP", target)
+    return "SIGHUP to nginx's master (docker kill --signal HUP): a reload"
+
+
 def _pause(ops: FaultOps, target: str, spec: FaultSpec) -> str:
     ops.docker("pause", target)
     return f"docker pause for {spec.duration_s:g} s"
@@ -224,6 +231,12 @@ _KINDS = (
         whole_service=True,
     ),
     FaultKind(name="restart-nginx", help="docker restart of nginx", target=NGINX, act=_restart),
+    FaultKind(
+        name="reload-nginx",
+        help="SIGHUP to nginx's master: a configuration reload, which must cost no request",
+        target=NGINX,
+        act=_reload,
+    ),
     FaultKind(
         name="kill-locust-worker",
         help="SIGKILL of one Locust worker's main process",

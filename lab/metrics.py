@@ -11,6 +11,7 @@ from docker_stats.jsonl, the machine's busy cores from host_cpu.jsonl.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,16 +26,19 @@ from lab.locust_csv import LocustStats, read_stats_csv
 from lab.prometheus import PrometheusRecord, ReplicaSeries, replica_series
 from lab.prometheus import note as prometheus_note
 from lab.prometheus import read as read_prometheus
-from lab.results import MeasurementRecord, ServedModel, read_measurement_record
+from lab.results import ClientBackoff, MeasurementRecord, ServedModel, read_measurement_record
 from lab.samples import container_metrics, host_busy_cores, locust_worker_cpu_max, read_json, read_jsonl
 from lab.server_timing import PARTS, ServerTiming, read_server_timing
 from lab.stability import Stability
 from lab.timeline import (
+    RAMP_SKIP_S,
     FaultImpact,
     Second,
     Series,
     SoakResult,
+    Stall,
     fault_impact,
+    find_stalls,
     read_timeline,
     series,
     soak_result,
@@ -65,7 +69,8 @@ class MeasurementMetrics:
     requests: int = 0
     failures: int = 0
     failure_ratio: float = 0.0
-    rps: float = 0.0
+    rps: float = 0.0  # every request, failed ones too (Locust's)
+    ok_rps: float = 0.0  # the successful ones: the throughput the report shows, failures beside it
     avg_ms: float | None = None
     p50_ms: float | None = None
     p95_ms: float | None = None
@@ -120,6 +125,10 @@ class MeasurementMetrics:
     replicas_served: int | None = None
     # Over time (timeline.json): what each --fault did, and a soak's drift.
     faults: list[FaultImpact] = field(default_factory=list)
+    client_backoff: ClientBackoff | None = None  # closed model: the users' back-off after connection errors
+    # Seconds in which nothing started or ended while the users ran (timeline.json): a stalled generator,
+    # or a service that held every request.
+    stalls: list[Stall] = field(default_factory=list)
     soak: SoakResult | None = None
     stability: Stability | None = None  # --until-stable: whether and when the driver found it settled
     # For the timeline chart only; not in summary.json (timeline.json and the samples are the raw data).
@@ -211,18 +220,21 @@ class MeasurementData:
 
 def _over_time(
     data: MeasurementData, replicas: int | None
-) -> tuple[list[FaultImpact], SoakResult | None, Series | None]:
+) -> tuple[list[FaultImpact], SoakResult | None, Series | None, list[Stall]]:
     t_start, t_end = data.record.t_start, data.record.t_end
     if t_start is None or t_end is None:
-        return [], None, None
+        return [], None, None, []
     seconds = data.seconds
+    open_model = bool(data.record.target_rps)
     faults = [
-        fault_impact(record, seconds, t_start, t_end, replicas or 0, data.served_by, data.live)
+        fault_impact(record, seconds, t_start, t_end, replicas or 0, data.served_by, data.live, open_model)
         for record in data.faults
     ]
     soak = soak_result(data.processes, seconds, t_start, t_end) if data.processes else None
     timeline = series(seconds, t_start, t_end, data.live, data.docker) if seconds else None
-    return faults, soak, timeline
+    first, last = math.ceil(t_start) + RAMP_SKIP_S, math.floor(t_end)
+    stalls = find_stalls(seconds, first, last, t_start, data.live)
+    return faults, soak, timeline, stalls
 
 
 def measurement_metrics(
@@ -249,7 +261,7 @@ def measurement_metrics(
         (v for v in (containers.generator_cpu_max_pct, worker_cpu) if v is not None), default=None
     )
     counts = data.served_by
-    faults, soak, timeline = _over_time(data, replicas)
+    faults, soak, timeline, stalls = _over_time(data, replicas)
     return MeasurementMetrics(
         dir=data.dir,
         users=meta.users,
@@ -260,6 +272,7 @@ def measurement_metrics(
         failures=stats.failures,
         failure_ratio=round(stats.failure_ratio, 6),
         rps=rps,
+        ok_rps=round(rps * (1 - stats.failure_ratio), 3),
         avg_ms=avg_ms,
         p50_ms=_r(stats.percentile(0.5), 2),
         p95_ms=_r(stats.percentile(0.95), 2),
@@ -304,6 +317,8 @@ def measurement_metrics(
         served_by=counts,
         replicas_served=sum(1 for v in counts.values() if v > 0) if counts else None,
         faults=faults,
+        client_backoff=meta.client_backoff,
+        stalls=stalls,
         soak=soak,
         stability=Stability.from_dict(meta.stability) if meta.stability else None,
         timeline=timeline,

@@ -29,6 +29,7 @@ from lab.plan import (
     prediction_rows,
 )
 from lab.summary import Summary, build_summary
+from lab.timeline import FaultImpact
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
@@ -63,7 +64,10 @@ def _load(users: int | None, target_rps: float | None) -> str:
 
 
 def _rps(m: MeasurementMetrics) -> str:
-    text = _fmt(m.rps)
+    # Successful requests: a refused one answered in microseconds is no throughput.
+    text = _fmt(m.ok_rps)
+    if m.failures:
+        text += f" (+{_fmt(round(m.rps - m.ok_rps, 3))} failed/s)"
     if m.achieved_ratio is not None:
         text += f" ({m.achieved_ratio:.0%} of target)"
     return text
@@ -154,7 +158,7 @@ MEASUREMENT_HEADER = [
     "Load",
     "Requests",
     "Failures",
-    "Req/s",
+    "Req/s ok",
     "p50 ms",
     "p95 ms",
     "p99 ms",
@@ -217,14 +221,29 @@ FAULT_HEADER = [
     "Fault",
     "Target",
     "At s",
-    "Failed during / after",
-    f"Req/s before / worst {TIMELINE_WINDOW_S} s",
+    "Without service s",
+    "Failed (s with failures, worst /s)",
+    f"Req/s ok before / worst {TIMELINE_WINDOW_S} s",
     f"p95 ms before / worst {TIMELINE_WINDOW_S} s",
-    "Recovered after s",
+    "Recovered after s (band)",
     "Replicas serving after",
     "Node Down / tasks elsewhere / Ready s",
 ]
 NODE_EVENTS = ("node_down", "tasks_elsewhere", "node_ready")  # lab.stacks.swarm.NodeWatch's, in order
+
+
+def _failed(f: FaultImpact) -> str:
+    what = "arrivals" if f.failed_arrivals is not None else "requests"
+    return f"{f.failures} {what} ({f.failed_seconds} s, {f.worst_failures_per_s}/s)"
+
+
+def _recovered(f: FaultImpact) -> str:
+    text = _fmt(f.recovery_s) if f.recovered else "not recovered"
+    if not f.recovered and f.generator_stalled:
+        text = "not judged: generator stalled"
+    if f.band_min_rps is not None and f.band_max_p95_ms is not None:
+        text += f" (≥ {_fmt(f.band_min_rps)} req/s, p95 ≤ {_fmt(f.band_max_p95_ms)} ms)"
+    return text
 
 
 def fault_rows(summary: Summary) -> list[Row]:
@@ -243,10 +262,11 @@ def fault_rows(summary: Summary) -> list[Row]:
                         f.fault + ("" if f.applied else f" (not applied: {f.error})"),
                         f.target or "—",
                         _fmt(f.at_s),
-                        f"{f.failures_during} / {f.failures_after}",
+                        _fmt(f.outage_s, 2),  # to the ms from the failures' times
+                        _failed(f),
                         f"{_fmt(f.before_rps)} / {_fmt(f.worst_rps)}",
                         f"{_fmt(f.before_p95_ms)} / {_fmt(f.worst_p95_ms)}",
-                        _fmt(f.recovery_s) if f.recovered else "not recovered",
+                        _recovered(f),
                         serving,
                         " / ".join(_fmt(f.node_events_s.get(e)) for e in NODE_EVENTS)
                         if f.node_events_s
@@ -509,16 +529,22 @@ def _raw_links(summary: Summary) -> str:
 
 
 FAULT_NOTE = (
-    f"From timeline.json (every request per second, merged by the Locust master) and faults.json. Before: "
-    f"from the start to the fault. Worst: the worst {TIMELINE_WINDOW_S}-second window from the fault on. "
-    f"Recovered: from the fault until every later {TIMELINE_WINDOW_S}-second window had RPS within "
-    f"{RECOVERY_RPS_TOLERANCE:.0%} and p95 within {RECOVERY_P95_TOLERANCE:.0%} of the level before, or "
-    "within the range its windows spanned before the fault, whichever is wider. "
-    "Failed during: from the fault to the recovery (or the end); after: the rest. Replicas serving after: "
-    "those whose X-Served-By count grew after the fault. Node Down / tasks elsewhere / Ready (node faults "
-    "on a swarm): seconds from the fault until the manager marked the node Down, every task that ran there "
-    "ran on other nodes, and the node was Ready again, polled through the manager every second (±1 s; — "
-    "when not seen before the measurement ended); one measurement each, no interval."
+    f"From timeline.json (every request per second, merged by the Locust master) and faults.json; one "
+    "measurement each, no interval. Req/s and p95 are of the successful requests. Without service: from "
+    "the first failure (or second without a successful answer) after the fault to the last, to the "
+    f"millisecond, bad seconds joined while fewer than {TIMELINE_WINDOW_S} good ones part them. Failed: "
+    "from the fault to the end, with the seconds that had a failure and the worst second; in the open model "
+    "each is an arrival (a client), in the closed model users back off after a connection error, so the "
+    f"count does not measure the generator's speed. Before: from the start to the fault. Worst: the worst "
+    f"{TIMELINE_WINDOW_S}-second window from the fault on. Recovered: from the fault until every later "
+    f"{TIMELINE_WINDOW_S}-second window had successful RPS within {RECOVERY_RPS_TOLERANCE:.0%} and p95 "
+    f"within {RECOVERY_P95_TOLERANCE:.0%} of the level before, or within the range its windows spanned "
+    "before the fault, whichever is wider (the band used is shown); windows in which no request started or "
+    "ended while no request was in flight (or the master lost a worker) are a stalled generator, left out "
+    "and named in the verdict. Replicas serving after: those whose X-Served-By count grew after the fault. "
+    "Node Down / tasks elsewhere / Ready (node faults on a swarm): seconds from the fault until the manager "
+    "marked the node Down, every task that ran there ran on other nodes, and the node was Ready again, "
+    "polled through the manager every second (±1 s; — when not seen before the measurement ended)."
 )
 SOAK_NOTE = (
     "RSS and open files: every process of each replica, from the host's /proc (processes.jsonl); start and "

@@ -253,6 +253,26 @@ class ConfigRecord:
 
 
 @dataclass(frozen=True)
+class ClientBackoff:
+    """The closed model's back-off after connection errors, as the Locust master reported it (GET /arrivals):
+    the first wait, doubling up to the longest; reset by a success."""
+
+    first_ms: float
+    max_ms: float
+
+    @classmethod
+    def from_answer(cls, answer: dict[str, Any] | None) -> ClientBackoff | None:
+        """From the master's arrivals summary; None for the open model, no back-off, or an older master."""
+        data = (answer or {}).get("backoff")
+        if not isinstance(data, dict):
+            return None
+        try:
+            return cls(float(data["first_ms"]), float(data["max_ms"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+@dataclass(frozen=True)
 class MeasurementRecord:
     """measurement.json: one Locust test (a configuration's, or one ramp step's). Times are Unix seconds;
     the window is [t_start, t_end], t_end being when the stop was asked for."""
@@ -272,6 +292,7 @@ class MeasurementRecord:
     locust_final: dict[str, Any] | None = None
     downloads: dict[str, int] = field(default_factory=dict)  # file -> HTTP status of its download
     stability: dict[str, Any] | None = None  # --until-stable: Stability.to_dict(), what the driver decided
+    client_backoff: ClientBackoff | None = None  # closed model: the users' back-off after connection errors
 
     @property
     def mode(self) -> str:
@@ -288,7 +309,10 @@ class MeasurementRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MeasurementRecord:
-        return cls(**_known(cls, upgrade(data, "measurement")))
+        known = _known(cls, upgrade(data, "measurement"))
+        backoff = known.get("client_backoff")
+        known["client_backoff"] = ClientBackoff(**_known(ClientBackoff, backoff)) if backoff else None
+        return cls(**known)
 
 
 # ---- versions ------------------------------------------------------------------------------------------

@@ -1,12 +1,16 @@
 """Load for the lab's classifier, through nginx: uploads (POST /predict) and image URLs (POST /predict/tf).
 
 Options (flag / env var / web UI field, defaults in `add_options`): --upload-weight, --url-weight,
---images-dir, --image-glob, --image-base-url, --target-rps, --arrivals, --arrivals-seed, --served-by-file,
---server-timing-file, --arrivals-file. Set them on the master: Locust forwards custom options to the
-workers with every spawn message, replacing the workers' own values.
+--images-dir, --image-glob, --image-base-url, --target-rps, --arrivals, --arrivals-seed, --backoff-first-ms,
+--backoff-max-ms, --served-by-file, --server-timing-file, --arrivals-file. Set them on the master: Locust
+forwards custom options to the workers with every spawn message, replacing the workers' own values.
 
 With --target-rps > 0 the load is an open model (`arrivals`): each process that runs users draws its
-share of the arrivals, its users claim them, and late or dropped arrivals are counted.
+share of the arrivals, its users claim them, and late or dropped arrivals are counted. In the closed model
+a user whose request fails with a connection error waits before its next one, as a real client backs off
+(`Backoff`: --backoff-first-ms, doubling up to --backoff-max-ms, reset by a success); without it a refused
+connection, answered in microseconds, is retried at once, and a sub-second outage becomes hundreds of
+failures that measure the generator's speed.
 
 Locust's stats hold only the real requests. Beside them, from every successful response:
 - its `Server-Timing` stages go into per-name histograms (`stagestats`): GET /server-timing and the
@@ -22,7 +26,7 @@ GET /metrics on the master's web UI serves all of it for Prometheus (promexport.
 Each is a `Tally` (tally.py), wired once by `setup_tally_listeners`: workers send deltas with their stats
 reports, the master adds them up and serves them.
 
-The defaults of --upload-weight and --url-weight are the lab's `.env` values (labdefaults.py).
+The defaults of --upload-weight, --url-weight and the back-off are the lab's `.env` values (labdefaults.py).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from urllib.parse import quote
 import imageset
 import promexport
 from arrivals import PROCESSES, ArrivalStream, ArrivalTally, check_process
+from backoff import Backoff
 from flask import Response
 from labdefaults import dotenv_default
 from locust import FastHttpUser, events, task
@@ -74,6 +79,7 @@ class RunState:
     # This process's open-model arrivals, made at test start where users run (None: closed model).
     stream: ArrivalStream | None = None
     weights: tuple[int, int] | None = None  # set at init from the options (master or local run)
+    backoff: Backoff = field(default_factory=lambda: Backoff(0.0, 0.0))  # set at test start from the options
     # Set at init: some events (quit, spawning_complete) carry no environment.
     environment: Environment | None = None
 
@@ -141,6 +147,21 @@ def add_options(parser: Any) -> None:
         help="0: new random arrival times every test; >0: the same Poisson gaps every test (reproducible).",
     )
     parser.add_argument(
+        "--backoff-first-ms",
+        type=float,
+        default=dotenv_default("LOCUST_BACKOFF_FIRST_MS"),
+        env_var="LOCUST_BACKOFF_FIRST_MS",
+        help="Closed model: after a connection error a user waits this long before its next request, "
+        "doubling with each further one up to --backoff-max-ms; a success resets it. 0: no back-off.",
+    )
+    parser.add_argument(
+        "--backoff-max-ms",
+        type=float,
+        default=dotenv_default("LOCUST_BACKOFF_MAX_MS"),
+        env_var="LOCUST_BACKOFF_MAX_MS",
+        help="Closed model: the longest back-off after connection errors (ms).",
+    )
+    parser.add_argument(
         "--served-by-file",
         default="",
         env_var="LOCUST_SERVED_BY_FILE",
@@ -205,6 +226,19 @@ def load_images(options: Any) -> None:
     state.image_names = [p.name for p in files]
     state.load_error = None
     log.info("loaded %d images from %s: %s", len(files), options.images_dir, ", ".join(state.image_names))
+
+
+def backoff_from(options: Any) -> Backoff:
+    """The closed model's back-off (none in the open model: arrivals come whatever the answers were)."""
+    if target_rps(options) > 0:
+        return Backoff(0.0, 0.0)
+    first, most = getattr(options, "backoff_first_ms", None), getattr(options, "backoff_max_ms", None)
+    if first is None or most is None:
+        raise ValueError(
+            "--backoff-first-ms/--backoff-max-ms are not set: give them, or LOCUST_BACKOFF_FIRST_MS/"
+            "LOCUST_BACKOFF_MAX_MS (the lab's .env has the defaults, and compose passes them)"
+        )
+    return Backoff(float(first) / 1000, float(most) / 1000)
 
 
 def target_rps(options: Any) -> float:
@@ -287,6 +321,7 @@ class LabUser(FastHttpUser):
     abstract = True
     _claimed_at: float = 0.0  # intended time of the arrival this user waits to send
     _send_at: float | None = None  # when it should start: that time, or at once if it has passed
+    _backoff_s: float = 0.0  # closed model: the wait before the next request after connection errors
 
     def on_start(self) -> None:
         if state.stream is not None:
@@ -298,8 +333,8 @@ class LabUser(FastHttpUser):
 
     def wait_time(self) -> float:
         stream = state.stream
-        if stream is None:  # closed model
-            return 0.0
+        if stream is None:  # closed model: at once, or after the back-off that connection errors set
+            return self._backoff_s
         now = time.time()
         claim = stream.claim(now, *stream_rate(self.environment))
         arrival_tally.add_claim(claim)
@@ -313,10 +348,14 @@ class LabUser(FastHttpUser):
         return {SEND_AT_KEY: self._send_at, INTENDED_KEY: self._claimed_at}
 
     def check(self, resp: Any) -> None:
-        if resp.status_code != 200:
-            detail = resp.error if resp.status_code == 0 else (resp.text or "")[:200]
-            resp.failure(f"HTTP {resp.status_code}: {detail}")
+        if resp.status_code == 0:  # no HTTP answer: refused, reset, DNS, timeout
+            self._backoff_s = state.backoff.after_error(self._backoff_s)
+            resp.failure(f"HTTP 0: {resp.error}")
             return
+        if resp.status_code != 200:
+            resp.failure(f"HTTP {resp.status_code}: {(resp.text or '')[:200]}")
+            return
+        self._backoff_s = 0.0  # answered: the next request goes at once
         try:
             body = resp.json()
         except ValueError:
@@ -376,7 +415,7 @@ def on_request(
             start_time, due=ctx.get(SEND_AT_KEY), intended=ctx.get(INTENDED_KEY), response_ms=response_time
         )
     # The second it ended in, as Locust counts its own requests per second.
-    timeline.add(time.time(), response_time, failed=exception is not None)
+    timeline.add(time.time(), response_time, failed=exception is not None, start_time=start_time)
     # Only successful requests: an error answer's timings would mix into the server-side split.
     if exception is not None or response is None:
         return
@@ -395,13 +434,26 @@ def arrivals_summary() -> dict[str, Any]:
         expire_arrivals(env)  # a local run: its users' stream is here
     options = env.parsed_options if env else None
     rate = target_rps(options)
+    backoff = _backoff_summary(options)
     return {
         "model": "open" if rate > 0 else "closed",
         "arrivals": getattr(options, "arrivals", None) if rate > 0 else None,
         "target_rps": rate,
+        "backoff": backoff,
         "users": state.total_users,
         **arrival_tally.summary(),
     }
+
+
+def _backoff_summary(options: Any) -> dict[str, float] | None:
+    """The back-off the users ran with, for the results (None in the open model or when unset)."""
+    if options is None:
+        return None
+    try:
+        backoff = backoff_from(options)
+    except ValueError:
+        return None
+    return backoff.to_dict() if backoff.first_s > 0 else None
 
 
 def _percentiles(p50: float | None, p95: float | None, p99: float | None) -> str:
@@ -509,6 +561,7 @@ def on_init(environment: Environment, **_: Any) -> None:
     if _counts_totals(environment):  # workers take the master's options with every spawn message
         try:
             weights_from(options)
+            backoff_from(options)
         except ValueError as e:
             sys.exit(f"locustfile: {e}")  # SystemExit passes through Locust's event hooks: stop here
     runner = environment.runner
@@ -541,6 +594,11 @@ def on_test_start(environment: Environment, **_: Any) -> None:
     if _runs_users(environment):
         load_images(environment.parsed_options)
         start_arrivals(environment)
+        try:
+            state.backoff = backoff_from(environment.parsed_options)
+        except ValueError as e:
+            log.error("%s; no back-off", e)
+            state.backoff = Backoff(0.0, 0.0)
 
 
 @events.spawning_complete.add_listener

@@ -85,6 +85,35 @@ def test_kill_replica_mid_measurement(stack: Stack, tmp_path: Path) -> None:
     shutil.copytree(run, ARTIFACTS / "faults-run", dirs_exist_ok=True)
 
 
+def test_reload_nginx_costs_no_request(stack: Stack, tmp_path: Path) -> None:
+    """SIGHUP to nginx's master under load, twice: new workers take over, the old ones finish their
+    requests, the listening socket stays open. Not one request may fail, and nginx is not restarted."""
+    started = stack.inspect("nginx", "{{.State.StartedAt}}")
+    workers = _nginx_workers(stack)
+    run = _lab(
+        stack, tmp_path, "compare", "--replicas", str(REPLICAS), "--users", "8", "--duration", "20s",
+        "--warmup", "3s", "--fault", "reload-nginx@6s", "--fault", "reload-nginx@12s",
+    )  # fmt: skip
+    config = _only_config(run)
+    print(json.dumps(config["faults"], indent=1))
+    assert [f["fault"] for f in config["faults"]] == ["reload-nginx@6s", "reload-nginx@12s"]
+    for fault in config["faults"]:
+        assert fault["applied"] and fault["detail"].startswith("SIGHUP"), fault
+        assert fault["failures"] == 0 and fault["outage_s"] == 0.0, fault
+    assert config["failures"] == 0 and config["requests"] > 0, (config["failures"], config["requests"])
+    assert stack.inspect("nginx", "{{.State.StartedAt}}") == started, "a reload must not restart nginx"
+    # It did reload: the master runs new workers (the old ones exited once their requests were done).
+    assert workers and not workers & _nginx_workers(stack), workers
+
+
+def _nginx_workers(stack: Stack) -> set[str]:
+    (container,) = stack.container_ids("nginx")
+    top = subprocess.run(
+        ["docker", "top", container, "-o", "pid,args"], capture_output=True, text=True, check=True
+    )
+    return {line.split()[0] for line in top.stdout.splitlines() if "worker process" in line}
+
+
 def _report(fault: dict[str, Any]) -> None:
     """What depends on the machine's noise, printed and kept under artifacts/ for a person to read."""
     restarted_served = fault["replicas_serving_after"] == fault["replicas_expected"]

@@ -135,8 +135,12 @@ def main() -> int:
             print(json.dumps([f"{k}={v}" for k, v in c["env"].items()] + ["PATH=/usr/bin"]))
     elif args[0] in CONTAINER_STATE_AFTER:
         names = [a for a in args[1:] if a.startswith("fake-")]
+        # `kill --signal HUP` (or another catchable signal) leaves the process running, as on Docker.
+        stays = (
+            args[0] == "kill" and "--signal" in args and args[args.index("--signal") + 1] not in ("KILL", "9")
+        )
         for c in state["containers"]:
-            if c["Name"] in names:
+            if c["Name"] in names and not stays:
                 c["State"] = CONTAINER_STATE_AFTER[args[0]]
     elif args[0] == "stats":
         for name in args[args.index("{{json .}}") + 1 :]:

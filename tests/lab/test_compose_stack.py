@@ -206,6 +206,7 @@ def test_a_project_name_goes_to_every_compose_command(tmp_path: Path) -> None:
         ("stop-replica@5s", ["stop", "fake-classifier-2"], "fake-classifier-2", "exited"),
         ("pause-replica=3s@5s", ["pause", "fake-classifier-2"], "fake-classifier-2", "paused"),
         ("restart-nginx@5s", ["restart", "--time", "2", "fake-nginx-1"], "fake-nginx-1", "running"),
+        ("reload-nginx@5s", ["kill", "--signal", "HUP", "fake-nginx-1"], "fake-nginx-1", "running"),
         ("kill-locust-worker@5s", ["kill", "--signal", "KILL", "fake-locust-worker-1"],
          "fake-locust-worker-1", "exited"),
     ],

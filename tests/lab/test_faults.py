@@ -155,11 +155,19 @@ def test_fault_impact_windows_and_recovery() -> None:
     # Before: seconds 2..14 at 20 req/s, p95 over them is 100 ms (1 in 20 at 150 ms is the 95th percentile's
     # neighbour: nearest rank 247 of 260 is still 100 ms).
     assert impact.before_rps == 20.0 and impact.before_p95_ms == 100.0
-    assert impact.worst_rps == 8.0 and impact.worst_p95_ms == 400.0
+    # Successful req/s: 8 answered a second, 2 of them failed (this old-style file does not say which
+    # response times failed, so all count in the p95).
+    assert impact.worst_rps == 6.0 and impact.worst_p95_ms == 400.0
     # The first window that is back and stays back starts at +20 s (windows from +16 to +19 hold bad seconds).
     assert impact.recovered and impact.recovery_s == 5.0
     assert impact.failures_during == 10 and impact.failures_after == 0
     assert impact.requests_during == 40
+    # Failures in seconds 15-19 and no failure times in the file: 5 whole seconds without service.
+    assert (impact.outage_s, impact.outage_from_s, impact.failed_seconds, impact.worst_failures_per_s) == (
+        5.0, 0.0, 5, 2,
+    )  # fmt: skip
+    assert impact.failures == 10 and impact.failed_arrivals is None  # closed model
+    assert (impact.band_min_rps, impact.band_max_p95_ms) == (18.0, 120.0)
     assert impact.replicas_expected == 2 and impact.replicas_serving_after == 1
     assert impact.not_serving_after == ["b"]
 
@@ -212,7 +220,7 @@ def test_series_and_soak_drift(tmp_path: Path) -> None:
     ]
     s = series(seconds, T0 + 0.5, T0 + 29.5, [{"t": T0 + 1.0, "user_count": 8}], docker)
     assert s.t_s[0] == 0.5 and len(s.t_s) == 28  # whole seconds inside the window
-    assert s.rps[14] == 8 and s.failures[14] == 2  # second T0+15
+    assert s.rps[14] == 6 and s.failures[14] == 2  # second T0+15: successful requests, failures beside
     assert s.replicas == [(3.5, 2), (15.5, 1)] and s.users == [(0.5, 8)]
 
     samples = [{"t": T0 + k, "container": "c-1", "rss_mb": 100 + k, "fds": 20} for k in range(0, 30, 2)]
@@ -255,6 +263,9 @@ def test_report_has_the_fault_table_soak_table_timeline_and_verdict(tmp_path: Pa
         for k in range(0, 30, 3)
     ]
     (mdir / "processes.jsonl").write_text("\n".join(json.dumps(p) for p in procs) + "\n")
+    record = json.loads((mdir / "measurement.json").read_text())
+    record["client_backoff"] = {"first_ms": 100.0, "max_ms": 1000.0}  # what the master reported
+    (mdir / "measurement.json").write_text(json.dumps(record))
 
     summary = write_report(run)
     (entry,) = summary.configs
@@ -263,11 +274,15 @@ def test_report_has_the_fault_table_soak_table_timeline_and_verdict(tmp_path: Pa
     saved = json.loads((run / "summary.json").read_text())["configs"][0]
     assert saved["faults"][0]["recovery_s"] == 5.0 and "timeline" not in saved
     assert saved["soak"]["flagged"] is False and saved["soak"]["replicas"][0]["rss_slope_mb_per_min"] == 0.0
-    assert "kill-replica@15s in r2-u8: 10 failed requests" in summary.verdict
+    assert (
+        "kill-replica@15s in r2-u8: 5 s without service (5 s with failures, at worst 2 failed/s), 10 failed "
+        "requests (closed model: users back off 100 ms doubling to 1000 ms" in summary.verdict
+    )
     assert "back to the earlier level after 5 s" in summary.verdict
     assert "2 of 2 replicas served after it" in summary.verdict
     md = (run / "summary.md").read_text()
-    assert "### Faults" in md and "### Soak" in md and "| 10 / 0 |" in md
+    assert "### Faults" in md and "### Soak" in md and "| 5.00 | 10 requests (5 s, 2/s) |" in md
+    assert "5.0 (≥ 18.0 req/s, p95 ≤ 120.0 ms)" in md  # the recovery band used
     html = (run / "report.html").read_text()
     assert "Timeline: r2-u8" in html and "kill-replica, recovered +5 s" in html
     assert html.count("<svg") == 6  # the five charts and the timeline
@@ -367,3 +382,120 @@ def test_node_kinds_belong_to_stacks_that_inject_node_faults() -> None:
 def test_applied_events_round_trip() -> None:
     record = AppliedFault(FaultSpec.parse("kill-node=node-b@5s"), t=100.0, events={"node_down": 111.5})
     assert AppliedFault.from_dict(record.to_dict()) == record
+
+
+def _storm(t_fault: float, refused_per_s: int) -> list[Second]:
+    """45 s at 90 req/s (p95 100 ms); nginx restarted at t_fault: 0.9 s of refused connections (answered
+    in 1 ms) in the fault's second and the next, at `refused_per_s` (how fast the generator retries)."""
+    out = []
+    for k in range(45):
+        t = T0 + k
+        if k in (20, 21):
+            ok = 45  # half of each second served, the other half refused
+            first = t_fault if k == 20 else float(t)
+            last = float(t) + 0.999 if k == 20 else t_fault + 0.9
+            out.append(Second(t, ok + refused_per_s, refused_per_s, {100.0: ok, 1.0: refused_per_s},
+                              {1.0: refused_per_s}, first, last, ok + refused_per_s))  # fmt: skip
+        else:
+            out.append(Second(t, 90, 0, {90.0: 85, 100.0: 5}, started=90))
+    return out
+
+
+@pytest.mark.parametrize("refused_per_s", [5, 178])
+def test_refused_requests_are_no_throughput_and_the_outage_is_its_own_time(refused_per_s: int) -> None:
+    """The issue's "Recovered after 0.0 s": 356 refused requests in two seconds counted as throughput and
+    listed after the recovery. Judged on successful requests, the windows holding the refusals are not back,
+    the outage is the refusals' own span, and neither depends on how fast the generator retried."""
+    t_fault = T0 + 20.3
+    record = AppliedFault(FaultSpec.parse("restart-nginx@20s"), t=t_fault, t_end=t_fault)
+    impact = fault_impact(record, _storm(t_fault, refused_per_s), T0, T0 + 45, 2, {})
+    assert impact.before_rps == 90.0 and impact.before_p95_ms == 100.0
+    # The window from second 21 is in the band (81 req/s: 10 % low, a half-refused second in it), but the
+    # service was not back before the last refusal: recovered when the outage ended, 0.9 s after the fault.
+    assert impact.recovered and impact.recovery_s == 0.9
+    assert impact.failures_during == 2 * refused_per_s and impact.failures_after == 0
+    assert impact.worst_rps == 72.0  # (3 x 90 + 2 x 45) / 5: successful requests only
+    assert impact.worst_p95_ms == 100.0  # the refusals' 1 ms are not the service's latency
+    assert impact.outage_s == 0.9 and impact.outage_from_s == 0.0
+    assert (impact.failed_seconds, impact.worst_failures_per_s) == (2, refused_per_s)
+
+
+def test_open_model_counts_failed_arrivals() -> None:
+    t_fault = T0 + 20.3
+    record = AppliedFault(FaultSpec.parse("restart-nginx@20s"), t=t_fault, t_end=t_fault)
+    impact = fault_impact(record, _storm(t_fault, 15), T0, T0 + 45, 2, {}, open_model=True)
+    assert impact.failed_arrivals == 30 == impact.failures
+
+
+def test_outage_joins_bad_seconds_and_counts_a_hung_second() -> None:
+    """A second without a successful answer is without service too; bad seconds more than a window apart
+    are another episode, not this outage."""
+    seconds = [Second(T0 + k, 20, 0, {100.0: 20}, started=20) for k in range(40)]
+    seconds[15] = Second(T0 + 15, 10, 3, {100.0: 7, 1.0: 3}, {1.0: 3}, T0 + 15.6, T0 + 15.9, 10)
+    del seconds[16]  # nothing answered: hung
+    seconds[16] = Second(T0 + 17, 12, 2, {100.0: 10, 1.0: 2}, {1.0: 2}, T0 + 17.0, T0 + 17.25, 12)
+    seconds[33] = Second(T0 + 34, 20, 1, {100.0: 19, 1.0: 1}, {1.0: 1}, T0 + 34.5, T0 + 34.5, 20)
+    record = AppliedFault(FaultSpec.parse("kill-replica@15s"), t=T0 + 15.5, t_end=T0 + 15.5)
+    impact = fault_impact(record, seconds, T0, T0 + 40, 2, {})
+    assert impact.outage_from_s == 0.1 and impact.outage_s == 1.65  # 15.6 to 17.25
+    assert impact.failed_seconds == 3 and impact.failures == 6  # the later one counts, apart
+
+
+def _stalled(spanned: int) -> list[Second]:
+    """40 s at 20 req/s with starts recorded; refusals for 0.5 s after a fault at +15.2 s; then from +18 s
+    nothing starts or ends for 19 s (`spanned` requests in flight across those seconds), then load again."""
+    out = []
+    for k in range(40):
+        t = T0 + k
+        if k == 15:
+            out.append(Second(t, 20, 10, {100.0: 10, 1.0: 10}, {1.0: 10}, T0 + 15.2, T0 + 15.7, 20))
+        elif 18 <= k < 37:
+            if spanned:
+                out.append(Second(t, 0, 0, {}, started=0, spanned=spanned))
+        else:
+            out.append(Second(t, 20, 0, {100.0: 20}, started=20))
+    return out
+
+
+def _live(states: str) -> list[dict[str, object]]:
+    workers = [{"state": states, "user_count": 4, "cpu_usage": 2.0}, {"state": "running", "user_count": 4}]
+    return [{"t": T0 + k, "user_count": 8, "workers": workers} for k in range(0, 40, 2)]
+
+
+def test_a_stalled_generator_is_named_not_blamed_on_the_service() -> None:
+    """The issue's 19 s: no request started or ended, none in flight, the workers running. That is the
+    generator's stall: out of the outage, the worst window and the recovery, and named in the verdict."""
+    record = AppliedFault(FaultSpec.parse("restart-nginx@15s"), t=T0 + 15.2, t_end=T0 + 15.2)
+    impact = fault_impact(record, _stalled(spanned=0), T0, T0 + 40, 2, {}, _live("running"))
+    (stall,) = impact.stalls
+    assert (stall.start, stall.seconds, stall.in_flight, stall.generator, stall.at_s) == (
+        T0 + 18,
+        19,
+        0,
+        True,
+        18,
+    )
+    assert stall.workers == "11 live samples: running in 22 worker samples, users 8, worker CPU up to 2 %"
+    assert stall.describe().startswith("the generator stalled for 19 s from 18 s (")
+    assert impact.outage_s == 0.5 and impact.failures == 10  # the refusals only, not the 19 s
+    assert impact.worst_rps == 18.0  # windows holding the stall are left out
+    assert impact.generator_stalled and impact.recovered and impact.recovery_s == 0.5
+
+
+def test_requests_held_by_the_service_are_its_outage_unless_a_worker_went_missing() -> None:
+    record = AppliedFault(FaultSpec.parse("pause-replica=19s@15s"), t=T0 + 15.2, t_end=T0 + 34.2)
+    held = fault_impact(record, _stalled(spanned=8), T0, T0 + 40, 1, {}, _live("running"))
+    (stall,) = held.stalls
+    assert not stall.generator and stall.in_flight == 8
+    assert stall.describe().startswith("every request waited on the service for 19 s")
+    assert held.outage_s == pytest.approx(37 - 15.2)  # from the refusals to the end of the held seconds
+    assert not held.recovered  # the windows after the held seconds are too few to judge (3 s left)
+    # The same seconds while the master lost a worker's heartbeat: the generator's process was stuck.
+    stuck = fault_impact(record, _stalled(spanned=8), T0, T0 + 40, 1, {}, _live("missing"))
+    assert stuck.stalls[0].generator and stuck.outage_s == 0.5
+
+
+def test_no_stall_is_claimed_from_a_timeline_without_starts() -> None:
+    seconds = [Second(T0 + k, 20, 0, {100.0: 20}) for k in range(40) if not 18 <= k < 30]
+    record = AppliedFault(FaultSpec.parse("restart-nginx@15s"), t=T0 + 15.2, t_end=T0 + 15.2)
+    assert fault_impact(record, seconds, T0, T0 + 40, 2, {}).stalls == []

@@ -103,11 +103,14 @@ def test_lab_report_reads_the_previous_layout_to_the_same_numbers(tmp_path: Path
         assert summary[key] == expected[key], key
     # Added since, and nothing else: intervals over runs (one run: none), --until-stable's decision, the
     # latency from the intended start and whether Prometheus series were recorded (None: a run that did not
-    # record them), what GET /model said, and the nodes of samples that name theirs (a swarm sampled through
-    # --nodes; none here).
+    # record them), what GET /model said, the nodes of samples that name theirs (a swarm sampled through
+    # --nodes; none here), the successful req/s, the closed model's back-off (None: not recorded), the stalls
+    # (an older timeline records no starts: none).
     intended = {"intended_p50_ms", "intended_p95_ms", "intended_p99_ms", "prometheus_series"}
     nodes = {"node_by_container", "cpu_by_node"}
-    added = {"interval", "stability", "cpus_per_replica", "cpu_budget", "served_model"} | intended | nodes
+    faults = {"ok_rps", "client_backoff", "stalls"}
+    since = {"interval", "stability", "cpus_per_replica", "cpu_budget", "served_model"}
+    added = since | intended | nodes | faults
 
     def old(record: dict) -> dict:
         return {k: v for k, v in record.items() if k not in added}
@@ -115,6 +118,7 @@ def test_lab_report_reads_the_previous_layout_to_the_same_numbers(tmp_path: Path
     assert old(summary["recommended"]) == expected["recommended"]
     assert [old(c) for c in summary["configs"]] == expected["configs"]
     assert all(c[k] is None for c in summary["configs"] for k in intended)
+    assert all(c["ok_rps"] == round(c["rps"] * (1 - c["failure_ratio"]), 3) for c in summary["configs"])
     assert summary["verdict"] == expected["verdict"].replace(" req/s with", f" req/s ({SINGLE_RUN}) with", 1)
     assert (run / "report.html").is_file()
 
@@ -143,3 +147,16 @@ def test_a_config_file_of_an_unknown_version_is_refused_too(tmp_path: Path) -> N
     with pytest.raises(SchemaError, match="has no index, label"):
         ConfigRecord.from_dict({"stack": {"replicas": 1}})
     assert upgrade({"a": 1}, "measurement") == {"a": 1, "schema_version": SCHEMA_VERSION}
+
+
+def test_the_client_backoff_is_recorded_and_read_back() -> None:
+    from lab.results import ClientBackoff, MeasurementRecord
+
+    answer = {"model": "closed", "backoff": {"first_ms": 100.0, "max_ms": 1000.0}}
+    record = MeasurementRecord(users=8, client_backoff=ClientBackoff.from_answer(answer))
+    back = MeasurementRecord.from_dict(json.loads(json.dumps(record.to_dict())))
+    assert back.client_backoff == ClientBackoff(100.0, 1000.0)
+    # The open model, an older master and an older file have none.
+    assert ClientBackoff.from_answer({"model": "open", "backoff": None}) is None
+    assert ClientBackoff.from_answer(None) is None
+    assert MeasurementRecord.from_dict({"users": 8}).client_backoff is None

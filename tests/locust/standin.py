@@ -5,7 +5,8 @@ header and an `X-Served-By` header that rotates over a few fake replica names, a
 sends: a multipart body with a `file` part for /predict, a JSON `img_url` under the expected prefix for
 /predict/tf. Anything else is a 4xx, so a malformed request shows up as a Locust failure. With a `Stall`
 it pauses like a server in a long GC or a stuck replica: every request that arrives during a pause is
-answered when the pause ends. Stdlib only:
+answered when the pause ends. `restarting_standin` goes away for a while as a restarted nginx does: its
+connections are reset and new ones refused, then it listens on the same port again. Stdlib only:
 it runs in the pytest process, which must never import Locust (gevent monkey-patching).
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
 import threading
 import time
 from collections import Counter
@@ -40,8 +42,8 @@ class Stall:
 class StandIn(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, image_url_prefix: str, stall: Stall | None = None) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, image_url_prefix: str, stall: Stall | None = None, bind_port: int = 0) -> None:
+        super().__init__(("127.0.0.1", bind_port), _Handler)
         self.image_url_prefix = image_url_prefix
         self.stall = stall
         self.started = time.monotonic()
@@ -51,6 +53,26 @@ class StandIn(ThreadingHTTPServer):
         self._replicas = itertools.cycle(REPLICAS)
         self.uploaded_names: set[str] = set()
         self.fetched_urls: set[str] = set()
+        self.connections: set[socket.socket] = set()
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        with self.lock:
+            self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a connection reset by an outage on purpose is no error worth a traceback
+
+    def reset_connections(self) -> None:
+        """RST every open connection (SO_LINGER 0), as a process that dies takes its sockets with it."""
+        with self.lock:
+            conns, self.connections = list(self.connections), set()
+        for conn in conns:
+            try:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     @property
     def base_url(self) -> str:
@@ -142,3 +164,57 @@ def running_standin(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _serve(server: StandIn) -> threading.Thread:
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    return thread
+
+
+class Restarting:
+    """A stand-in that goes away at chosen times: `outage(at, for_s)` stops listening at `at` (time.time())
+    and resets every connection, then listens again on the same port `for_s` later. What the clients
+    see is what a `docker restart` of nginx gives them: resets, then refused connections, then service."""
+
+    def __init__(self, image_url_prefix: str) -> None:
+        self.image_url_prefix = image_url_prefix
+        self.server = StandIn(image_url_prefix)
+        self.port = self.server.server_address[1]
+        self.base_url = self.server.base_url
+        self.down: list[tuple[float, float]] = []  # (went away, listened again), time.time()
+        self._thread = _serve(self.server)
+        self._timer: threading.Thread | None = None
+
+    def outage(self, at: float, for_s: float) -> None:
+        def run() -> None:
+            time.sleep(max(0.0, at - time.time()))
+            old = self.server
+            old.shutdown()
+            old.server_close()
+            gone = time.time()
+            old.reset_connections()
+            time.sleep(max(0.0, gone + for_s - time.time()))
+            new = StandIn(self.image_url_prefix, bind_port=self.port)
+            self.server = new
+            self._thread = _serve(new)
+            self.down.append((gone, time.time()))
+
+        self._timer = threading.Thread(target=run, daemon=True)
+        self._timer.start()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.join(timeout=30)
+        self.server.shutdown()
+        self.server.server_close()
+        self.server.reset_connections()
+
+
+@contextmanager
+def restarting_standin(image_url_prefix: str = "http://nginx/images/") -> Iterator[Restarting]:
+    server = Restarting(image_url_prefix)
+    try:
+        yield server
+    finally:
+        server.close()

@@ -48,6 +48,34 @@ def test_malformed_deltas_are_ignored_and_reset_empties() -> None:
         tl.merge(bad)
     assert tl.rows() == []
     tl.add(5.5, 12.0, failed=True)
-    assert tl.rows() == [{"t": 5, "requests": 1, "failures": 1, "sum_ms": 12.0, "buckets": [[12.0, 1]]}]
+    (row,) = tl.rows()
+    assert row == {
+        "t": 5, "requests": 1, "failures": 1, "sum_ms": 12.0, "buckets": [[12.0, 1]],
+        "failed_buckets": [[12.0, 1]], "first_failure": 5.5, "last_failure": 5.5, "started": 0, "spanned": 0,
+    }  # fmt: skip
     tl.reset()
     assert tl.rows() == []
+
+
+def test_failures_starts_and_spans_cross_the_wire() -> None:
+    """Each second keeps the failed requests' own times, its first and last failure, the requests that
+    started in it and those in flight across it; an older worker's delta (without them) still merges."""
+    worker, master = timeline.Timeline(), timeline.Timeline()
+    worker.add(100.2, 5.0, failed=False, start_time=100.195)
+    worker.add(100.7, 0.2, failed=True, start_time=100.7)
+    worker.add(100.9, 0.3, failed=True, start_time=100.9)
+    worker.add(104.5, 3500.0, failed=False, start_time=101.0)  # in flight across 102 and 103
+    master.merge(_roundtrip(worker.drain()))
+    master.merge({"100": {"failures": 1, "buckets": [[1.0, 1]]}})  # an older worker: none of the new keys
+    rows = {r["t"]: r for r in master.rows()}
+    assert rows[100]["requests"] == 4 and rows[100]["failures"] == 3
+    assert rows[100]["failed_buckets"] == [[0.2, 1], [0.3, 1]]
+    assert (rows[100]["first_failure"], rows[100]["last_failure"]) == (100.7, 100.9)
+    assert rows[100]["started"] == 3 and rows[101]["started"] == 1
+    assert [rows[t]["spanned"] for t in (100, 101, 102, 103, 104)] == [0, 0, 1, 1, 0]
+    assert rows[102]["requests"] == 0 and rows[104]["requests"] == 1
+    # A malformed new key drops that second's delta, as any malformed delta does.
+    before = master.rows()
+    master.merge({"100": {"failures": 1, "buckets": [[1.0, 1]], "failed": {"buckets": [[1.0, 2]]}}})
+    master.merge({"100": {"failures": 0, "buckets": [], "started": -1}})
+    assert master.rows() == before
