@@ -43,6 +43,7 @@ from typing import Any
 from urllib.parse import quote
 
 import imageset
+import keepalive
 import promexport
 from arrivals import PROCESSES, ArrivalStream, ArrivalTally, check_process
 from backoff import Backoff
@@ -65,6 +66,7 @@ SEND_AT_KEY = "lab_send_at"
 INTENDED_KEY = "lab_intended_at"
 
 log = logging.getLogger("locustfile")
+keepalive.retry_lost_requests()  # a reload of nginx must cost no request (keepalive.py says why)
 
 
 @dataclass

@@ -165,12 +165,24 @@ class ImageFetcher:
             # TLS keeps verifying the certificate for the name, though we connect to the address.
             extensions={"sni_hostname": url.host} if url.scheme == "https" else {},
         )
-        try:
-            return await self._client.send(request, stream=True, follow_redirects=False)
-        except httpx.TimeoutException:
-            raise
-        except httpx.HTTPError as exc:
-            raise url_unreachable(f"cannot fetch from {url.host!r}: {type(exc).__name__}: {exc}") from None
+        retries = 1
+        while True:
+            try:
+                return await self._client.send(request, stream=True, follow_redirects=False)
+            except httpx.TimeoutException:
+                raise
+            except httpx.RemoteProtocolError as exc:
+                # The server closed a kept-alive connection as the request went out (an nginx reload closes
+                # its idle ones): no answer came. A GET is idempotent, so it goes once more, on a new
+                # connection (RFC 9112, 9.3.1); the pool has dropped the closed one.
+                if retries:
+                    retries -= 1
+                    continue
+                error: httpx.HTTPError = exc
+            except httpx.HTTPError as exc:
+                error = exc
+            detail = f"{type(error).__name__}: {error}"
+            raise url_unreachable(f"cannot fetch from {url.host!r}: {detail}") from None
 
     async def _read_capped(self, response: httpx.Response) -> bytes:
         declared = response.headers.get("content-length", "")
