@@ -491,6 +491,15 @@ def _fault_sentence(entry: ConfigResult, fault: FaultImpact) -> str:
             f"worst {TIMELINE_WINDOW_S}-s p95 {fault.worst_p95_ms:g} ms "
             f"against {fault.before_p95_ms:g} ms before"
         )
+    if fault.back_s is not None:
+        parts.append(
+            f"{fault.target or 'its target'} ran again after {fault.back_s:g} s, "
+            + (
+                f"the load at its level {fault.resumed_s:g} s later"
+                if fault.resumed_s is not None
+                else "the load not at its level again by the end of the measurement"
+            )
+        )
     if fault.recovery_s is not None:
         parts.append(f"back to the earlier level after {fault.recovery_s:g} s")
     elif fault.generator_stalled:

@@ -132,6 +132,9 @@ class FaultKind:
     end: Callable[[Any, str], None] | None = None
     whole_service: bool = False
     acts_on: str = CONTAINERS
+    # `act` returns once the target runs again (docker restart): its start time, the stack's "started"
+    # event, is read at once, so that a later fault on the same container cannot overwrite it.
+    restarts: bool = False
 
     def __post_init__(self) -> None:
         if (self.end is not None) != self.lasts:
@@ -230,7 +233,9 @@ _KINDS = (
         removes_replica=True,
         whole_service=True,
     ),
-    FaultKind(name="restart-nginx", help="docker restart of nginx", target=NGINX, act=_restart),
+    FaultKind(
+        name="restart-nginx", help="docker restart of nginx", target=NGINX, act=_restart, restarts=True
+    ),
     FaultKind(
         name="reload-nginx",
         help="SIGHUP to nginx's master: a configuration reload, which must cost no request",
@@ -458,12 +463,20 @@ class FaultInjector:
             self._finish(record)
         self._pending_end.clear()
         for record in self.applied:
-            if self._events is not None and record.error is None and record.t is not None:
-                try:
-                    record.events = self._events(record.spec, record.target)
-                except Exception as err:  # the fault and the measurement stand without them
-                    record.detail += f" (watching what followed failed: {type(err).__name__}: {err})"
+            self._watch(record)
         self._write()
+
+    def _watch(self, record: AppliedFault) -> None:
+        """Add what the stack saw happen after the fault; an event read earlier (at a restart) stands, and
+        one from before the fault (a container started long ago) is not its doing."""
+        if self._events is None or record.error is not None or record.t is None:
+            return
+        try:
+            seen = self._events(record.spec, record.target)
+        except Exception as err:  # the fault and the measurement stand without them
+            record.detail += f" (watching what followed failed: {type(err).__name__}: {err})"
+            return
+        record.events = {**{k: t for k, t in seen.items() if t >= record.t}, **record.events}
 
     def _run(self, t0: float) -> None:
         for spec in self.specs:
@@ -478,6 +491,8 @@ class FaultInjector:
                 record.target, record.detail = self._inject(spec)
             except Exception as err:  # recorded: the measurement goes on, the report says it failed
                 record.error = f"{type(err).__name__}: {err}"
+            if fault_kind(spec.kind).restarts:
+                self._watch(record)
             if fault_kind(spec.kind).lasts and record.error is None:
                 self._pending_end.append(record)
                 if self._stop.wait(spec.duration_s):

@@ -22,10 +22,12 @@ GOOD_SCALING_EFFICIENCY = 0.75
 NEAR_BEST_CAPACITY = 0.95
 # After a fault, a TIMELINE_WINDOW_S-second window is back to the level before it when its RPS is within
 # RECOVERY_RPS_TOLERANCE below that level and its p95 within RECOVERY_P95_TOLERANCE above it, or within the
-# range the windows before the fault spanned, whichever is wider (lab.timeline.Band).
+# range the windows before the fault spanned, or (RPS) above the lower end of the one-sided
+# RECOVERY_CONFIDENCE prediction interval from the seconds before it, whichever is widest (lab.timeline.Band).
 TIMELINE_WINDOW_S = 5
 RECOVERY_RPS_TOLERANCE = 0.10
 RECOVERY_P95_TOLERANCE = 0.20
+RECOVERY_CONFIDENCE = 0.95
 # A soak flags growth of a replica's RSS or open files, or of p95, above this fraction.
 SOAK_GROWTH_LIMIT = 0.10
 # A replica whose mean CPU is above its budget by more than this fraction was not held by its quota

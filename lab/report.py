@@ -13,6 +13,7 @@ from lab.charts import all_charts
 from lab.limits import (
     GENERATOR_CPU_LIMIT_PCT,
     LATE_ARRIVALS_SHARE,
+    RECOVERY_CONFIDENCE,
     RECOVERY_P95_TOLERANCE,
     RECOVERY_RPS_TOLERANCE,
     SOAK_GROWTH_LIMIT,
@@ -222,6 +223,7 @@ FAULT_HEADER = [
     "Target",
     "At s",
     "Without service s",
+    "Ran again / load back s",
     "Failed (s with failures, worst /s)",
     f"Req/s ok before / worst {TIMELINE_WINDOW_S} s",
     f"p95 ms before / worst {TIMELINE_WINDOW_S} s",
@@ -246,6 +248,14 @@ def _recovered(f: FaultImpact) -> str:
     return text
 
 
+def _back(f: FaultImpact) -> str:
+    """A restarted target: when it ran again, from the fault, and then how long until the load was back."""
+    if f.back_s is None:
+        return "—"
+    resumed = f"+{_fmt(f.resumed_s, 2)}" if f.resumed_s is not None else "not back"
+    return f"{_fmt(f.back_s, 2)} / {resumed}"
+
+
 def fault_rows(summary: Summary) -> list[Row]:
     rows = []
     for entry in summary.configs:
@@ -263,6 +273,7 @@ def fault_rows(summary: Summary) -> list[Row]:
                         f.target or "—",
                         _fmt(f.at_s),
                         _fmt(f.outage_s, 2),  # to the ms from the failures' times
+                        _back(f),
                         _failed(f),
                         f"{_fmt(f.before_rps)} / {_fmt(f.worst_rps)}",
                         f"{_fmt(f.before_p95_ms)} / {_fmt(f.worst_p95_ms)}",
@@ -535,11 +546,15 @@ FAULT_NOTE = (
     f"millisecond, bad seconds joined while fewer than {TIMELINE_WINDOW_S} good ones part them. Failed: "
     "from the fault to the end, with the seconds that had a failure and the worst second; in the open model "
     "each is an arrival (a client), in the closed model users back off after a connection error, so the "
-    f"count does not measure the generator's speed. Before: from the start to the fault. Worst: the worst "
-    f"{TIMELINE_WINDOW_S}-second window from the fault on. Recovered: from the fault until every later "
-    f"{TIMELINE_WINDOW_S}-second window had successful RPS within {RECOVERY_RPS_TOLERANCE:.0%} and p95 "
-    f"within {RECOVERY_P95_TOLERANCE:.0%} of the level before, or within the range its windows spanned "
-    "before the fault, whichever is wider (the band used is shown); windows in which no request started or "
+    "count does not measure the generator's speed. Ran again / load back (a restart): seconds from the "
+    "fault until the container started again, then until the first whole second without a failure at the "
+    "band's per-second load. Before: from the start to the fault. Worst: the worst "
+    f"{TIMELINE_WINDOW_S}-second window from the fault on. Recovered: from the fault until a "
+    f"{TIMELINE_WINDOW_S}-second window, and the rest of the measurement taken as one window, had successful "
+    f"RPS within {RECOVERY_RPS_TOLERANCE:.0%} and p95 within {RECOVERY_P95_TOLERANCE:.0%} of the level "
+    "before, or within the range its windows spanned before the fault, or (RPS) within the noise of its "
+    f"seconds before the fault ({RECOVERY_CONFIDENCE:.0%} prediction interval, Student's t), whichever is "
+    "widest (the band used is shown); windows in which no request started or "
     "ended while no request was in flight (or the master lost a worker) are a stalled generator, left out "
     "and named in the verdict. Replicas serving after: those whose X-Served-By count grew after the fault. "
     "Node Down / tasks elsewhere / Ready (node faults on a swarm): seconds from the fault until the manager "

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from lab.faults import AppliedFault, fault_kind
 from lab.limits import (
+    RECOVERY_CONFIDENCE,
     RECOVERY_P95_TOLERANCE,
     RECOVERY_RPS_TOLERANCE,
     SOAK_GROWTH_LIMIT,
@@ -390,6 +392,11 @@ class FaultImpact:
     failed_arrivals: int | None = None  # open model: the failed requests are failed arrivals (clients)
     band_min_rps: float | None = None  # the recovery band (Band): successful req/s at least this
     band_max_p95_ms: float | None = None  # and p95 at most this
+    band_min_second_rps: float | None = None  # and a single second's successful requests at least this
+    # A restarted target (restart-nginx): seconds from the fault until it ran again (its container's start),
+    # then from that until the first whole second without a failure at the band's per-second load.
+    back_s: float | None = None
+    resumed_s: float | None = None
     # Seconds after it with nothing started or ended: a stalled generator is not the service's doing, so
     # its windows are left out of the worst window and the recovery, and its seconds out of the outage.
     stalls: list[Stall] = field(default_factory=list)
@@ -404,14 +411,19 @@ class FaultImpact:
 
 @dataclass(frozen=True)
 class Band:
-    """Where a window counts as back to the level before a fault: successful RPS at least `min_rps`, p95 of
-    the successful requests at most `max_p95_ms`. The tolerances around the level before, or the range the
-    service's own windows spanned before the fault, whichever is wider: a service whose p95 already swung by
-    40 % between windows before the fault is back when it swings like that again, not only when it beats
-    its own average."""
+    """Where the service counts as back to the level before a fault: a window's successful RPS at least
+    `min_rps`, its p95 of the successful requests at most `max_p95_ms`; a single second's successful
+    requests at least `min_second_rps`.
+
+    Each bound is the widest of three: the tolerance around the level before (lab.limits), the range the
+    service's own windows spanned before the fault, and the noise of its seconds before the fault (the
+    lower end of the RECOVERY_CONFIDENCE prediction interval of a window's, or a second's, mean from the
+    seconds before, Student's t). A service whose throughput already swung by 20 % between windows before
+    the fault is back when it swings like that again, not only when it beats its own average."""
 
     min_rps: float
     max_p95_ms: float
+    min_second_rps: float
 
     @classmethod
     def before(cls, by_t: dict[int, Second], first: int, fault_t: int) -> Band | None:
@@ -420,13 +432,41 @@ class Band:
             return None
         pre = [window(by_t, t, TIMELINE_WINDOW_S) for t in range(first, fault_t - TIMELINE_WINDOW_S + 1)]
         pre_p95 = [w.p95_ms for w in pre if w.p95_ms is not None]
+        per_second = np.array([by_t[t].ok if t in by_t else 0 for t in range(first, fault_t)], dtype=float)
         return cls(
-            min_rps=min((1 - RECOVERY_RPS_TOLERANCE) * level.ok_rps, *(w.ok_rps for w in pre)),
+            min_rps=min(
+                (1 - RECOVERY_RPS_TOLERANCE) * level.ok_rps,
+                *(w.ok_rps for w in pre),
+                _noise_floor(per_second, TIMELINE_WINDOW_S),
+            ),
             max_p95_ms=max((1 + RECOVERY_P95_TOLERANCE) * level.p95_ms, *pre_p95),
+            min_second_rps=min((1 - RECOVERY_RPS_TOLERANCE) * level.ok_rps, _noise_floor(per_second, 1)),
         )
 
     def holds(self, w: Window) -> bool:
         return w.ok_rps >= self.min_rps and w.p95_ms is not None and w.p95_ms <= self.max_p95_ms
+
+
+def _noise_floor(per_second: np.ndarray, seconds: int) -> float:
+    """The lower end of the prediction interval for the mean of `seconds` new seconds, from the seconds
+    before the fault: mean - t(n-1) * sd * sqrt(1/seconds + 1/n). Infinite (no bound) below 3 seconds."""
+    n = len(per_second)
+    if n < 3:
+        return math.inf
+    sd = float(np.std(per_second, ddof=1))
+    t = float(stats.t.ppf(RECOVERY_CONFIDENCE, n - 1))
+    return float(per_second.mean()) - t * sd * math.sqrt(1 / seconds + 1 / n)
+
+
+def _resumed(by_t: dict[int, Second], band: Band, back: float, last: int) -> float | None:
+    """From the target running again (`back`, unix time) to the start of the first whole second without a
+    failure whose successful requests reach the band's per-second floor: the load was back at its level by
+    then. None if no second was."""
+    for t in range(math.floor(back), last):
+        s = by_t.get(t)
+        if s is not None and s.ok >= band.min_second_rps and s.failures == 0:
+            return max(0.0, t - back)
+    return None
 
 
 def fault_impact(
@@ -463,16 +503,21 @@ def fault_impact(
     recovery_t: int | None = None
     band = Band.before(by_t, first, fault_t) if before is not None else None
     if band is not None and windows:
-        # The first window from which every later window is back near the level: recovered, and stays so.
-        for w in reversed(windows):
-            if not band.holds(w):
+        # The first window that is back in the band and from which the rest of the measurement, taken as
+        # one window, is too: recovered, and stays so. One later window that dips as far as the noise
+        # carries it does not undo a recovery; a lasting drop (a replica that never came back) does.
+        for i, w in enumerate(windows):
+            if band.holds(w) and band.holds(window_of(by_t, active[i:])):
+                recovery_t = w.start
                 break
-            recovery_t = w.start
     outage = Outage.after(by_t, fault_t, last, stalls)
+    back = record.events.get("started")  # a restarted target running again (lab.faults.FaultKind.restarts)
+    resumed = _resumed(by_t, band, back, last) if back is not None and band is not None else None
     recovered_at: float | None = None
     if recovery_t is not None:
-        # A 5-s window can sit in the band with a second of refusals in it: not back before they ended.
-        recovered_at = max(float(recovery_t), outage.end or 0.0)
+        # A 5-s window can sit in the band with a second of refusals in it: not back before they ended,
+        # nor before a restarted target ran again.
+        recovered_at = max(float(recovery_t), outage.end or 0.0, back or 0.0)
     end_of_impact = math.ceil(recovered_at) if recovered_at is not None else last
     during = window(by_t, fault_t, end_of_impact - fault_t)
     after = window(by_t, end_of_impact, last - end_of_impact)
@@ -517,6 +562,9 @@ def fault_impact(
         failed_arrivals=since.failures if open_model else None,
         band_min_rps=round(band.min_rps, 2) if band is not None else None,
         band_max_p95_ms=band.max_p95_ms if band is not None else None,
+        band_min_second_rps=round(band.min_second_rps, 2) if band is not None else None,
+        back_s=round(back - record.t, 2) if back is not None else None,
+        resumed_s=round(resumed, 2) if resumed is not None else None,
         stalls=stalls,
     )
 

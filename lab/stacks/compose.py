@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.budget import cpusets, pin_containers
-from lab.faults import FaultSpec, apply_fault, end_fault
+from lab.faults import FaultSpec, apply_fault, end_fault, fault_kind
 from lab.grid import ExperimentSettings, StackConfig
 from lab.services import (
     CLASSIFIER,
@@ -313,7 +313,15 @@ class ComposeStack(DockerStack):
         end_fault(self, spec, target)
 
     def fault_events(self, spec: FaultSpec, target: str | None) -> dict[str, float]:
-        return {}  # the timeline and X-Served-By say what followed
+        """When the container it hit last started ("started"; the injector keeps it only when that was
+        after the fault: a restart, or Docker's restart policy after a kill). The timeline and
+        X-Served-By say the rest."""
+        if target is None or fault_kind(spec.kind).whole_service:
+            return {}
+        try:
+            return {"started": self.cli.started_at(target)}
+        except (StackError, ValueError):
+            return {}  # gone (a scale-down removed it): it did not start again
 
     def heal(self, replicas: int, locust_workers: int | None) -> None:
         """Put the stack back after a measurement with faults: unpaused, the configuration's replica count

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,16 @@ def parse_json_records(text: str) -> list[dict[str, Any]]:
     if text.startswith("["):
         return list(json.loads(text))
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def parse_docker_time(text: str) -> float:
+    """Docker's time stamp (`2026-12-04T18:20:01.123456789Z`) as unix time; datetime takes 6 digits."""
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", text.strip())
+    if m is None:
+        raise ValueError(f"not a Docker time stamp: {text!r}")
+    whole, fraction, zone = m.groups()
+    stamp = f"{whole}.{(fraction or '0')[:6].ljust(6, '0')}{'+00:00' if zone == 'Z' else zone}"
+    return datetime.fromisoformat(stamp).timestamp()
 
 
 def env_list_to_dict(items: list[str] | None) -> dict[str, str]:
@@ -82,6 +94,10 @@ class DockerCLI:
 
     def main_pid(self, container: str) -> int:
         return int(self("inspect", "--format", "{{.State.Pid}}", container))
+
+    def started_at(self, container: str) -> float:
+        """When the container last started: unix time, to the microsecond."""
+        return parse_docker_time(self("inspect", "--format", "{{.State.StartedAt}}", container).strip())
 
     def host_cpus(self) -> int:
         """The engine's CPUs (the machine the containers run on), or this machine's when it cannot tell."""

@@ -3,10 +3,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.e2e.compose import ROOT, Stack, compose_v2_missing_reason, running_stack
@@ -32,6 +34,21 @@ def stack() -> Iterator[Stack]:
         up_args=["--scale", f"classifier={REPLICAS}", "--scale", f"locust-worker={WORKERS}"],
     ) as running:
         yield running
+
+
+def web_master_ready(stack: Stack) -> str:
+    """The web-UI master and its WORKERS workers up (a stack test may have swapped the master for a headless
+    one, or scaled the workers), the workers joined: its base URL."""
+    stack.compose(
+        "up", "-d", "--no-deps", "--scale", f"locust-worker={WORKERS}", "locust-master", "locust-worker"
+    )
+    stack.wait_healthy("locust-master", 1)
+    web = f"http://127.0.0.1:{stack.web_port}"
+    deadline = time.monotonic() + 120
+    while httpx.get(f"{web}/stats/requests", timeout=5).json().get("worker_count") != WORKERS:
+        assert time.monotonic() < deadline, "the workers did not join the master"
+        time.sleep(1)
+    return web
 
 
 def run_lab(stack: Stack, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
@@ -65,11 +82,7 @@ def lab_compare(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> LabCo
     it in a module-scoped fixture so that one measurement serves all of its tests."""
 
     def run(name: str, *args: str, timeout: float = 900) -> LabRun:
-        # The stack tests may have swapped the Locust master: bring the web-UI master and its workers back.
-        stack.compose(
-            "up", "-d", "--no-deps", "--scale", f"locust-worker={WORKERS}", "locust-master", "locust-worker"
-        )
-        stack.wait_healthy("locust-master", 1)
+        web_master_ready(stack)
         out = tmp_path_factory.mktemp(name)
         done = run_lab(stack, "compare", *args, "--out", str(out), timeout=timeout)
         print(done.stdout[-3000:], done.stderr[-4000:])

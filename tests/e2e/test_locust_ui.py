@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.e2e.compose import ROOT, Stack
-from tests.e2e.conftest import WORKERS
+from tests.e2e.conftest import web_master_ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -34,15 +34,7 @@ def _chromium() -> str | None:
 @pytest.fixture(scope="module")
 def running(stack: Stack) -> Iterator[str]:
     """A test of USERS users on the web-UI master and its workers, stopped afterwards."""
-    stack.compose(
-        "up", "-d", "--no-deps", "--scale", f"locust-worker={WORKERS}", "locust-master", "locust-worker"
-    )
-    stack.wait_healthy("locust-master", 1)
-    web = f"http://127.0.0.1:{stack.web_port}"
-    deadline = time.monotonic() + 120
-    while httpx.get(f"{web}/stats/requests", timeout=5).json().get("worker_count") != WORKERS:
-        assert time.monotonic() < deadline, "the workers did not join the master"
-        time.sleep(1)
+    web = web_master_ready(stack)
     form = {"user_count": str(USERS), "spawn_rate": str(USERS), "host": "http://nginx", "run_time": "120s"}
     reply = httpx.post(f"{web}/swarm", data=form, timeout=10).json()
     assert reply["success"], reply

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from tests.e2e.compose import ROOT, Stack
-from tests.e2e.conftest import REPLICAS, WORKERS
+from tests.e2e.conftest import REPLICAS, web_master_ready
 from tests.monitoring.dashboard import panel_queries
 from tests.test_settings_in_step import dotenv
 
@@ -97,15 +97,7 @@ def prometheus(stack: Stack) -> Iterator[Prometheus]:
 @pytest.fixture(scope="module")
 def load(stack: Stack, prometheus: Prometheus) -> Iterator[str]:
     """USERS users on the web-UI master, running while the module's tests run."""
-    stack.compose(
-        "up", "-d", "--no-deps", "--scale", f"locust-worker={WORKERS}", "locust-master", "locust-worker"
-    )
-    stack.wait_healthy("locust-master", 1)
-    web = f"http://127.0.0.1:{stack.web_port}"
-    deadline = time.monotonic() + 120
-    while httpx.get(f"{web}/stats/requests", timeout=5).json().get("worker_count") != WORKERS:
-        assert time.monotonic() < deadline, "the workers did not join the master"
-        time.sleep(1)
+    web = web_master_ready(stack)
     form = {"user_count": str(USERS), "spawn_rate": str(USERS), "host": "http://nginx", "run_time": "300s"}
     reply = httpx.post(f"{web}/swarm", data=form, timeout=10).json()
     assert reply["success"], reply

@@ -8,7 +8,9 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from scipy import stats
 
 from lab.faults import (
     DURATION,
@@ -20,6 +22,7 @@ from lab.faults import (
     check_fits,
     read_faults,
 )
+from lab.stacks.docker import parse_docker_time
 from lab.timeline import Second, fault_impact, locust_reaction, read_timeline, series, soak_result, window
 
 T0 = 1_800_000_000  # a whole second, so window arithmetic is easy to follow
@@ -122,6 +125,31 @@ def test_a_failing_fault_is_recorded_not_raised(tmp_path: Path) -> None:
     injector.stop()
     (record,) = read_faults(tmp_path / "f.json")
     assert record.error == "RuntimeError: no container"
+
+
+def test_injector_reads_a_restarted_targets_start_at_once(tmp_path: Path) -> None:
+    """restart-nginx twice: each record keeps the start the container had right after its own restart (read
+    again at the end, the container's start is the second one's); a start from before a fault (a replica
+    Docker never restarted) is not that fault's doing."""
+    started = {"nginx-1": 50.0, "classifier-2": 50.0}
+
+    def inject(spec: FaultSpec) -> tuple[str | None, str]:
+        target = "nginx-1" if spec.kind == "restart-nginx" else "classifier-2"
+        if spec.kind == "restart-nginx":
+            started[target] = time.time()
+        return target, "done"
+
+    specs = [FaultSpec.parse(t) for t in ("restart-nginx@0.05s", "kill-replica@0.1s", "restart-nginx@0.2s")]
+    injector = FaultInjector(specs, tmp_path / "f.json", inject, lambda s, t: None, lambda: None,
+                             lambda spec, target: {"started": started[str(target)]})  # fmt: skip
+    injector.start(time.time())
+    time.sleep(0.4)
+    injector.stop()
+    first, kill, second = read_faults(tmp_path / "f.json")
+    assert first.t is not None and second.t is not None
+    assert first.t <= first.events["started"] < second.t <= second.events["started"]
+    assert second.events["started"] == started["nginx-1"]
+    assert kill.events == {}
 
 
 def _steady(t: int, rps: int, ms: float, failures: int = 0) -> Second:
@@ -281,7 +309,7 @@ def test_report_has_the_fault_table_soak_table_timeline_and_verdict(tmp_path: Pa
     assert "back to the earlier level after 5 s" in summary.verdict
     assert "2 of 2 replicas served after it" in summary.verdict
     md = (run / "summary.md").read_text()
-    assert "### Faults" in md and "### Soak" in md and "| 5.00 | 10 requests (5 s, 2/s) |" in md
+    assert "### Faults" in md and "### Soak" in md and "| 5.00 | — | 10 requests (5 s, 2/s) |" in md
     assert "5.0 (≥ 18.0 req/s, p95 ≤ 120.0 ms)" in md  # the recovery band used
     html = (run / "report.html").read_text()
     assert "Timeline: r2-u8" in html and "kill-replica, recovered +5 s" in html
@@ -294,7 +322,7 @@ def test_recovery_band_is_as_wide_as_the_swings_before_the_fault() -> None:
         for k in range(40):
             if 15 <= k < 20:
                 seconds.append(Second(T0 + k, 8, 0, {600.0: 8}))  # the fault
-            elif k == 30 or (k == 8 and swing_before):
+            elif k == 20 or (k == 8 and swing_before):
                 seconds.append(Second(T0 + k, 20, 0, {100.0: 10, 180.0: 10}))  # a slow second
             else:
                 seconds.append(Second(T0 + k, 20, 0, {100.0: 20}))
@@ -304,13 +332,49 @@ def test_recovery_band_is_as_wide_as_the_swings_before_the_fault() -> None:
     # One slow second before the fault: the level's p95 stays 100 ms (10 of 260 requests at 180 ms), but
     # the 5-s windows around that second had p95 180 ms. The same swing after the fault is no fault.
     swinging = fault_impact(record, run(swing_before=True), T0, T0 + 40, 2, {})
-    assert swinging.before_p95_ms == 100.0
+    assert swinging.before_p95_ms == 100.0 and swinging.band_max_p95_ms == 180.0
     assert swinging.recovered and swinging.recovery_s == 5.0
-    # Without that swing before, the windows holding the slow second at +30 s are not back (180 > 120 ms):
-    # recovered only from +31 s.
+    # Without that swing before, the window holding the slow second at +20 s is not back (180 > 120 ms):
+    # recovered from +21 s.
     calm = fault_impact(record, run(swing_before=False), T0, T0 + 40, 2, {})
-    assert calm.before_p95_ms == 100.0
-    assert calm.recovered and calm.recovery_s == 16.0
+    assert calm.before_p95_ms == 100.0 and calm.band_max_p95_ms == 120.0
+    assert calm.recovered and calm.recovery_s == 6.0
+
+
+def _flat(t: int, rps: int) -> Second:
+    return Second(t, rps, 0, {100.0: rps})
+
+
+def test_a_later_dip_within_the_noise_does_not_undo_a_recovery() -> None:
+    """Back at +20 s; at +32 s one second at 8 req/s (a busy machine). Windows holding it fall below the
+    band, but the rest of the measurement, taken together, is back: recovered at +5 s, as without the dip.
+    A drop that lasts is not noise (test_no_recovery_when_the_last_windows_stay_low)."""
+    seconds = _seconds() + [_steady(T0 + k, 20, 100.0) for k in range(30, 40)]
+    seconds[32] = _flat(T0 + 32, 8)
+    record = AppliedFault(FaultSpec.parse("kill-replica@15s"), t=T0 + 15.0, t_end=T0 + 15.0)
+    impact = fault_impact(record, seconds, T0, T0 + 40, 2, {})
+    assert impact.band_min_rps == 18.0
+    assert impact.worst_rps == 6.0  # the fault's windows; the dip's are 17.6 req/s, below the band too
+    assert impact.recovered and impact.recovery_s == 5.0
+
+
+def test_the_band_widens_with_the_noise_of_the_seconds_before() -> None:
+    """Seconds before the fault alternating 14 and 26 req/s: the band's floor is the lower end of the 95 %
+    prediction interval of a 5-s window's mean from those seconds (Student's t), below both the 10 %
+    tolerance and the windows' own range; after the fault a steady 16 req/s is within that noise: back."""
+    noisy = [_flat(T0 + k, 14 if k % 2 else 26) for k in range(15)]
+    after = [_flat(T0 + k, 16) for k in range(15, 40)]
+    record = AppliedFault(FaultSpec.parse("kill-replica@15s"), t=T0 + 15.0, t_end=T0 + 15.0)
+    impact = fault_impact(record, noisy + after, T0, T0 + 40, 2, {})
+    pre = np.array([14 if k % 2 else 26 for k in range(2, 15)], dtype=float)  # after the ramp's 2 s
+    n = len(pre)
+    floor = pre.mean() - stats.t.ppf(0.95, n - 1) * pre.std(ddof=1) * np.sqrt(1 / 5 + 1 / n)
+    assert impact.band_min_rps == round(floor, 2) and floor < 16 < 0.9 * pre.mean()
+    assert impact.recovered and impact.recovery_s == 0.0
+    # The same 16 req/s after calm seconds before is a drop, not noise.
+    calm = [_flat(T0 + k, 20) for k in range(15)]
+    dropped = fault_impact(record, calm + after, T0, T0 + 40, 2, {})
+    assert dropped.band_min_rps == 18.0 and not dropped.recovered
 
 
 def test_compare_refuses_faults_on_a_stack_lab_does_not_manage(tmp_path: Path) -> None:
@@ -420,6 +484,22 @@ def test_refused_requests_are_no_throughput_and_the_outage_is_its_own_time(refus
     assert (impact.failed_seconds, impact.worst_failures_per_s) == (2, refused_per_s)
 
 
+def test_load_resumed_counts_from_the_restarted_target_running_again() -> None:
+    """nginx's container started 1.2 s after the fault (the refusals ended at 0.9 s: clients backing off
+    found it only later): the second it started in has failures, the next is whole and at the level, so the
+    load was back 0.5 s after nginx, and the service is not recovered before nginx ran again."""
+    t_fault = T0 + 20.3
+    record = AppliedFault(FaultSpec.parse("restart-nginx@20s"), t=t_fault, t_end=t_fault,
+                          events={"started": t_fault + 1.2})  # fmt: skip
+    impact = fault_impact(record, _storm(t_fault, 5), T0, T0 + 45, 2, {})
+    assert impact.back_s == 1.2 and impact.resumed_s == 0.5
+    assert impact.recovered and impact.recovery_s == 1.2 and impact.outage_s == 0.9
+    assert impact.band_min_second_rps == 81.0  # 10 % below 90 req/s: the seconds before did not vary
+    # A fault that restarts nothing has neither.
+    plain = AppliedFault(FaultSpec.parse("restart-nginx@20s"), t=t_fault, t_end=t_fault)
+    assert fault_impact(plain, _storm(t_fault, 5), T0, T0 + 45, 2, {}).resumed_s is None
+
+
 def test_open_model_counts_failed_arrivals() -> None:
     t_fault = T0 + 20.3
     record = AppliedFault(FaultSpec.parse("restart-nginx@20s"), t=t_fault, t_end=t_fault)
@@ -499,3 +579,12 @@ def test_no_stall_is_claimed_from_a_timeline_without_starts() -> None:
     seconds = [Second(T0 + k, 20, 0, {100.0: 20}) for k in range(40) if not 18 <= k < 30]
     record = AppliedFault(FaultSpec.parse("restart-nginx@15s"), t=T0 + 15.2, t_end=T0 + 15.2)
     assert fault_impact(record, seconds, T0, T0 + 40, 2, {}).stalls == []
+
+
+def test_docker_start_times_parse_to_the_microsecond() -> None:
+    """`docker inspect`'s State.StartedAt, which restart-nginx's "started" event is read from."""
+    assert parse_docker_time("2026-12-04T18:20:01.123456789Z") == pytest.approx(1796408401.123456, abs=1e-6)
+    assert parse_docker_time("2026-12-04T18:20:01Z") == 1796408401.0
+    assert parse_docker_time("2026-12-04T19:20:01.5+01:00") == 1796408401.5
+    with pytest.raises(ValueError, match="not a Docker time stamp"):
+        parse_docker_time("0001-01-01")
