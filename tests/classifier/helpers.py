@@ -43,8 +43,10 @@ def make_settings(**overrides: object) -> Settings:
 
 @asynccontextmanager
 async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """Runs the app's lifespan (load + warm-up) around an in-process client, as a server would."""
+    """Runs the app's lifespan around an in-process client, as a server would, once the model it loads
+    meanwhile is loaded and warm (a load that fails is raised here)."""
     async with app.router.lifespan_context(app):
+        await app.state.runtime.loading
         # Like a real server: a 500 is answered to the client, not raised into the test.
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://classifier") as client:

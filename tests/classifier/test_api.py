@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
 
 import httpx
@@ -209,14 +210,47 @@ async def test_not_ready_until_the_lifespan_has_run(app_factory: AppFactory) -> 
         assert (await client.get("/model")).status_code == 503
 
 
-async def test_a_model_that_fails_to_load_fails_startup() -> None:
+async def test_a_model_that_fails_to_load_goes_to_on_load_error() -> None:
+    """The lifespan loads in the background; a load that fails is handed to `on_load_error` (by default the
+    worker exits with gunicorn's boot-error code: test_gunicorn), and the app stays not ready."""
+
     def broken_loader(*args: object, **kwargs: object) -> FakeBackend:
         raise FileNotFoundError("no model at /nonexistent/model/model.tflite")
 
-    app = create_app(make_settings(), backend_loader=broken_loader)
-    with pytest.raises(FileNotFoundError):
-        async with app.router.lifespan_context(app):
-            pass
+    errors: list[BaseException] = []
+    app = create_app(make_settings(), backend_loader=broken_loader, on_load_error=errors.append)
+    async with app.router.lifespan_context(app):
+        with pytest.raises(FileNotFoundError):
+            await app.state.runtime.loading
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://classifier") as client:
+            assert (await client.get("/readyz")).status_code == 503
+    assert [type(e) for e in errors] == [FileNotFoundError]
+
+
+async def test_requests_while_the_model_loads_get_503_at_once(backend: FakeBackend) -> None:
+    """A restarted replica answers while its model loads, so nginx can send a request on to another replica
+    at once instead of the request waiting in the listen backlog until the model is ready."""
+    release = threading.Event()
+
+    def slow_loader(*args: object, **kwargs: object) -> FakeBackend:
+        release.wait(10)
+        return backend
+
+    app = create_app(make_settings(), backend_loader=slow_loader)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://classifier") as client:
+            started = time.perf_counter()
+            predict = await client.post("/predict", **upload(jpeg_bytes()))
+            ready = await client.get("/readyz")
+            assert time.perf_counter() - started < 1.0
+            assert (predict.status_code, predict.json()["error"]) == (503, "not_ready")
+            assert ready.status_code == 503
+            release.set()
+            await app.state.runtime.loading
+            assert (await client.get("/readyz")).status_code == 200
+            assert (await client.post("/predict", **upload(jpeg_bytes()))).status_code == 200
 
 
 async def test_a_model_failure_is_a_500_and_the_service_stays_ready(app_factory: AppFactory) -> None:

@@ -62,6 +62,12 @@ def served_app(app_factory: AppFactory) -> Iterator[str]:
             threading.Event().wait(0.05)
         assert server.started, "uvicorn did not start"
         runtime = app.state.runtime
+        # The model loads while uvicorn already answers: the fetcher below must replace the loaded one.
+        for _ in range(200):
+            if runtime.ready:
+                break
+            threading.Event().wait(0.05)
+        assert runtime.ready, "the model did not load"
         runtime.fetcher = ImageFetcher(
             httpx.AsyncClient(transport=httpx.MockTransport(_lab_nginx)),
             ["nginx"],

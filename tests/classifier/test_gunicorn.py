@@ -56,6 +56,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _environment_without_settings() -> dict[str, str]:
+    """This process's environment without the service's own settings (the test sets them)."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("CLASSIFIER_") and k != "PROMETHEUS_MULTIPROC_DIR"
+    }
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("gunicorn")
@@ -67,11 +76,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home = root / "home"
     home.mkdir()
     port = free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("CLASSIFIER_") and k != "PROMETHEUS_MULTIPROC_DIR"
-    }
+    env = _environment_without_settings()
     env.update(
         {
             "HOME": str(home),
@@ -196,3 +201,25 @@ def _worker_counts(server: Server) -> dict[str, float]:
             labels, value = line.rsplit(" ", 1)
             counts[labels] = float(value)
     return counts
+
+
+def test_a_model_that_does_not_load_stops_gunicorn(tmp_path: Path) -> None:
+    """The worker serves while its model loads; when the load fails it exits with gunicorn's boot-error
+    code, so the master stops too (and Docker's restart policy applies) rather than forking it again."""
+    env = _environment_without_settings()
+    env.update(
+        {
+            "HOME": str(tmp_path),
+            "CLASSIFIER_BACKEND": "litert",
+            "CLASSIFIER_MODEL_DIR": str(tmp_path / "no-model"),
+            "CLASSIFIER_WORKERS": "1",
+            "CLASSIFIER_BIND_HOST": "127.0.0.1",
+            "CLASSIFIER_PORT": str(free_port()),
+            "CLASSIFIER_METRICS_DIR": str(tmp_path / "metrics"),
+        }
+    )
+    command = [sys.executable, "-m", "gunicorn"]
+    done = subprocess.run(command, cwd=SERVICE_DIR, env=env, capture_output=True, text=True, timeout=120)
+    log = done.stdout + done.stderr
+    assert done.returncode == 3, log  # gunicorn's "Worker failed to boot" (HaltServer)
+    assert "the model did not load" in log, log

@@ -14,6 +14,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +137,55 @@ def test_restart_nginx_load_is_back_within_2_s_every_time(stack: Stack, tmp_path
         assert not [s for s in f["stalls"] if s["generator"]], f["stalls"]
         assert f["resumed_s"] is not None and f["resumed_s"] <= LOAD_BACK_S, f
     stack.wait_healthy("nginx", 1, timeout=60)
+
+
+PAUSE_S = 6  # past Locust's heartbeat liveness (3 missed 1-s heartbeats): the master marks them missing
+
+
+def test_a_paused_generator_is_named_not_blamed_on_the_service(stack: Stack, tmp_path: Path) -> None:
+    """Both Locust workers frozen (docker pause) for 6 s mid-measurement, the service untouched: the
+    summary names a generator stall over those seconds, keeps them out of the outage, and its verdict says
+    so instead of "not back to the earlier level". reload-nginx@4s is there so that the fault analysis
+    looks at the seconds after it (it costs no request: test_reload_nginx_costs_no_request)."""
+    workers = stack.container_ids("locust-worker")
+    paused: dict[str, float] = {}
+
+    def freeze() -> None:
+        # The measurement has started when its live samples appear (the warm-up writes none).
+        deadline = time.monotonic() + 300
+        while not list(tmp_path.glob("*/*/locust_live.jsonl")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(8)
+        subprocess.run(["docker", "pause", *workers], check=True, capture_output=True)
+        paused["at"] = time.time()
+        time.sleep(PAUSE_S)
+        subprocess.run(["docker", "unpause", *workers], check=True, capture_output=True)
+        paused["until"] = time.time()
+
+    freezer = threading.Thread(target=freeze, daemon=True)
+    freezer.start()
+    try:
+        run = _lab(
+            stack, tmp_path, "compare", "--replicas", str(REPLICAS), "--users", "8", "--duration", "25s",
+            "--warmup", "3s", "--fault", "reload-nginx@4s",
+        )  # fmt: skip
+    finally:
+        freezer.join(timeout=60)
+        subprocess.run(["docker", "unpause", *workers], capture_output=True)  # never leave them frozen
+    (fault,) = _only_config(run)["faults"]
+    print(json.dumps(fault["stalls"], indent=1), paused)
+    generator = [s for s in fault["stalls"] if s["generator"]]
+    assert generator, fault["stalls"]
+    (stall,) = generator
+    # Frozen from paused["at"] for PAUSE_S s; the stall's whole seconds lie inside that (a second in which
+    # a request ended before the freeze, or after it, is not quiet).
+    assert paused["at"] - 1 <= stall["start"] and stall["start"] + stall["seconds"] <= paused["until"] + 1
+    assert stall["seconds"] >= PAUSE_S - 2, stall
+    assert "missing" in stall["workers"], stall["workers"]  # what the workers said: heartbeats stopped
+    assert fault["outage_s"] == 0.0 and fault["failures"] == 0, fault
+    said = " ".join((run / "summary.md").read_text().split())
+    assert f"the generator stalled for {stall['seconds']} s" in said, said
+    assert "not back to the earlier level" not in said
 
 
 def _nginx_workers(stack: Stack) -> set[str]:

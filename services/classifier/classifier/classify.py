@@ -6,6 +6,7 @@ once, and every failure is an ApiError answered by `ApiError.response()`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -34,6 +35,7 @@ class Runtime:
     model_name: str = ""
     """Where the model came from (manifest.json's `source` when the image build wrote one) or its path."""
     ready: bool = False
+    loading: asyncio.Task[None] | None = None  # the lifespan's model load, running while the app answers
 
     def loaded(self) -> tuple[Predictor, ImageFetcher]:
         """The predictor and the fetcher; ApiError `not_ready` while the model loads or in shutdown."""

@@ -1,4 +1,5 @@
-"""Wiring: settings -> app, middleware, routes; the lifespan loads and warms the model, then reports ready.
+"""Wiring: settings -> app, middleware, routes; the lifespan loads and warms the model while the app already
+answers (503 not_ready until then), then reports ready.
 
 gunicorn imports `classifier.main:app` in each worker after the fork (no preload), so every worker
 process owns its model, its inference thread and its HTTP client; nothing is loaded before the lifespan
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -49,7 +51,23 @@ def load_backend(
     return load(kind, model_path, labels_path, threads=threads, inter_op_threads=inter_op_threads)
 
 
-def create_app(settings: Settings | None = None, backend_loader: BackendLoader = load_backend) -> FastAPI:
+# gunicorn's exit code for a worker that failed to boot: the master then stops (the container exits and its
+# restart policy applies) instead of forking the same failure again and again.
+WORKER_BOOT_ERROR = 3
+
+
+def exit_worker(error: BaseException) -> None:
+    """A model that does not load ends the worker process, as a failed startup did."""
+    log.critical("the model did not load: %s: %s", type(error).__name__, error)
+    logging.shutdown()
+    os._exit(WORKER_BOOT_ERROR)
+
+
+def create_app(
+    settings: Settings | None = None,
+    backend_loader: BackendLoader = load_backend,
+    on_load_error: Callable[[BaseException], None] = exit_worker,
+) -> FastAPI:
     settings = settings or Settings()
     _configure_logging(settings.log_level)
     runtime = Runtime(settings=settings, metrics=Metrics(), hostname=socket.gethostname())
@@ -59,10 +77,17 @@ def create_app(settings: Settings | None = None, backend_loader: BackendLoader =
         infer_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="infer")
         decode_executor = ThreadPoolExecutor(max_workers=settings.decode_threads, thread_name_prefix="decode")
         client = make_client(settings.url_timeout_s)
+        # The app answers while the model loads: every request gets 503 not_ready at once, which nginx sends
+        # on to another replica. Loading before serving left the port to the kernel, which queues connections
+        # from the moment gunicorn binds: a replica Docker restarted after a kill held every request nginx
+        # sent it until its model was loaded (all 8 users' requests for 8.4 s, measured with TF).
+        load = _load_and_warm(runtime, backend_loader, infer_executor, decode_executor, client)
+        runtime.loading = asyncio.create_task(load, name="load model")
+        runtime.loading.add_done_callback(partial(_report_load_error, on_load_error))
         try:
-            await _load_and_warm(runtime, backend_loader, infer_executor, decode_executor, client)
             yield
         finally:
+            runtime.loading.cancel()
             runtime.ready = False
             runtime.metrics.ready_workers.set(0)
             if runtime.predictor is not None:
@@ -85,6 +110,11 @@ def create_app(settings: Settings | None = None, backend_loader: BackendLoader =
     # Added last = outermost: it also counts and stamps the answers the inner layers make.
     app.add_middleware(RequestMetrics, metrics=runtime.metrics, served_by=runtime.hostname)
     return app
+
+
+def _report_load_error(on_load_error: Callable[[BaseException], None], loading: asyncio.Task[None]) -> None:
+    if not loading.cancelled() and (error := loading.exception()) is not None:
+        on_load_error(error)
 
 
 async def _load_and_warm(
