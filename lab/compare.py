@@ -136,6 +136,7 @@ class Driver:
         self._locust: LocustAPI | None = None
         self._workers: int | None = None
         self._replicas = 1  # the current configuration's, which a fault's healing puts back
+        self._started_with: dict[str, str] = {}  # the master's own locustfile options (GET /options)
         self._config: ConfigRecord | None = None  # the current configuration's record
         self._config_i = 0
         self._config_started = 0.0
@@ -201,6 +202,7 @@ class Driver:
                 if not url:
                     raise LocustError("no Locust master URL: give --locust-url")
                 self._locust = LocustAPI(url)
+                self._started_with = self._locust.started_with()
                 self._workers = self._locust.wait_workers(self.stack.locust_worker_count())
                 run = replace(run, locust_url=url, locust_workers=self._workers)
                 if str(self._locust.stats().get("state")) in ("running", "spawning"):
@@ -317,8 +319,14 @@ class Driver:
             self._locust_ready()
 
     def _swarm_options(self, level: LoadLevel) -> dict[str, str]:
-        # target_rps and arrivals are always sent: custom options persist on the master between tests.
-        options = {"target_rps": format_option(level.target_rps or 0.0), "arrivals": self.settings.arrivals}
+        # Every custom option is sent: the master keeps a form's options for every later test, so one run's
+        # --locust-option (a back-off of 0, say) would otherwise hold in the next run. Its own start values,
+        # then this level's load model, then --locust-option.
+        options = {
+            **self._started_with,
+            "target_rps": format_option(level.target_rps or 0.0),
+            "arrivals": self.settings.arrivals,
+        }
         options.update(self.settings.locust_options)
         return options
 

@@ -148,3 +148,8 @@ class LocustAPI:
 
     def arrivals(self) -> dict[str, Any] | None:
         return self._optional_json("/arrivals")
+
+    def started_with(self) -> dict[str, str]:
+        """The locustfile's options as the master started with them (GET /options), as form values: {} from
+        a master without the route."""
+        return {str(k): format_option(v) for k, v in (self._optional_json("/options") or {}).items()}

@@ -89,41 +89,51 @@ class RunState:
 state = RunState()
 
 
+# The locustfile's own options (argparse dests), as add_options declares them.
+LAB_OPTIONS: list[str] = []
+
+
 @events.init_command_line_parser.add_listener
 def add_options(parser: Any) -> None:
-    parser.add_argument(
+    def add(flag: str, **kwargs: Any) -> None:
+        dest = flag.removeprefix("--").replace("-", "_")
+        if dest not in LAB_OPTIONS:
+            LAB_OPTIONS.append(dest)
+        parser.add_argument(flag, **kwargs)
+
+    add(
         "--upload-weight",
         type=int,
         default=dotenv_default("LOCUST_UPLOAD_WEIGHT"),
         env_var="LOCUST_UPLOAD_WEIGHT",
         help="Relative share of UploadUser (POST /predict, multipart). Applied when a test starts.",
     )
-    parser.add_argument(
+    add(
         "--url-weight",
         type=int,
         default=dotenv_default("LOCUST_URL_WEIGHT"),
         env_var="LOCUST_URL_WEIGHT",
         help="Relative share of UrlUser (POST /predict/tf with img_url). Applied when a test starts.",
     )
-    parser.add_argument(
+    add(
         "--images-dir",
         default="/images",
         env_var="LOCUST_IMAGES_DIR",
         help="Folder of photos to upload; their names also make the img_urls. Same path on every worker.",
     )
-    parser.add_argument(
+    add(
         "--image-glob",
         default="*",
         env_var="LOCUST_IMAGE_GLOB",
         help="Glob selecting files in --images-dir, e.g. 'chelsea_640x480.jpg' to send one photo only.",
     )
-    parser.add_argument(
+    add(
         "--image-base-url",
         default="http://nginx/images",
         env_var="LOCUST_IMAGE_BASE_URL",
         help="URL of --images-dir as the classifier fetches it (the img_url prefix).",
     )
-    parser.add_argument(
+    add(
         "--target-rps",
         type=float,
         default=0.0,
@@ -132,7 +142,7 @@ def add_options(parser: Any) -> None:
         ">0: open model, this many arrivals per second over the whole swarm, independent of the answers; "
         "users are the pool that sends them (give more than rps x latency).",
     )
-    parser.add_argument(
+    add(
         "--arrivals",
         default=PROCESSES[0],
         choices=PROCESSES,
@@ -140,7 +150,7 @@ def add_options(parser: Any) -> None:
         help="Arrival process with --target-rps > 0: poisson (exponential gaps, as independent clients "
         "make) or even (evenly spaced).",
     )
-    parser.add_argument(
+    add(
         "--arrivals-seed",
         type=int,
         default=0,
@@ -148,7 +158,7 @@ def add_options(parser: Any) -> None:
         include_in_web_ui=False,
         help="0: new random arrival times every test; >0: the same Poisson gaps every test (reproducible).",
     )
-    parser.add_argument(
+    add(
         "--backoff-first-ms",
         type=float,
         default=dotenv_default("LOCUST_BACKOFF_FIRST_MS"),
@@ -156,21 +166,21 @@ def add_options(parser: Any) -> None:
         help="Closed model: after a connection error a user waits this long before its next request, "
         "doubling with each further one up to --backoff-max-ms; a success resets it. 0: no back-off.",
     )
-    parser.add_argument(
+    add(
         "--backoff-max-ms",
         type=float,
         default=dotenv_default("LOCUST_BACKOFF_MAX_MS"),
         env_var="LOCUST_BACKOFF_MAX_MS",
         help="Closed model: the longest back-off after connection errors (ms).",
     )
-    parser.add_argument(
+    add(
         "--served-by-file",
         default="",
         env_var="LOCUST_SERVED_BY_FILE",
         include_in_web_ui=False,
         help="If set, the master (or a local run) writes the X-Served-By counts as JSON here at exit.",
     )
-    parser.add_argument(
+    add(
         "--server-timing-file",
         default="",
         env_var="LOCUST_SERVER_TIMING_FILE",
@@ -178,7 +188,7 @@ def add_options(parser: Any) -> None:
         help="If set, the master (or a local run) writes the Server-Timing split (GET /server-timing) "
         "as JSON here at exit.",
     )
-    parser.add_argument(
+    add(
         "--arrivals-file",
         default="",
         env_var="LOCUST_ARRIVALS_FILE",
@@ -578,6 +588,10 @@ def on_init(environment: Environment, **_: Any) -> None:
         add_tab(web_ui, SERVER_TIMING_TAB)
         add_tab(web_ui, ARRIVALS_TAB)
         add_route(web_ui, "/metrics", metrics_response)
+        # A value a /swarm form sets stays on the master for every later test (Locust keeps the form's
+        # options), so a client that wants a test with the master's own settings sends these with it.
+        started_with = {k: getattr(options, k) for k in LAB_OPTIONS if getattr(options, k, None) is not None}
+        add_json_route(web_ui, "/options", lambda: started_with)
 
 
 @events.test_start.add_listener

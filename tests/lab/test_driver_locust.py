@@ -211,7 +211,11 @@ def test_driver_measures_each_config_and_summary_matches_locust(
         meta = json.loads((mdir / "measurement.json").read_text())
         assert meta["schema_version"] == SCHEMA_VERSION
         assert json.loads((mdir / "config.json").read_text())["schema_version"] == SCHEMA_VERSION
-        assert meta["options"] == {"target_rps": "0", "arrivals": "poisson"}
+        # Every custom option goes with the form, the master's own start values (.env's here) under the
+        # load model's: a value one run's form set stays on the master for the next run otherwise.
+        options = meta["options"]
+        assert (options["target_rps"], options["arrivals"]) == ("0", "poisson")
+        assert (options["backoff_first_ms"], options["backoff_max_ms"]) == ("100", "1000")
         assert meta["downloads"]["stats.csv"] == 200
         assert 3 <= meta["t_end"] - meta["t_start"] < 10
         # The window closes when the stop is asked for, before users wind down.
@@ -227,6 +231,27 @@ def test_driver_measures_each_config_and_summary_matches_locust(
     assert locust_total <= served <= locust_total + 2 * 3 * 2
     html = (result.run_dir / "report.html").read_text()
     assert html.count("<svg") == 5 + len(summary["configs"])  # the five charts and a timeline each
+
+
+def test_a_locust_option_of_one_run_does_not_hold_in_the_next(cluster: LocustCluster, tmp_path: Path) -> None:
+    """A run with `-o backoff_first_ms=0` (no back-off), then one without: the second runs with the back-off
+    the master started with, and records it, though Locust keeps the first form's value on the master."""
+    stack = FakeStack(
+        cluster.url,
+        {"classifier": os.getpid(), "locust-worker": cluster.worker.pid, "locust-master": cluster.master.pid},
+    )
+    backoffs = []
+    for options in ({"backoff_first_ms": "0"}, {}):
+        settings = ExperimentSettings(
+            replicas=[1], users=[2], duration_s=2, warmup_s=0, slo_p95_ms=1000, locust_options=options
+        )
+        result = Driver(settings, stack, tmp_path / str(len(backoffs)), locust_url=cluster.url,
+                        project_dir=ROOT, sample_interval_s=1).run()  # fmt: skip
+        assert result.error is None, result.error
+        (mdir,) = [d for d in result.run_dir.iterdir() if d.is_dir()]
+        backoffs.append(json.loads((mdir / "arrivals.json").read_text())["backoff"])
+    assert backoffs == [None, {"first_ms": 100.0, "max_ms": 1000.0}]
+    assert LocustAPI(cluster.url).started_with()["backoff_first_ms"] == "100"
 
 
 def test_ctrl_c_stops_the_swarm_keeps_the_measurement_and_writes_a_partial_summary(
