@@ -64,6 +64,10 @@ def test_kill_replica_mid_measurement(stack: Stack, tmp_path: Path) -> None:
     # nginx retries a request on the other replica: at most 0.1 % of requests fail.
     assert config["failures"] <= 0.001 * config["requests"], (config["failures"], config["requests"])
     assert fault["before_rps"] > 0 and fault["worst_p95_ms"] is not None
+    # The other replica serves throughout: the restarted one answers 503 while its model loads, which nginx
+    # sends on, instead of holding every request in its listen backlog until the model is ready (that was
+    # 7 s without a successful answer). A request to the dead address waits out nginx's 2-s connect timeout.
+    assert fault["outage_s"] < TIMELINE_WINDOW_S, fault["outage_s"]
     # Whether the traffic came back to the level before the kill, and when, depends on what else the
     # machine runs during the 35 s after it (it failed a busy machine with the product behaving: RPS fell
     # from 92 to ~50 and stayed there, 0 failures, both replicas serving). It is reported, not asserted;
@@ -146,7 +150,9 @@ def test_a_paused_generator_is_named_not_blamed_on_the_service(stack: Stack, tmp
     """Both Locust workers frozen (docker pause) for 6 s mid-measurement, the service untouched: the
     summary names a generator stall over those seconds, keeps them out of the outage, and its verdict says
     so instead of "not back to the earlier level". reload-nginx@4s is there so that the fault analysis
-    looks at the seconds after it (it costs no request: test_reload_nginx_costs_no_request)."""
+    looks at the seconds after it (it costs no request: test_reload_nginx_costs_no_request). Measured
+    here: a 5-s stall from the freeze (the master marked both workers missing), then 10 s without users
+    (Locust's master had given the missing workers' users up), both named."""
     workers = stack.container_ids("locust-worker")
     paused: dict[str, float] = {}
 
@@ -174,18 +180,21 @@ def test_a_paused_generator_is_named_not_blamed_on_the_service(stack: Stack, tmp
         subprocess.run(["docker", "unpause", *workers], capture_output=True)  # never leave them frozen
     (fault,) = _only_config(run)["faults"]
     print(json.dumps(fault["stalls"], indent=1), paused)
-    generator = [s for s in fault["stalls"] if s["generator"]]
-    assert generator, fault["stalls"]
-    (stall,) = generator
-    # Frozen from paused["at"] for PAUSE_S s; the stall's whole seconds lie inside that (a second in which
-    # a request ended before the freeze, or after it, is not quiet).
-    assert paused["at"] - 1 <= stall["start"] and stall["start"] + stall["seconds"] <= paused["until"] + 1
-    assert stall["seconds"] >= PAUSE_S - 2, stall
-    assert "missing" in stall["workers"], stall["workers"]  # what the workers said: heartbeats stopped
+    stalls = fault["stalls"]
+    assert stalls and all(s["generator"] for s in stalls), stalls
+    # The first starts with the freeze and ends with it (a second in which a request ended before the
+    # freeze, or after it, is not quiet); what the workers said: their heartbeats stopped.
+    first = stalls[0]
+    assert paused["at"] - 1 <= first["start"] <= paused["at"] + 2, (first, paused)
+    assert first["start"] + first["seconds"] <= paused["until"] + 1 and first["seconds"] >= PAUSE_S - 2, first
+    assert "missing" in first["workers"], first["workers"]
+    # Locust's master gave the missing workers' users up: back, the workers idled (a later stall, named
+    # too). None of it is the service's: no failure, no second without service, recovery not judged.
     assert fault["outage_s"] == 0.0 and fault["failures"] == 0, fault
     said = " ".join((run / "summary.md").read_text().split())
-    assert f"the generator stalled for {stall['seconds']} s" in said, said
-    assert "not back to the earlier level" not in said
+    for stall in stalls:
+        assert f"the generator stalled for {stall['seconds']} s" in said, said
+    assert "not back to the earlier level" not in said and "recovery not judged" in said
 
 
 def _nginx_workers(stack: Stack) -> set[str]:
