@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
 
 import pytest
 import pytest_asyncio
@@ -16,6 +14,7 @@ from classifier.errors import ApiError
 from classifier.fetch import Allowlist, ImageFetcher, is_public, make_client, system_resolver
 from tests.classifier.helpers import jpeg_bytes
 from tests.classifier.image_server import ImageServer, image_server
+from tests.keepalive_server import closes_kept_alive_connections
 
 IMAGE = jpeg_bytes((10, 120, 200))
 
@@ -248,51 +247,12 @@ def test_allowlist_parsing() -> None:
     assert Allowlist.parse(["*"]).match("anything.example") == "wildcard"
 
 
-@contextmanager
-def closes_kept_alive_connections() -> Iterator[str]:
-    """A server that answers the first request on each connection (keeping it alive) and closes the
-    connection, unanswered, when a second request comes on it: what an nginx reload does to a kept-alive
-    connection that a request is on its way to. Yields the image's URL."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    head = f"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {len(IMAGE)}\r\n\r\n".encode()
-
-    def serve(conn: socket.socket) -> None:
-        with conn:
-            requests = 0
-            buffer = b""
-            while True:
-                data = conn.recv(65536)
-                if not data:
-                    return
-                buffer += data
-                while b"\r\n\r\n" in buffer:
-                    _, buffer = buffer.split(b"\r\n\r\n", 1)
-                    requests += 1
-                    if requests > 1:
-                        return  # closed as the request came in
-                    conn.sendall(head + IMAGE)
-
-    def accept() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}/image.jpg"
-    finally:
-        listener.close()
-
-
 @pytest.mark.asyncio
 async def test_a_request_lost_on_a_closed_kept_alive_connection_goes_once_more(client: object) -> None:
     """The issue's reload-nginx 422 ("Server disconnected without sending a response"): the second fetch
     goes out on the connection the first kept alive, which the server closes unanswered; the fetch is sent
     again on a new connection and gets the image."""
     fetch = fetcher(client, ["127.0.0.1"])
-    with closes_kept_alive_connections() as url:
+    with closes_kept_alive_connections(IMAGE, "image/jpeg") as port:
         for _ in range(3):
-            assert await fetch.fetch(url) == IMAGE
+            assert await fetch.fetch(f"http://127.0.0.1:{port}/image.jpg") == IMAGE
