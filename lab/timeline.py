@@ -446,6 +446,22 @@ class Band:
     def holds(self, w: Window) -> bool:
         return w.ok_rps >= self.min_rps and w.p95_ms is not None and w.p95_ms <= self.max_p95_ms
 
+    def holds_from(self, by_t: dict[int, Second], ts: list[int]) -> list[bool]:
+        """For each i, whether the seconds ts[i:] taken as one window hold: one pass from the end that adds
+        each second once, so a long measurement costs a merge per second, not per second squared."""
+        merged: Counter[float] = Counter()
+        ok = 0
+        out = [False] * len(ts)
+        for i in range(len(ts) - 1, -1, -1):
+            s = by_t.get(ts[i])
+            if s is not None:
+                merged.update(s.ok_buckets)
+                ok += s.ok
+            if ok / (len(ts) - i) >= self.min_rps:  # the cheap test first: p95 sorts the merged buckets
+                p95 = percentile(merged, 0.95)
+                out[i] = p95 is not None and p95 <= self.max_p95_ms
+        return out
+
 
 def _noise_floor(per_second: np.ndarray, seconds: int) -> float:
     """The lower end of the prediction interval for the mean of `seconds` new seconds, from the seconds
@@ -506,8 +522,9 @@ def fault_impact(
         # The first window that is back in the band and from which the rest of the measurement, taken as
         # one window, is too: recovered, and stays so. One later window that dips as far as the noise
         # carries it does not undo a recovery; a lasting drop (a replica that never came back) does.
+        rest_holds = band.holds_from(by_t, active)
         for i, w in enumerate(windows):
-            if band.holds(w) and band.holds(window_of(by_t, active[i:])):
+            if band.holds(w) and rest_holds[i]:
                 recovery_t = w.start
                 break
     outage = Outage.after(by_t, fault_t, last, stalls)
